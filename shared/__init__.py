@@ -1,0 +1,1 @@
+"""The common library of serverless-mlops: storage, registry, data, training, ONNX, profiles."""

@@ -1,0 +1,61 @@
+"""The append-only audit trail: one create-only object per event under ``audit/<model>/``.
+
+Keys sort by time, so listing the prefix reads the trail in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from shared.spec import validate_model_name
+from shared.store.base import ObjectStore
+
+AuditEventName = Literal[
+    "version_claimed",
+    "version_registered",
+    "version_failed",
+    "alias_moved",
+    "training_failed",
+    "duplicate_ignored",
+]
+
+
+class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing that happened to a model, with enough detail to act on."""
+
+    at: str
+    model: str
+    event: AuditEventName
+    details: dict[str, Any]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (every record stores UTC)."""
+    return datetime.now(UTC)
+
+
+def audit_prefix(model: str) -> str:
+    """The prefix under which the trail of `model` lives."""
+    return f"audit/{validate_model_name(model)}/"
+
+
+def record_event(
+    store: ObjectStore, model: str, event: AuditEventName, **details: Any
+) -> AuditEvent:
+    """Append one event to the trail; never overwrites (create-only write, unique key)."""
+    now = utc_now()
+    entry = AuditEvent(at=now.isoformat(), model=model, event=event, details=details)
+    key = f"{audit_prefix(model)}{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{event}-{uuid.uuid4().hex[:8]}.json"
+    store.put(key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json")
+    return entry
+
+
+def read_trail(store: ObjectStore, model: str) -> Iterator[AuditEvent]:
+    """Every event of `model`, oldest first."""
+    for info in store.list(audit_prefix(model)):
+        yield msgspec.json.decode(store.get(info.key).body, type=AuditEvent)

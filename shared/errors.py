@@ -1,0 +1,57 @@
+"""Domain exceptions: each says what was wrong in words a user can act on.
+
+The edges turn them into HTTP 4xx bodies or failure records; nothing swallows them.
+"""
+
+
+class MlopsError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InvalidKey(MlopsError):
+    """An object key that could escape its store or is malformed."""
+
+
+class ObjectNotFound(MlopsError):
+    """The object store has no object at the key asked for."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object at key {key!r}")
+        self.key = key
+
+
+class PreconditionFailed(MlopsError):
+    """A conditional write lost: the object exists, or changed since it was read."""
+
+    def __init__(self, key: str, condition: str) -> None:
+        super().__init__(f"conditional write of {key!r} failed: {condition}")
+        self.key = key
+        self.condition = condition
+
+
+class StoreConfigError(MlopsError):
+    """The store location (MLOPS_STORE) cannot be understood."""
+
+
+class SpecError(MlopsError):
+    """A model spec is invalid; the message names the field."""
+
+
+class DataError(MlopsError):
+    """A dataset cannot be used for training; the message names the column or row."""
+
+
+class ExportError(MlopsError):
+    """A trained pipeline could not be exported to ONNX, or its export disagrees with it."""
+
+
+class RegistryError(MlopsError):
+    """A registry operation is impossible (unknown model, version or alias)."""
+
+
+class ModelNotFound(RegistryError):
+    """No model of that name has a registry record."""
+
+
+class VersionNotFound(RegistryError):
+    """The model has no such version or alias."""

@@ -1,0 +1,105 @@
+"""The record of one model version (``models/<model>/versions/<n>/metadata.json``).
+
+Written once when the version is registered, read by serving and monitoring.
+Only msgspec here, so the inference path can read it without scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from shared.profile import BaselineProfile
+
+METADATA_SCHEMA_VERSION = 1
+
+
+class FeatureSchema(msgspec.Struct, frozen=True, kw_only=True):
+    """One model input: its column name, kind, ONNX input name and training categories."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    input_name: str  # ONNX input names are sanitised; clients use `name`
+    categories: list[str] = msgspec.field(default_factory=list)
+
+
+class DataLineage(msgspec.Struct, frozen=True, kw_only=True):
+    """Exactly which bytes trained this version."""
+
+    key: str
+    etag: str
+    version_id: str | None
+    sha256: str
+    size_bytes: int
+    rows: int
+    train_rows: int
+    test_rows: int
+
+
+class Lineage(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a version came from: data, spec, code and the packages that built it."""
+
+    data: DataLineage
+    spec_key: str
+    spec_etag: str | None  # None: the spec's defaults, no spec object
+    code_version: str
+    packages: dict[str, str]
+    trigger: str
+
+
+class ParityReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How the exported ONNX graph compared with the fitted pipeline on held-out rows."""
+
+    rows: int
+    max_abs_diff: float
+    atol: float
+    rtol: float
+    violations: int  # rows outside atol + rtol * |scikit-learn value|
+    label_mismatches: int  # classification: rows whose predicted class differs
+    passed: bool
+
+
+class OnnxArtifact(msgspec.Struct, frozen=True, kw_only=True):
+    """The served artifact and the names of its outputs."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    opsets: dict[str, int]
+    label_output: str  # class label (classification) or value (regression)
+    probabilities_output: str | None
+
+
+class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything known about one registered version."""
+
+    schema_version: int = METADATA_SCHEMA_VERSION
+    model: str
+    version: int
+    run_id: str
+    created_at: str
+    task: Literal["classification", "regression"]
+    target: str
+    estimator: str
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    features: list[FeatureSchema]
+    classes: list[str | int] | None
+    metrics: dict[str, float]
+    primary_metric: str
+    parity: ParityReport
+    onnx: OnnxArtifact
+    baseline: BaselineProfile
+    lineage: Lineage
+    timings: dict[str, float]
+
+
+def encode_metadata(metadata: ModelMetadata) -> bytes:
+    """Metadata as indented JSON (people read it too)."""
+    return msgspec.json.format(msgspec.json.encode(metadata), indent=2)
+
+
+def decode_metadata(body: bytes) -> ModelMetadata:
+    """Parse metadata.json back into its record."""
+    return msgspec.json.decode(body, type=ModelMetadata)

@@ -1,0 +1,148 @@
+"""The model spec (``specs/<model>.json``): what to train and how to judge it.
+
+Every field has a default, so a model with no spec trains too. Unknown fields are
+rejected so that a typo (``"estimater"``) is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from shared.errors import ObjectNotFound, SpecError
+from shared.store.base import ObjectStore
+
+Task = Literal["classification", "regression"]
+EstimatorName = Literal["linear", "random_forest", "gradient_boosting"]
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+# Metrics where a smaller value is better; the rest are maximised.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+DEFAULT_PRIMARY_METRIC: dict[str, str] = {"classification": "roc_auc", "regression": "rmse"}
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class ParityTolerance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How far ONNX outputs may stray from scikit-learn's: |onnx - sk| <= atol + rtol * |sk|."""
+
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+
+class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to train for one model; see the README's "Model spec" section."""
+
+    target: str = "target"
+    task: Task | None = None  # None: inferred from the target column
+    features: list[str] | None = None  # None: every column but the target and `drop`
+    drop: list[str] = msgspec.field(default_factory=list)
+    categorical: list[str] = msgspec.field(default_factory=list)  # force categorical
+    estimator: EstimatorName = "linear"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    primary_metric: str | None = None  # None: roc_auc (classification) or rmse (regression)
+    random_seed: int = 0
+    test_fraction: float = 0.2
+    min_rows: int = 20
+    parity: ParityTolerance = msgspec.field(default_factory=ParityTolerance)
+
+    def __post_init__(self) -> None:
+        # msgspec has checked types; these are the rules between fields.
+        if not self.target:
+            raise SpecError("target: must be a non-empty column name")
+        if not 0.05 <= self.test_fraction <= 0.5:
+            raise SpecError(f"test_fraction: must be between 0.05 and 0.5, got {self.test_fraction}")
+        if self.min_rows < 10:
+            raise SpecError(f"min_rows: must be at least 10, got {self.min_rows}")
+        if self.target in self.drop:
+            raise SpecError(f"drop: lists the target column {self.target!r}")
+        if self.features is not None:
+            if not self.features:
+                raise SpecError("features: must list at least one column, or be left out")
+            if self.target in self.features:
+                raise SpecError(f"features: lists the target column {self.target!r}")
+            both = sorted(set(self.features) & set(self.drop))
+            if both:
+                raise SpecError(f"features and drop both list {both}")
+        if self.parity.atol < 0 or self.parity.rtol < 0:
+            raise SpecError("parity: atol and rtol must be >= 0")
+        known = CLASSIFICATION_METRICS + REGRESSION_METRICS
+        if self.primary_metric is not None and self.primary_metric not in known:
+            raise SpecError(f"primary_metric: {self.primary_metric!r} is not one of {list(known)}")
+        if self.task is not None:
+            self.check_task(self.task)
+
+    def check_task(self, task: Task) -> None:
+        """Raise SpecError if a field contradicts the task (given or inferred)."""
+        allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+        if self.primary_metric is not None and self.primary_metric not in allowed:
+            raise SpecError(
+                f"primary_metric: {self.primary_metric!r} does not apply to {task}; "
+                f"use one of {list(allowed)}"
+            )
+
+    def metric_for(self, task: Task) -> str:
+        """The primary metric for `task`, with the default filled in."""
+        return self.primary_metric or DEFAULT_PRIMARY_METRIC[task]
+
+
+def validate_model_name(name: str) -> str:
+    """Return `name` if it can name a model (and a key prefix), else raise SpecError."""
+    if not _MODEL_NAME.fullmatch(name):
+        raise SpecError(
+            f"model name {name!r} is invalid: use 1-64 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def spec_key(model: str) -> str:
+    """Where the spec of `model` lives in the bucket."""
+    return f"specs/{validate_model_name(model)}.json"
+
+
+def parse_spec(body: bytes, *, source: str = "spec") -> ModelSpec:
+    """Decode and validate a spec document; errors name the source and the field."""
+    try:
+        return msgspec.json.decode(body, type=ModelSpec)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `int`, got `str` - at `$.min_rows`"
+        raise SpecError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise SpecError(f"{source}: not valid JSON ({exc})") from None
+
+
+def load_spec(store: ObjectStore, model: str) -> tuple[ModelSpec, str | None]:
+    """The spec of `model` and its ETag; the defaults (and None) when there is no spec."""
+    key = spec_key(model)
+    try:
+        obj = store.get(key)
+    except ObjectNotFound:
+        return ModelSpec(), None
+    return parse_spec(obj.body, source=key), obj.etag
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """The spec as plain JSON data, defaults included (it is recorded with each version)."""
+    data: dict[str, Any] = msgspec.to_builtins(spec)
+    return data
+
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "LOWER_IS_BETTER",
+    "REGRESSION_METRICS",
+    "ModelSpec",
+    "ParityTolerance",
+    "Task",
+    "load_spec",
+    "parse_spec",
+    "spec_key",
+    "spec_to_dict",
+    "validate_model_name",
+]

@@ -1,0 +1,355 @@
+"""One training run: from a dataset object to a registered, checked ONNX version.
+
+    read spec + data -> validate/prepare -> split -> fit -> export -> parity check
+    -> held-out metrics (from the ONNX outputs: what will be served) -> baseline profile
+    -> claim a version number -> write artifacts -> mark ready (first: production)
+
+Bad data or spec never registers anything: it leaves a `training_failed` audit record.
+The same dataset object (key + ETag + version id) under the same spec trains once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+from shared.audit import record_event, utc_now
+from shared.dataset import PreparedData, prepare
+from shared.errors import DataError, ExportError, MlopsError
+from shared.metadata import (
+    DataLineage,
+    FeatureSchema,
+    Lineage,
+    ModelMetadata,
+    OnnxArtifact,
+    encode_metadata,
+)
+from shared.model_card import render_model_card
+from shared.onnx_export import (
+    LABEL_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    REGRESSION_OUTPUT,
+    check_parity,
+    export_pipeline,
+    onnx_input_names,
+    opsets_of,
+)
+from shared.profile import (
+    BaselineProfile,
+    FeatureProfile,
+    profile_categorical,
+    profile_numeric,
+    profile_predictions,
+)
+from shared.registry import ModelRegistry, source_of, version_prefix
+from shared.runtime import OnnxModel, sha256_hex
+from shared.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
+from shared.store.base import ObjectStore, StoredObject
+from shared.training import (
+    classification_metrics,
+    effective_params,
+    fit_pipeline,
+    regression_metrics,
+    split_rows,
+)
+
+DATASETS_PREFIX = "datasets/"
+_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "msgspec", "boto3")
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a run did: registered a version, recognised a duplicate, or failed (why)."""
+
+    model: str
+    data_key: str
+    run_id: str
+    status: Literal["registered", "duplicate", "failed"]
+    version: int | None = None
+    alias: str | None = None
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def model_of_data_key(key: str) -> str:
+    """The model an upload trains: ``datasets/<model>/<file>.csv`` -> ``<model>``."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != DATASETS_PREFIX.rstrip("/") or not key.endswith(".csv"):
+        raise DataError(f"{key!r} is not a dataset key: expected datasets/<model>/<name>.csv")
+    return validate_model_name(parts[1])
+
+
+def source_fingerprint(data: StoredObject, spec_etag: str | None) -> str:
+    """Identity of (data object, spec): a redelivered event maps to the same value."""
+    ident = f"{data.key}\n{data.etag}\n{data.version_id or ''}\n{spec_etag or 'defaults'}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 6)
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _code_version() -> str:
+    # Deployments stamp MLOPS_CODE_VERSION (e.g. a git commit); else the package version.
+    env = os.environ.get("MLOPS_CODE_VERSION")
+    if env:
+        return env
+    try:
+        return f"serverless-mlops {importlib.metadata.version('serverless-mlops')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "serverless-mlops (unpackaged)"
+
+
+def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureSchema]:
+    names = [f.name for f in data.features]
+    schema = []
+    for i, (feature, input_name) in enumerate(zip(data.features, onnx_input_names(names), strict=True)):
+        categories: list[str] = []
+        if feature.kind == "categorical":
+            seen = {str(v) for v in data.X[train_rows, i]}
+            categories = sorted(seen - {""})
+        schema.append(
+            FeatureSchema(name=feature.name, kind=feature.kind, input_name=input_name, categories=categories)
+        )
+    return schema
+
+
+def _baseline(
+    data: PreparedData, schema: list[FeatureSchema], predictions: np.ndarray
+) -> BaselineProfile:
+    profiles: dict[str, FeatureProfile] = {}
+    for i, feature in enumerate(schema):
+        column = data.X[:, i]
+        if feature.kind == "numeric":
+            profiles[feature.name] = profile_numeric(column.astype(np.float64))
+        else:
+            profiles[feature.name] = profile_categorical(column)
+    return BaselineProfile(
+        rows=data.n_rows,
+        features=profiles,
+        predictions=profile_predictions(data.task, predictions),
+    )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A checked model, ready to be registered."""
+
+    onnx_bytes: bytes
+    metadata_without_version: ModelMetadata
+
+
+def _build_candidate(
+    model: str,
+    data_obj: StoredObject,
+    spec: ModelSpec,
+    spec_etag: str | None,
+    run_id: str,
+    trigger: str,
+    watch: _Stopwatch,
+) -> _Candidate:
+    with watch.step("prepare"):
+        data = prepare(data_obj.body, spec, source=data_obj.key)
+        spec.check_task(data.task)
+        split = split_rows(data, spec)
+        schema = _feature_schema(data, split.train)
+    with watch.step("fit"):
+        pipeline = fit_pipeline(data, spec, split)
+    with watch.step("export"):
+        onnx_bytes = export_pipeline(pipeline, schema, data.task)
+        onnx_model = OnnxModel(onnx_bytes, schema)
+    with watch.step("parity"):
+        X_test, y_test = data.X[split.test], data.y[split.test]
+        parity, outputs = check_parity(pipeline, onnx_model, X_test, data.task, spec.parity)
+        if not parity.passed:
+            raise ExportError(
+                f"ONNX export disagrees with scikit-learn on {parity.violations} of "
+                f"{parity.rows} held-out rows (max |difference| {parity.max_abs_diff:.3g}, "
+                f"allowed {spec.parity.atol:g} + {spec.parity.rtol:g}*|value|); not registered"
+            )
+    with watch.step("metrics"):
+        classes: list[str | int] | None = None
+        if data.task == "classification":
+            fitted_classes = np.asarray(pipeline.classes_)
+            classes = [c.item() if isinstance(c, np.generic) else c for c in fitted_classes]
+            predictions = outputs[LABEL_OUTPUT].ravel()
+            metrics = classification_metrics(
+                y_test, predictions, outputs[PROBABILITIES_OUTPUT], fitted_classes
+            )
+        else:
+            predictions = outputs[REGRESSION_OUTPUT].ravel()
+            metrics = regression_metrics(y_test, predictions)
+    with watch.step("profile"):
+        baseline = _baseline(data, schema, predictions)
+    metadata = ModelMetadata(
+        model=model,
+        version=0,  # set once a number is claimed
+        run_id=run_id,
+        created_at=utc_now().isoformat(),
+        task=data.task,
+        target=spec.target,
+        estimator=spec.estimator,
+        params=effective_params(pipeline),
+        spec=spec_to_dict(spec),
+        features=schema,
+        classes=classes,
+        metrics=metrics,
+        primary_metric=spec.metric_for(data.task),
+        parity=parity,
+        onnx=OnnxArtifact(
+            file="model.onnx",
+            sha256=sha256_hex(onnx_bytes),
+            size_bytes=len(onnx_bytes),
+            opsets=opsets_of(onnx_bytes),
+            label_output=LABEL_OUTPUT if data.task == "classification" else REGRESSION_OUTPUT,
+            probabilities_output=PROBABILITIES_OUTPUT if data.task == "classification" else None,
+        ),
+        baseline=baseline,
+        lineage=Lineage(
+            data=DataLineage(
+                key=data_obj.key,
+                etag=data_obj.etag,
+                version_id=data_obj.version_id,
+                sha256=sha256_hex(data_obj.body),
+                size_bytes=len(data_obj.body),
+                rows=data.n_rows,
+                train_rows=int(split.train.size),
+                test_rows=int(split.test.size),
+            ),
+            spec_key=spec_key(model),
+            spec_etag=spec_etag,
+            code_version=_code_version(),
+            packages=_package_versions(),
+            trigger=trigger,
+        ),
+        timings={},
+    )
+    return _Candidate(onnx_bytes=onnx_bytes, metadata_without_version=metadata)
+
+
+def _register(
+    store: ObjectStore,
+    registry: ModelRegistry,
+    candidate: _Candidate,
+    source: str,
+    watch: _Stopwatch,
+) -> TrainingOutcome:
+    meta = candidate.metadata_without_version
+    entry, duplicate = registry.claim(run_id=meta.run_id, source=source, data_key=meta.lineage.data.key)
+    if duplicate:
+        return TrainingOutcome(
+            model=meta.model,
+            data_key=meta.lineage.data.key,
+            run_id=meta.run_id,
+            status="duplicate",
+            version=entry.version,
+        )
+    prefix = version_prefix(meta.model, entry.version)
+    try:
+        with watch.step("register"):
+            final = msgspec.structs.replace(meta, version=entry.version, timings=dict(watch.timings))
+            # Create-only: a claimed number's folder is written once, by its claimer.
+            store.put(prefix + "model.onnx", candidate.onnx_bytes, if_none_match=True)
+            store.put(
+                prefix + "model_card.md",
+                render_model_card(final).encode(),
+                if_none_match=True,
+                content_type="text/markdown; charset=utf-8",
+            )
+            # metadata.json last: its presence means the folder is complete.
+            store.put(
+                prefix + "metadata.json",
+                encode_metadata(final),
+                if_none_match=True,
+                content_type="application/json",
+            )
+            alias = registry.complete(
+                entry.version,
+                sha256=final.onnx.sha256,
+                primary_metric=final.primary_metric,
+                metric_value=final.metrics[final.primary_metric],
+            )
+    except Exception as exc:
+        registry.fail(entry.version, reason=f"registration failed: {exc}")
+        raise
+    return TrainingOutcome(
+        model=meta.model,
+        data_key=meta.lineage.data.key,
+        run_id=meta.run_id,
+        status="registered",
+        version=entry.version,
+        alias=alias,
+        metrics=dict(final.metrics),
+    )
+
+
+def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> TrainingOutcome:
+    """Train the model that `data_key` belongs to and register the result.
+
+    Returns a failed outcome (and leaves an audit record) for bad data, a bad spec or a
+    failed export check; other errors are recorded and raised, so the platform retries.
+    """
+    model = model_of_data_key(data_key)
+    watch = _Stopwatch()
+    registry = ModelRegistry(store, model)
+    run_id = "pending"
+    try:
+        with watch.step("read"):
+            spec, spec_etag = load_spec(store, model)
+            data_obj = store.get(data_key)
+        source = source_fingerprint(data_obj, spec_etag)
+        run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{source[:12]}"
+        existing = source_of(registry.read()[0], source)
+        if existing is not None:
+            record_event(
+                store, model, "duplicate_ignored", data_key=data_key, version=existing.version
+            )
+            return TrainingOutcome(
+                model=model, data_key=data_key, run_id=existing.run_id,
+                status="duplicate", version=existing.version,
+            )
+        candidate = _build_candidate(model, data_obj, spec, spec_etag, run_id, trigger, watch)
+        return _register(store, registry, candidate, source, watch)
+    except MlopsError as exc:
+        record_event(
+            store, model, "training_failed", data_key=data_key, run_id=run_id,
+            error=type(exc).__name__, reason=str(exc),
+        )
+        return TrainingOutcome(
+            model=model, data_key=data_key, run_id=run_id, status="failed", reason=str(exc)
+        )
+    except Exception as exc:
+        record_event(
+            store, model, "training_failed", data_key=data_key, run_id=run_id,
+            error=type(exc).__name__, reason=f"unexpected: {exc}",
+        )
+        raise

@@ -1,0 +1,245 @@
+"""Upload a dataset, train, and find a checked ONNX version registered."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from shared.audit import read_trail
+from shared.errors import ObjectNotFound
+from shared.metadata import decode_metadata
+from shared.registry import ModelRegistry, version_prefix
+from shared.runtime import OnnxModel, sha256_hex
+from shared.store.base import ObjectStore
+from shared.store.local import LocalStore
+from shared.training_job import train_from_dataset
+from tests.factories import classification_csv, regression_csv
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+def put_spec(store: ObjectStore, model: str, **spec: object) -> None:
+    store.put(f"specs/{model}.json", json.dumps(spec).encode())
+
+
+def train(store: ObjectStore, model: str, body: bytes, name: str = "data.csv"):  # type: ignore[no-untyped-def]
+    key = f"datasets/{model}/{name}"
+    store.put(key, body)
+    return train_from_dataset(store, key, trigger="test")
+
+
+@pytest.mark.parametrize("estimator", ["linear", "random_forest", "gradient_boosting"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_each_estimator_trains_exports_and_registers(
+    local: LocalStore, estimator: str, task: str
+) -> None:
+    params = {"n_estimators": 20} if estimator == "random_forest" else {}
+    put_spec(local, "m", estimator=estimator, params=params)
+    body = classification_csv() if task == "classification" else regression_csv()
+
+    outcome = train(local, "m", body)
+
+    assert outcome.status == "registered", outcome.reason
+    assert (outcome.version, outcome.alias) == (1, "production")
+    prefix = version_prefix("m", 1)
+    onnx_bytes = local.get(prefix + "model.onnx").body
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    assert meta.task == task and meta.estimator == estimator
+    assert meta.onnx.sha256 == sha256_hex(onnx_bytes)
+    assert meta.lineage.data.sha256 == sha256_hex(body)
+    assert meta.lineage.data.rows == 300
+    assert meta.lineage.data.train_rows + meta.lineage.data.test_rows == 300
+    assert meta.parity.passed and meta.parity.violations == 0
+    assert meta.parity.max_abs_diff <= meta.parity.atol + 1e-3
+    expected = {"accuracy", "f1", "roc_auc", "log_loss"} if task == "classification" else {
+        "rmse", "mae", "r2"}
+    assert set(meta.metrics) == expected
+    # The data carries signal: a working pipeline beats chance by a wide margin.
+    if task == "classification":
+        assert meta.metrics["roc_auc"] > 0.8
+        assert meta.classes == ["no", "yes"]
+    else:
+        assert meta.metrics["r2"] > 0.5
+    assert [f.name for f in meta.features] == ["x0", "x1", "x2", "x3", "x4", "region", "plan"]
+    assert meta.features[5].categories == ["north", "south"]
+    assert set(meta.timings) >= {"read", "prepare", "fit", "export", "parity", "profile"}
+    assert b"version 1" in local.get(prefix + "model_card.md").body
+    record = ModelRegistry(local, "m").load()
+    assert record.aliases == {"production": 1}
+    assert record.entry(1).status == "ready"
+    assert record.entry(1).sha256 == meta.onnx.sha256
+
+
+def test_exported_graph_takes_raw_values_by_name_with_gaps_and_unknown_categories(
+    local: LocalStore,
+) -> None:
+    assert train(local, "m", classification_csv()).status == "registered"
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
+    columns = {
+        "x0": np.array([0.5, np.nan]), "x1": np.array([1.0, 2.0]), "x2": np.array([0.0, 0.0]),
+        "x3": np.array([-1.0, 1.0]), "x4": np.array([0.1, 0.2]),
+        "region": np.array(["north", ""]), "plan": np.array(["never-seen", "pro"]),
+    }
+    out = model.run(model.feed_from_columns(columns))
+    assert out["probabilities"].shape == (2, 2)
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    assert set(out["label"]) <= {"no", "yes"}
+    # The artifact is a plain ONNX file: onnxruntime alone can open it.
+    session = ort.InferenceSession(local.get(prefix + "model.onnx").body)
+    assert [i.name for i in session.get_inputs()][:2] == ["x0", "x1"]
+
+
+def test_baseline_profile_is_stored_and_compact(local: LocalStore) -> None:
+    train(local, "m", classification_csv())
+    raw = local.get(version_prefix("m", 1) + "metadata.json").body
+    baseline = json.loads(raw)["baseline"]
+    assert baseline["rows"] == 300
+    x1 = baseline["features"]["x1"]
+    assert x1["kind"] == "numeric" and x1["missing"] == 18 and sum(x1["counts"]) == 300 - 18
+    assert len(x1["counts"]) == len(x1["edges"]) + 1 <= 11
+    plan = baseline["features"]["plan"]
+    assert plan["kind"] == "categorical" and set(plan["counts"]) == {"basic", "plus", "pro"}
+    assert sum(baseline["predictions"]["class_counts"].values()) == 60
+    assert len(raw) < 20_000
+
+
+def test_multiclass(local: LocalStore) -> None:
+    outcome = train(local, "m", classification_csv(n_classes=3))
+    assert outcome.status == "registered", outcome.reason
+    meta = decode_metadata(local.get(version_prefix("m", 1) + "metadata.json").body)
+    assert meta.classes == ["maybe", "no", "yes"]
+
+
+def test_same_dataset_twice_trains_once(local: LocalStore) -> None:
+    body = classification_csv()
+    first = train(local, "m", body)
+    second = train_from_dataset(local, "datasets/m/data.csv", trigger="test")
+    assert (first.status, second.status) == ("registered", "duplicate")
+    assert second.version == 1
+    assert len(ModelRegistry(local, "m").load().versions) == 1
+
+
+def test_new_data_becomes_staging_and_production_stays(local: LocalStore) -> None:
+    train(local, "m", classification_csv(seed=0))
+    second = train(local, "m", classification_csv(seed=1), name="more.csv")
+    assert (second.version, second.alias) == (2, "staging")
+    record = ModelRegistry(local, "m").load()
+    assert record.aliases == {"production": 1, "staging": 2}
+    assert [c.alias for c in record.alias_history] == ["production", "staging"]
+
+
+def test_changed_spec_retrains_the_same_data(local: LocalStore) -> None:
+    body = classification_csv()
+    train(local, "m", body)
+    put_spec(local, "m", estimator="random_forest", params={"n_estimators": 10})
+    outcome = train_from_dataset(local, "datasets/m/data.csv", trigger="test")
+    assert (outcome.status, outcome.version) == ("registered", 2)
+
+
+def test_parity_beyond_tolerance_registers_nothing(local: LocalStore) -> None:
+    # float32 serving can never match float64 exactly: a zero tolerance must fail.
+    put_spec(local, "m", parity={"atol": 0.0, "rtol": 0.0})
+    outcome = train(local, "m", regression_csv())
+    assert outcome.status == "failed"
+    assert "ONNX export disagrees with scikit-learn" in (outcome.reason or "")
+    with pytest.raises(ObjectNotFound):
+        local.get("models/m/registry.json")
+    assert [e.event for e in read_trail(local, "m")] == ["training_failed"]
+
+
+@pytest.mark.parametrize(
+    ("body", "spec", "message"),
+    [
+        (b"", {}, "empty"),
+        (b"a,b,target\n1,2,x\n", {}, "rows"),
+        (classification_csv(), {"target": "label"}, "label"),
+        (classification_csv(), {"estimater": "linear"}, "estimater"),
+        (classification_csv(), {"params": {"n_trees": 3}}, "n_trees"),
+        (classification_csv(), {"estimator": "random_forest", "params": {"n_estimators": -1}},
+         "n_estimators"),
+        (classification_csv(), {"task": "regression", "primary_metric": "f1"}, "primary_metric"),
+        (classification_csv(), {"primary_metric": "rmse"}, "primary_metric"),
+    ],
+)
+def test_bad_input_fails_with_a_clear_error_and_no_version(
+    local: LocalStore, body: bytes, spec: dict[str, object], message: str
+) -> None:
+    if spec:
+        put_spec(local, "m", **spec)
+    outcome = train(local, "m", body)
+    assert outcome.status == "failed"
+    assert message in (outcome.reason or "")
+    with pytest.raises(ObjectNotFound):
+        local.get("models/m/registry.json")
+    failures = [e for e in read_trail(local, "m") if e.event == "training_failed"]
+    assert len(failures) == 1
+    assert failures[0].details["data_key"] == "datasets/m/data.csv"
+    assert message in failures[0].details["reason"]
+
+
+def test_failed_run_after_a_good_one_moves_no_alias(local: LocalStore) -> None:
+    train(local, "m", classification_csv())
+    before = ModelRegistry(local, "m").load()
+    outcome = train(local, "m", b"x0,target\n", name="broken.csv")
+    assert outcome.status == "failed"
+    assert ModelRegistry(local, "m").load() == before
+
+
+class FailingArtifactStore(LocalStore):
+    """A store whose artifact writes fail, as a full disk or a revoked permission would."""
+
+    def put(self, key: str, body: bytes, **kwargs: object) -> str:  # type: ignore[override]
+        if key.endswith("model.onnx"):
+            raise OSError("disk full")
+        return super().put(key, body, **kwargs)  # type: ignore[arg-type]
+
+
+def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None:
+    store = FailingArtifactStore(tmp_path / "s")
+    store.put("datasets/m/data.csv", classification_csv())
+    with pytest.raises(OSError, match="disk full"):
+        train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+    record = ModelRegistry(store, "m").load()
+    assert record.entry(1).status == "failed" and "disk full" in (record.entry(1).reason or "")
+    assert record.aliases == {}
+
+
+def test_two_concurrent_trainings_get_versions_1_and_2(local: LocalStore) -> None:
+    local.put("datasets/m/a.csv", classification_csv(seed=0))
+    local.put("datasets/m/b.csv", classification_csv(seed=1))
+    outcomes = []
+    barrier = threading.Barrier(2)
+
+    def run(key: str) -> None:
+        barrier.wait()
+        outcomes.append(train_from_dataset(local, key, trigger="test"))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in ("datasets/m/a.csv", "datasets/m/b.csv")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.version for o in outcomes if o.version) == [1, 2]
+    record = ModelRegistry(local, "m").load()
+    assert [e.status for e in record.versions] == ["ready", "ready"]
+    assert sorted(record.aliases) == ["production", "staging"]
+
+
+def test_metadata_round_trips(local: LocalStore) -> None:
+    train(local, "m", regression_csv())
+    raw = local.get(version_prefix("m", 1) + "metadata.json").body
+    meta = decode_metadata(raw)
+    assert msgspec.json.decode(msgspec.json.encode(meta)) == json.loads(raw)
+    assert meta.lineage.packages["scikit-learn"]
+    assert meta.lineage.spec_etag is None  # trained on the defaults
