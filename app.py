@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from chalice import Chalice
-from chalice.app import S3Event
+from chalice.app import Chalice, S3Event
 
 from functions import training
 

@@ -28,14 +28,18 @@ from shared.training_job import TrainingOutcome, train_from_dataset
 def _print_outcome(outcome: TrainingOutcome) -> None:
     if outcome.status == "registered":
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()))
-        print(f"registered {outcome.model} version {outcome.version} as {outcome.alias} ({metrics})")
+        print(
+            f"registered {outcome.model} version {outcome.version} as {outcome.alias} ({metrics})"
+        )
     elif outcome.status == "duplicate":
         print(f"{outcome.data_key} was already trained as version {outcome.version}; nothing to do")
     else:
         print(f"training of {outcome.model} failed: {outcome.reason}", file=sys.stderr)
 
 
-def upload(store: ObjectStore, path: Path, model: str, spec_path: Path | None) -> TrainingOutcome | None:
+def upload(
+    store: ObjectStore, path: Path, model: str, spec_path: Path | None
+) -> TrainingOutcome | None:
     """Put a CSV (and optionally its spec) where the trigger expects it; train if local."""
     validate_model_name(model)
     if spec_path is not None:

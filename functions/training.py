@@ -21,7 +21,9 @@ def dataset_keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def handle_s3_event(event: Mapping[str, Any], store: ObjectStore | None = None) -> list[TrainingOutcome]:
+def handle_s3_event(
+    event: Mapping[str, Any], store: ObjectStore | None = None
+) -> list[TrainingOutcome]:
     """Train once per uploaded dataset in the event; the store defaults to MLOPS_STORE."""
     store = store or open_store()
     outcomes = []

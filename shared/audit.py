@@ -50,7 +50,8 @@ def record_event(
     """Append one event to the trail; never overwrites (create-only write, unique key)."""
     now = utc_now()
     entry = AuditEvent(at=now.isoformat(), model=model, event=event, details=details)
-    key = f"{audit_prefix(model)}{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{event}-{uuid.uuid4().hex[:8]}.json"
+    stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
+    key = f"{audit_prefix(model)}{stamp}-{event}-{uuid.uuid4().hex[:8]}.json"
     store.put(key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json")
     return entry
 

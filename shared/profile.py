@@ -103,6 +103,10 @@ def profile_numeric(values: np.ndarray, edges: Sequence[float] | None = None) ->
     missing = int(np.isnan(values).sum())
     present = values[~np.isnan(values)]
     chosen = list(edges) if edges is not None else quantile_edges(present)
+    lo: float | None
+    hi: float | None
+    mean: float | None
+    std: float | None
     if present.size:
         lo, hi = float(present.min()), float(present.max())
         mean, std = _finite_or_none(present.mean()), _finite_or_none(present.std())
@@ -130,11 +134,7 @@ def profile_categorical(
     """
     counter = Counter(str(v) for v in values)
     missing = counter.pop(missing_marker, 0)
-    keep = (
-        set(known)
-        if known is not None
-        else {c for c, _ in counter.most_common(MAX_CATEGORIES)}
-    )
+    keep = set(known) if known is not None else {c for c, _ in counter.most_common(MAX_CATEGORIES)}
     counts: dict[str, int] = {}
     other = 0
     for category, n in sorted(counter.items()):
@@ -144,7 +144,7 @@ def profile_categorical(
             other += n
     if other:
         counts[OTHER] = other
-    return CategoricalProfile(count=int(len(values)), missing=missing, counts=counts)
+    return CategoricalProfile(count=len(values), missing=missing, counts=counts)
 
 
 def profile_predictions(

@@ -16,8 +16,13 @@ from typing import Literal
 import msgspec
 
 from shared.audit import record_event, utc_now
-from shared.errors import ModelNotFound, ObjectNotFound, PreconditionFailed, RegistryError
-from shared.errors import VersionNotFound
+from shared.errors import (
+    ModelNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryError,
+    VersionNotFound,
+)
 from shared.spec import validate_model_name
 from shared.store.base import ObjectStore
 
@@ -177,10 +182,14 @@ def complete_version(
     return move_alias(record, alias, version, reason="registered", now=now), alias
 
 
-def fail_version(record: RegistryRecord, version: int, *, reason: str, now: datetime) -> RegistryRecord:
+def fail_version(
+    record: RegistryRecord, version: int, *, reason: str, now: datetime
+) -> RegistryRecord:
     """Mark a pending version failed; its number stays taken, its aliases untouched."""
     entry = record.entry(version)
-    failed = msgspec.structs.replace(entry, status="failed", reason=reason, updated_at=now.isoformat())
+    failed = msgspec.structs.replace(
+        entry, status="failed", reason=reason, updated_at=now.isoformat()
+    )
     return _replace_entry(record, failed)
 
 
@@ -229,7 +238,9 @@ class ModelRegistry:
             body = msgspec.json.format(msgspec.json.encode(updated), indent=2)
             try:
                 if etag is None:
-                    self.store.put(self.key, body, if_none_match=True, content_type="application/json")
+                    self.store.put(
+                        self.key, body, if_none_match=True, content_type="application/json"
+                    )
                 else:
                     self.store.put(self.key, body, if_match=etag, content_type="application/json")
                 return updated
@@ -259,7 +270,9 @@ class ModelRegistry:
         self.update(change)
         entry, duplicate = claimed[0]
         if not duplicate:
-            record_event(self.store, self.model, "version_claimed", version=entry.version, run_id=run_id)
+            record_event(
+                self.store, self.model, "version_claimed", version=entry.version, run_id=run_id
+            )
         return entry, duplicate
 
     def complete(
@@ -292,7 +305,9 @@ class ModelRegistry:
     def set_alias(self, alias: Alias, version: int, *, reason: str) -> RegistryRecord:
         """Point `alias` at `version` (recorded in the history and the audit trail)."""
         record = self.update(lambda r: move_alias(r, alias, version, reason=reason, now=utc_now()))
-        record_event(self.store, self.model, "alias_moved", alias=alias, version=version, reason=reason)
+        record_event(
+            self.store, self.model, "alias_moved", alias=alias, version=version, reason=reason
+        )
         return record
 
 

@@ -56,4 +56,6 @@ class OnnxModel:
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of the graph, by output name."""
         outputs = self.session.run(self.output_names, dict(feed))
-        return {name: np.asarray(value) for name, value in zip(self.output_names, outputs, strict=True)}
+        return {
+            name: np.asarray(value) for name, value in zip(self.output_names, outputs, strict=True)
+        }

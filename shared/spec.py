@@ -54,7 +54,9 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if not self.target:
             raise SpecError("target: must be a non-empty column name")
         if not 0.05 <= self.test_fraction <= 0.5:
-            raise SpecError(f"test_fraction: must be between 0.05 and 0.5, got {self.test_fraction}")
+            raise SpecError(
+                f"test_fraction: must be between 0.05 and 0.5, got {self.test_fraction}"
+            )
         if self.min_rows < 10:
             raise SpecError(f"min_rows: must be at least 10, got {self.min_rows}")
         if self.target in self.drop:

@@ -132,13 +132,17 @@ def _code_version() -> str:
 def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureSchema]:
     names = [f.name for f in data.features]
     schema = []
-    for i, (feature, input_name) in enumerate(zip(data.features, onnx_input_names(names), strict=True)):
+    for i, (feature, input_name) in enumerate(
+        zip(data.features, onnx_input_names(names), strict=True)
+    ):
         categories: list[str] = []
         if feature.kind == "categorical":
             seen = {str(v) for v in data.X[train_rows, i]}
             categories = sorted(seen - {""})
         schema.append(
-            FeatureSchema(name=feature.name, kind=feature.kind, input_name=input_name, categories=categories)
+            FeatureSchema(
+                name=feature.name, kind=feature.kind, input_name=input_name, categories=categories
+            )
         )
     return schema
 
@@ -264,7 +268,9 @@ def _register(
     watch: _Stopwatch,
 ) -> TrainingOutcome:
     meta = candidate.metadata_without_version
-    entry, duplicate = registry.claim(run_id=meta.run_id, source=source, data_key=meta.lineage.data.key)
+    entry, duplicate = registry.claim(
+        run_id=meta.run_id, source=source, data_key=meta.lineage.data.key
+    )
     if duplicate:
         return TrainingOutcome(
             model=meta.model,
@@ -276,7 +282,9 @@ def _register(
     prefix = version_prefix(meta.model, entry.version)
     try:
         with watch.step("register"):
-            final = msgspec.structs.replace(meta, version=entry.version, timings=dict(watch.timings))
+            final = msgspec.structs.replace(
+                meta, version=entry.version, timings=dict(watch.timings)
+            )
             # Create-only: a claimed number's folder is written once, by its claimer.
             store.put(prefix + "model.onnx", candidate.onnx_bytes, if_none_match=True)
             store.put(
@@ -334,22 +342,35 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
                 store, model, "duplicate_ignored", data_key=data_key, version=existing.version
             )
             return TrainingOutcome(
-                model=model, data_key=data_key, run_id=existing.run_id,
-                status="duplicate", version=existing.version,
+                model=model,
+                data_key=data_key,
+                run_id=existing.run_id,
+                status="duplicate",
+                version=existing.version,
             )
         candidate = _build_candidate(model, data_obj, spec, spec_etag, run_id, trigger, watch)
         return _register(store, registry, candidate, source, watch)
     except MlopsError as exc:
         record_event(
-            store, model, "training_failed", data_key=data_key, run_id=run_id,
-            error=type(exc).__name__, reason=str(exc),
+            store,
+            model,
+            "training_failed",
+            data_key=data_key,
+            run_id=run_id,
+            error=type(exc).__name__,
+            reason=str(exc),
         )
         return TrainingOutcome(
             model=model, data_key=data_key, run_id=run_id, status="failed", reason=str(exc)
         )
     except Exception as exc:
         record_event(
-            store, model, "training_failed", data_key=data_key, run_id=run_id,
-            error=type(exc).__name__, reason=f"unexpected: {exc}",
+            store,
+            model,
+            "training_failed",
+            data_key=data_key,
+            run_id=run_id,
+            error=type(exc).__name__,
+            reason=f"unexpected: {exc}",
         )
         raise

@@ -18,15 +18,17 @@ def to_csv(header: list[str], rows: list[list[object]]) -> bytes:
     return out.getvalue().encode()
 
 
-def _with_categorical(X: np.ndarray, rng: np.random.Generator) -> tuple[list[str], list[list[object]]]:
+def _with_categorical(
+    X: np.ndarray, rng: np.random.Generator
+) -> tuple[list[str], list[list[object]]]:
     header = [f"x{i}" for i in range(X.shape[1])] + ["region", "plan"]
     # region depends on x0 so the categorical column carries signal.
     regions = np.where(X[:, 0] > 0, "north", "south")
-    plans = rng.choice(["basic", "plus", "pro"], size=X.shape[0])
+    plans = [str(p) for p in np.asarray(rng.choice(["basic", "plus", "pro"], size=X.shape[0]))]
     rows: list[list[object]] = []
     for i in range(X.shape[0]):
         values: list[object] = [repr(float(v)) for v in X[i]]
-        values += [regions[i], plans[i]]
+        values += [str(regions[i]), plans[i]]
         if i % 17 == 3:
             values[1] = ""  # a missing number
         if i % 23 == 5:
@@ -38,8 +40,12 @@ def _with_categorical(X: np.ndarray, rng: np.random.Generator) -> tuple[list[str
 def classification_csv(n_rows: int = 300, *, seed: int = 0, n_classes: int = 2) -> bytes:
     """A classification dataset with string labels, numeric + categorical features."""
     X, y = make_classification(
-        n_samples=n_rows, n_features=5, n_informative=3, n_redundant=0,
-        n_classes=n_classes, random_state=seed,
+        n_samples=n_rows,
+        n_features=5,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=n_classes,
+        random_state=seed,
     )
     header, rows = _with_categorical(X, np.random.default_rng(seed))
     labels = np.array(["no", "yes", "maybe"])[y]
@@ -50,6 +56,4 @@ def regression_csv(n_rows: int = 300, *, seed: int = 0) -> bytes:
     """A regression dataset with numeric + categorical features."""
     X, y = make_regression(n_samples=n_rows, n_features=5, noise=5.0, random_state=seed)
     header, rows = _with_categorical(X, np.random.default_rng(seed))
-    return to_csv(
-        [*header, "target"], [[*r, repr(float(v))] for r, v in zip(rows, y, strict=True)]
-    )
+    return to_csv([*header, "target"], [[*r, repr(float(v))] for r, v in zip(rows, y, strict=True)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -53,15 +54,20 @@ def test_each_estimator_trains_exports_and_registers(
     prefix = version_prefix("m", 1)
     onnx_bytes = local.get(prefix + "model.onnx").body
     meta = decode_metadata(local.get(prefix + "metadata.json").body)
-    assert meta.task == task and meta.estimator == estimator
+    assert meta.task == task
+    assert meta.estimator == estimator
     assert meta.onnx.sha256 == sha256_hex(onnx_bytes)
     assert meta.lineage.data.sha256 == sha256_hex(body)
     assert meta.lineage.data.rows == 300
     assert meta.lineage.data.train_rows + meta.lineage.data.test_rows == 300
-    assert meta.parity.passed and meta.parity.violations == 0
+    assert meta.parity.passed
+    assert meta.parity.violations == 0
     assert meta.parity.max_abs_diff <= meta.parity.atol + 1e-3
-    expected = {"accuracy", "f1", "roc_auc", "log_loss"} if task == "classification" else {
-        "rmse", "mae", "r2"}
+    expected = (
+        {"accuracy", "f1", "roc_auc", "log_loss"}
+        if task == "classification"
+        else {"rmse", "mae", "r2"}
+    )
     assert set(meta.metrics) == expected
     # The data carries signal: a working pipeline beats chance by a wide margin.
     if task == "classification":
@@ -87,9 +93,13 @@ def test_exported_graph_takes_raw_values_by_name_with_gaps_and_unknown_categorie
     meta = decode_metadata(local.get(prefix + "metadata.json").body)
     model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
     columns = {
-        "x0": np.array([0.5, np.nan]), "x1": np.array([1.0, 2.0]), "x2": np.array([0.0, 0.0]),
-        "x3": np.array([-1.0, 1.0]), "x4": np.array([0.1, 0.2]),
-        "region": np.array(["north", ""]), "plan": np.array(["never-seen", "pro"]),
+        "x0": np.array([0.5, np.nan]),
+        "x1": np.array([1.0, 2.0]),
+        "x2": np.array([0.0, 0.0]),
+        "x3": np.array([-1.0, 1.0]),
+        "x4": np.array([0.1, 0.2]),
+        "region": np.array(["north", ""]),
+        "plan": np.array(["never-seen", "pro"]),
     }
     out = model.run(model.feed_from_columns(columns))
     assert out["probabilities"].shape == (2, 2)
@@ -106,10 +116,13 @@ def test_baseline_profile_is_stored_and_compact(local: LocalStore) -> None:
     baseline = json.loads(raw)["baseline"]
     assert baseline["rows"] == 300
     x1 = baseline["features"]["x1"]
-    assert x1["kind"] == "numeric" and x1["missing"] == 18 and sum(x1["counts"]) == 300 - 18
+    assert x1["kind"] == "numeric"
+    assert x1["missing"] == 18
+    assert sum(x1["counts"]) == 300 - 18
     assert len(x1["counts"]) == len(x1["edges"]) + 1 <= 11
     plan = baseline["features"]["plan"]
-    assert plan["kind"] == "categorical" and set(plan["counts"]) == {"basic", "plus", "pro"}
+    assert plan["kind"] == "categorical"
+    assert set(plan["counts"]) == {"basic", "plus", "pro"}
     assert sum(baseline["predictions"]["class_counts"].values()) == 60
     assert len(raw) < 20_000
 
@@ -166,8 +179,11 @@ def test_parity_beyond_tolerance_registers_nothing(local: LocalStore) -> None:
         (classification_csv(), {"target": "label"}, "label"),
         (classification_csv(), {"estimater": "linear"}, "estimater"),
         (classification_csv(), {"params": {"n_trees": 3}}, "n_trees"),
-        (classification_csv(), {"estimator": "random_forest", "params": {"n_estimators": -1}},
-         "n_estimators"),
+        (
+            classification_csv(),
+            {"estimator": "random_forest", "params": {"n_estimators": -1}},
+            "n_estimators",
+        ),
         (classification_csv(), {"task": "regression", "primary_metric": "f1"}, "primary_metric"),
         (classification_csv(), {"primary_metric": "rmse"}, "primary_metric"),
     ],
@@ -199,10 +215,10 @@ def test_failed_run_after_a_good_one_moves_no_alias(local: LocalStore) -> None:
 class FailingArtifactStore(LocalStore):
     """A store whose artifact writes fail, as a full disk or a revoked permission would."""
 
-    def put(self, key: str, body: bytes, **kwargs: object) -> str:  # type: ignore[override]
+    def put(self, key: str, body: bytes, **kwargs: Any) -> str:
         if key.endswith("model.onnx"):
             raise OSError("disk full")
-        return super().put(key, body, **kwargs)  # type: ignore[arg-type]
+        return super().put(key, body, **kwargs)
 
 
 def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None:
@@ -211,7 +227,8 @@ def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None
     with pytest.raises(OSError, match="disk full"):
         train_from_dataset(store, "datasets/m/data.csv", trigger="test")
     record = ModelRegistry(store, "m").load()
-    assert record.entry(1).status == "failed" and "disk full" in (record.entry(1).reason or "")
+    assert record.entry(1).status == "failed"
+    assert "disk full" in (record.entry(1).reason or "")
     assert record.aliases == {}
 
 
@@ -225,7 +242,9 @@ def test_two_concurrent_trainings_get_versions_1_and_2(local: LocalStore) -> Non
         barrier.wait()
         outcomes.append(train_from_dataset(local, key, trigger="test"))
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in ("datasets/m/a.csv", "datasets/m/b.csv")]
+    threads = [
+        threading.Thread(target=run, args=(k,)) for k in ("datasets/m/a.csv", "datasets/m/b.csv")
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,0 +1,130 @@
+"""The registry: numbering without gaps, aliases with history, no lost writes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.audit import read_trail
+from shared.errors import ModelNotFound, RegistryError, VersionNotFound
+from shared.registry import (
+    ModelRegistry,
+    RegistryRecord,
+    claim_version,
+    complete_version,
+    fail_version,
+    move_alias,
+)
+from shared.store.base import ObjectStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def ready_versions(n: int) -> RegistryRecord:
+    record = RegistryRecord(model="m")
+    for i in range(n):
+        now = T0 + timedelta(hours=i)
+        record, entry = claim_version(record, run_id=f"r{i}", source=f"s{i}", data_key="k", now=now)
+        record, _ = complete_version(
+            record, entry.version, sha256="ab", primary_metric="f1", metric_value=0.5, now=now
+        )
+    return record
+
+
+def test_numbers_follow_each_other_and_first_ready_version_is_production() -> None:
+    record = ready_versions(3)
+    assert [e.version for e in record.versions] == [1, 2, 3]
+    assert record.aliases == {"production": 1, "staging": 3}
+    assert [(c.alias, c.version, c.previous) for c in record.alias_history] == [
+        ("production", 1, None),
+        ("staging", 2, None),
+        ("staging", 3, 2),
+    ]
+
+
+def test_alias_history_answers_which_version_served_when() -> None:
+    record = ready_versions(3)
+    record = move_alias(record, "production", 3, reason="promoted", now=T0 + timedelta(days=1))
+    assert record.alias_at("production", T0 - timedelta(seconds=1)) is None
+    assert record.alias_at("production", T0 + timedelta(hours=5)) == 1
+    assert record.alias_at("production", T0 + timedelta(days=2)) == 3
+    assert record.alias_at("staging", T0 + timedelta(hours=1, minutes=30)) == 2
+
+
+def test_resolve_by_number_alias_and_latest() -> None:
+    record = ready_versions(2)
+    assert record.resolve("1").version == 1
+    assert record.resolve("production").version == 1
+    assert record.resolve("staging").version == 2
+    assert record.resolve("latest").version == 2
+    with pytest.raises(VersionNotFound, match="no version 9"):
+        record.resolve("9")
+    with pytest.raises(VersionNotFound, match="no version or alias 'canary'"):
+        record.resolve("canary")
+    with pytest.raises(VersionNotFound, match="no 'staging' version yet"):
+        ready_versions(1).resolve("staging")
+
+
+def test_an_alias_only_points_at_a_ready_version() -> None:
+    record, entry = claim_version(
+        RegistryRecord(model="m"), run_id="r", source="s", data_key="k", now=T0
+    )
+    with pytest.raises(RegistryError, match="pending, not ready"):
+        move_alias(record, "production", entry.version, reason="x", now=T0)
+    failed = fail_version(record, entry.version, reason="boom", now=T0)
+    assert failed.entry(1).status == "failed"
+    with pytest.raises(RegistryError, match="failed, not pending"):
+        complete_version(failed, 1, sha256="a", primary_metric="f1", metric_value=1.0, now=T0)
+
+
+def test_unknown_model_is_named(store: ObjectStore) -> None:
+    with pytest.raises(ModelNotFound, match="'ghost'"):
+        ModelRegistry(store, "ghost").load()
+
+
+def test_claims_are_idempotent_per_source(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    first, dup1 = registry.claim(run_id="a", source="same", data_key="k")
+    again, dup2 = registry.claim(run_id="b", source="same", data_key="k")
+    assert (first.version, dup1, again.version, dup2) == (1, False, 1, True)
+
+
+def test_concurrent_claims_never_lose_a_write(racing_store: ObjectStore) -> None:
+    registry = ModelRegistry(racing_store, "m")
+    barrier = threading.Barrier(6)
+    claimed: list[int] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        for j in range(3):
+            entry, _ = registry.claim(run_id=f"{i}-{j}", source=f"{i}-{j}", data_key="k")
+            claimed.append(entry.version)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == list(range(1, 19))
+    record = registry.load()
+    assert [e.version for e in record.versions] == list(range(1, 19))
+    assert len({e.source for e in record.versions}) == 18
+
+
+def test_alias_moves_are_recorded_in_the_audit_trail(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    for source in ("a", "b"):
+        entry, _ = registry.claim(run_id=source, source=source, data_key="k")
+        registry.complete(entry.version, sha256="x", primary_metric="f1", metric_value=0.9)
+    registry.set_alias("production", 2, reason="manual")
+    assert registry.load().aliases == {"production": 2, "staging": 2}
+    events = [(e.event, e.details.get("version")) for e in read_trail(store, "m")]
+    assert events == [
+        ("version_claimed", 1),
+        ("version_registered", 1),
+        ("version_claimed", 2),
+        ("version_registered", 2),
+        ("alias_moved", 2),
+    ]
