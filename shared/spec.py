@@ -69,6 +69,11 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             both = sorted(set(self.features) & set(self.drop))
             if both:
                 raise SpecError(f"features and drop both list {both}")
+        for name in ("features", "drop", "categorical"):
+            columns = getattr(self, name) or []
+            repeated = sorted({c for c in columns if columns.count(c) > 1})
+            if repeated:
+                raise SpecError(f"{name}: lists {repeated} more than once")
         if self.parity.atol < 0 or self.parity.rtol < 0:
             raise SpecError("parity: atol and rtol must be >= 0")
         known = CLASSIFICATION_METRICS + REGRESSION_METRICS

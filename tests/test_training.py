@@ -262,3 +262,10 @@ def test_metadata_round_trips(local: LocalStore) -> None:
     assert msgspec.json.decode(msgspec.json.encode(meta)) == json.loads(raw)
     assert meta.lineage.packages["scikit-learn"]
     assert meta.lineage.spec_etag is None  # trained on the defaults
+
+
+def test_spec_listing_a_column_twice_is_rejected(local: LocalStore) -> None:
+    put_spec(local, "m", features=["x0", "x1", "x0"])
+    outcome = train(local, "m", classification_csv())
+    assert outcome.status == "failed"
+    assert "features: lists ['x0'] more than once" in (outcome.reason or "")
