@@ -1,12 +1,18 @@
-"""The Chalice app: wires each function in functions/ to its trigger."""
+"""The Chalice app: wires each function in functions/ to its trigger.
+
+Every function deployed from this app imports this module, so it imports only what
+serving needs; the training stack is imported inside the training handler.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
-from chalice.app import Chalice, S3Event
+from chalice.app import Chalice, Response, S3Event
 
-from functions import training
+from functions import inference
+from functions.inference import HttpResult
 
 app = Chalice(app_name="serverless-mlops")
 
@@ -15,9 +21,85 @@ app = Chalice(app_name="serverless-mlops")
 DATA_BUCKET = os.environ.get("MLOPS_BUCKET", "serverless-mlops-data")
 
 
+def _respond(result: HttpResult) -> Response:
+    return Response(
+        body=json.dumps(result.body),
+        status_code=result.status,
+        headers={"Content-Type": "application/json", **result.headers},
+    )
+
+
+def _body() -> bytes:
+    raw = app.current_request.raw_body if app.current_request else b""
+    return raw.encode() if isinstance(raw, str) else raw or b""
+
+
+def _headers() -> dict[str, str]:
+    request = app.current_request
+    return {k.lower(): v for k, v in request.headers.items()} if request else {}
+
+
+@app.route("/v2", methods=["GET"])
+def server_metadata() -> Response:
+    return _respond(inference.server_metadata())
+
+
+@app.route("/v2/health/live", methods=["GET"])
+def server_live() -> Response:
+    return _respond(inference.server_live())
+
+
+@app.route("/v2/health/ready", methods=["GET"])
+def server_ready() -> Response:
+    return _respond(inference.server_ready())
+
+
+@app.route("/v2/models/{name}", methods=["GET"])
+def model_metadata(name: str) -> Response:
+    return _respond(inference.model_metadata(name))
+
+
+@app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
+def model_version_metadata(name: str, version: str) -> Response:
+    return _respond(inference.model_metadata(name, version))
+
+
+@app.route("/v2/models/{name}/ready", methods=["GET"])
+def model_ready(name: str) -> Response:
+    return _respond(inference.model_ready(name))
+
+
+@app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
+def model_version_ready(name: str, version: str) -> Response:
+    return _respond(inference.model_ready(name, version))
+
+
+@app.route("/v2/models/{name}/infer", methods=["POST"])
+def infer(name: str) -> Response:
+    return _respond(inference.infer(name, None, _body(), _headers()))
+
+
+@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"])
+def infer_version(name: str, version: str) -> Response:
+    return _respond(inference.infer(name, version, _body(), _headers()))
+
+
+@app.route("/models/{name}/predict", methods=["POST"])
+def predict(name: str) -> Response:
+    return _respond(inference.predict_records(name, None, _body(), _headers()))
+
+
+@app.route("/models/{name}/versions/{version}/predict", methods=["POST"])
+def predict_version(name: str, version: str) -> Response:
+    return _respond(inference.predict_records(name, version, _body(), _headers()))
+
+
 @app.on_s3_event(
     bucket=DATA_BUCKET, events=["s3:ObjectCreated:*"], prefix="datasets/", suffix=".csv"
 )
 def on_dataset_uploaded(event: S3Event) -> None:
     """Train the model whose dataset was uploaded."""
+    # Imported here: scikit-learn and skl2onnx only load in the training function.
+    from functions import training
+
     training.handle_s3_event(event.to_dict())

@@ -22,6 +22,7 @@ AuditEventName = Literal[
     "alias_moved",
     "training_failed",
     "duplicate_ignored",
+    "artifact_rejected",
 ]
 
 

@@ -55,3 +55,19 @@ class ModelNotFound(RegistryError):
 
 class VersionNotFound(RegistryError):
     """The model has no such version or alias."""
+
+
+class BadRequest(MlopsError):
+    """A prediction request that cannot be served as sent; the message names the field."""
+
+
+class PayloadTooLarge(BadRequest):
+    """A request body or batch beyond the limits of the serving function."""
+
+
+class ModelNotReady(RegistryError):
+    """The model exists in name only: no version can serve (e.g. its training failed)."""
+
+
+class ArtifactRejected(MlopsError):
+    """A version's artifact does not match its recorded hash; it is never served."""

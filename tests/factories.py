@@ -57,3 +57,12 @@ def regression_csv(n_rows: int = 300, *, seed: int = 0) -> bytes:
     X, y = make_regression(n_samples=n_rows, n_features=5, noise=5.0, random_state=seed)
     header, rows = _with_categorical(X, np.random.default_rng(seed))
     return to_csv([*header, "target"], [[*r, repr(float(v))] for r, v in zip(rows, y, strict=True)])
+
+
+def numeric_csv(n_rows: int = 200, *, seed: int = 0) -> bytes:
+    """An all-numeric classification dataset with integer labels 0/1."""
+    X, y = make_classification(n_samples=n_rows, n_features=4, random_state=seed)
+    header = ["a", "b", "c", "d", "target"]
+    return to_csv(
+        header, [[*map(repr, map(float, row)), int(label)] for row, label in zip(X, y, strict=True)]
+    )

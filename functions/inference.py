@@ -1,0 +1,183 @@
+"""The inference function: HTTP requests in, predictions out (no scikit-learn here).
+
+Each handler returns an `HttpResult`; app.py turns it into a Chalice response, so the
+same code answers API Gateway on Lambda, `chalice local`, and tests.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import inference_v2, records_api
+from shared.errors import (
+    ArtifactRejected,
+    BadRequest,
+    MlopsError,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    RegistryError,
+    SpecError,
+    VersionNotFound,
+)
+from shared.inference_input import decode_body, request_id
+from shared.serving import ModelCache, predict
+from shared.store import open_store
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "serverless-mlops"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """A JSON response: status, body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_cache: ModelCache | None = None
+
+
+def model_cache() -> ModelCache:
+    """The container's cache, created on first use over MLOPS_STORE."""
+    global _cache
+    if _cache is None:
+        _cache = ModelCache(
+            open_store(), alias_ttl=float(os.environ.get("MLOPS_ALIAS_TTL_SECONDS", "10"))
+        )
+    return _cache
+
+
+def reset_cache(cache: ModelCache | None = None) -> None:
+    """Drop (or replace) the container's cache: tests and a store change need it."""
+    global _cache
+    _cache = cache
+
+
+# Most specific first: the first matching class decides the status.
+_STATUS: tuple[tuple[type[MlopsError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (BadRequest, 400),
+    (SpecError, 400),
+    (ModelNotFound, 404),
+    (ModelNotReady, 404),
+    (VersionNotFound, 404),
+    (RegistryError, 409),
+    (ArtifactRejected, 503),
+)
+
+
+def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpResult:
+    headers = {REQUEST_ID_HEADER: rid} if rid else {}
+    try:
+        result = action()
+    except MlopsError as exc:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        if status >= 500:
+            logger.error("request %s failed: %s", rid, exc)
+        return HttpResult(status, {"error": str(exc)}, headers)
+    except Exception:
+        logger.exception("request %s failed unexpectedly", rid)
+        return HttpResult(500, {"error": f"internal error (request id {rid})"}, headers)
+    return HttpResult(result.status, result.body, {**headers, **result.headers})
+
+
+def server_metadata() -> HttpResult:
+    """GET /v2."""
+    try:
+        version = importlib.metadata.version("serverless-mlops")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return HttpResult(200, {"name": SERVER_NAME, "version": version, "extensions": []})
+
+
+def server_live() -> HttpResult:
+    """GET /v2/health/live: the function answers."""
+    return HttpResult(200, {"live": True})
+
+
+def server_ready() -> HttpResult:
+    """GET /v2/health/ready: the store is configured (models load on demand)."""
+
+    def action() -> HttpResult:
+        model_cache()
+        return HttpResult(200, {"ready": True})
+
+    result = _guarded(action)
+    if result.status != 200:
+        return HttpResult(503, {"ready": False, "error": result.body["error"]})
+    return result
+
+
+def model_metadata(name: str, version: str | None = None) -> HttpResult:
+    """GET /v2/models/{name}[/versions/{version}]."""
+
+    def action() -> HttpResult:
+        cache = model_cache()
+        loaded = cache.get(name, version)
+        ready = [str(e.version) for e in cache.record(name).versions if e.status == "ready"]
+        return HttpResult(200, inference_v2.model_metadata(loaded, ready))
+
+    return _guarded(action)
+
+
+def model_ready(name: str, version: str | None = None) -> HttpResult:
+    """GET /v2/models/{name}[/versions/{version}]/ready."""
+
+    def action() -> HttpResult:
+        model_cache().get(name, version)
+        return HttpResult(200, {"name": name, "ready": True})
+
+    result = _guarded(action)
+    if result.status == 503:
+        return HttpResult(503, {"name": name, "ready": False, **result.body}, result.headers)
+    return result
+
+
+def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str]) -> HttpResult:
+    """POST /v2/models/{name}[/versions/{version}]/infer (Open Inference Protocol)."""
+    rid = headers.get(REQUEST_ID_HEADER)
+
+    def action() -> HttpResult:
+        nonlocal rid
+        request = inference_v2.parse_request(decode_body(body))
+        rid = request_id(request.id, rid)
+        loaded = model_cache().get(name, version)
+        wanted = inference_v2.wanted_outputs(request, loaded)
+        columns = inference_v2.parse_inputs(request, loaded)
+        prediction = predict(loaded, columns)
+        response = inference_v2.inference_response(loaded, wanted, prediction, rid)
+        return HttpResult(200, response, {REQUEST_ID_HEADER: rid})
+
+    return _guarded(action, rid)
+
+
+def predict_records(
+    name: str, version: str | None, body: bytes, headers: Mapping[str, str]
+) -> HttpResult:
+    """POST /models/{name}[/versions/{version}]/predict (records by feature name)."""
+    rid = headers.get(REQUEST_ID_HEADER)
+
+    def action() -> HttpResult:
+        nonlocal rid
+        document = decode_body(body)
+        rid = request_id(document.get("id") if isinstance(document, dict) else None, rid)
+        loaded = model_cache().get(name, version)
+        columns = records_api.parse_records(document, loaded)
+        prediction = predict(loaded, columns)
+        return HttpResult(
+            200,
+            records_api.records_response(loaded, prediction, rid),
+            {REQUEST_ID_HEADER: rid},
+        )
+
+    return _guarded(action, rid)

@@ -1,0 +1,91 @@
+"""Checks shared by both prediction protocols: limits, column types, request ids."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from shared.errors import BadRequest, PayloadTooLarge
+
+# Lambda's synchronous invocation payload limit is 6 MB, the request event included;
+# a body close to it is refused here with a clear message rather than by the platform.
+MAX_BODY_BYTES = int(os.environ.get("MLOPS_MAX_BODY_BYTES", 6_000_000))
+MAX_ROWS = int(os.environ.get("MLOPS_MAX_ROWS", 10_000))
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def decode_body(body: bytes) -> Any:
+    """Strict JSON (NaN and Infinity are not JSON) within the size limit."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} "
+            "(split the batch into several requests)"
+        )
+    if not body.strip():
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def check_rows(n_rows: int) -> int:
+    """Refuse empty and oversized batches."""
+    if n_rows == 0:
+        raise BadRequest("no rows to predict: send at least one")
+    if n_rows > MAX_ROWS:
+        raise PayloadTooLarge(f"{n_rows} rows in one request; the limit is {MAX_ROWS}")
+    return n_rows
+
+
+def request_id(given: object, header: str | None) -> str:
+    """The caller's id (body, then X-Request-Id header) or a new one; it joins labels later."""
+    for candidate in (given, header):
+        if candidate is None:
+            continue
+        if not isinstance(candidate, str) or not _REQUEST_ID.fullmatch(candidate):
+            raise BadRequest(
+                "request id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+            )
+        return candidate
+    return uuid.uuid4().hex
+
+
+def numeric_column(
+    values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool
+) -> np.ndarray:
+    """float64 values (null -> NaN when allowed); strings, booleans and objects refused."""
+    for i, value in enumerate(values):
+        kind = type(value)
+        if kind is float or kind is int:
+            continue
+        if value is None and allow_null:
+            continue
+        expected = "a number or null" if allow_null else "a number"
+        raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
+    column = np.asarray(values, dtype=np.float64)
+    # The model computes in float32: a value beyond its range would silently become inf.
+    too_big = np.flatnonzero(np.abs(np.nan_to_num(column)) > FLOAT32_MAX)
+    if too_big.size:
+        i = int(too_big[0])
+        raise BadRequest(f"{where(i)}: {values[i]!r} is outside the float32 range the model uses")
+    return column
+
+
+def categorical_column(
+    values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool
+) -> np.ndarray:
+    """str values ('' = missing, as in training); numbers and objects refused."""
+    for i, value in enumerate(values):
+        if type(value) is str or (value is None and allow_null):
+            continue
+        expected = "a string or null" if allow_null else "a string"
+        raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
+    return np.asarray(["" if v is None else v for v in values], dtype=object)

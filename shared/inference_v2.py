@@ -1,0 +1,258 @@
+"""The Open Inference Protocol (KServe V2) over HTTP/REST, for registered versions.
+
+Inputs are either one tensor per feature (named as in the model metadata, shape [N]
+or [N, 1], a numeric datatype for numeric features and BYTES for categorical ones),
+or, when every feature is numeric, a single [N, F] tensor whose columns follow the
+metadata order (any name that is not a feature name, e.g. "input-0").
+Outputs: ``label`` [N] and ``probabilities`` [N, C] (classification; the class order
+is in the response's ``parameters.classes``) or ``prediction`` [N] (regression).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from shared.errors import BadRequest
+from shared.inference_input import categorical_column, check_rows, numeric_column
+from shared.serving import LoadedModel, Prediction
+
+PLATFORM = "onnxruntime_onnx"
+NUMERIC_DATATYPES = frozenset({"FP32", "FP64", "INT32", "INT64"})
+INTEGER_DATATYPES = frozenset({"INT32", "INT64"})
+_INT_RANGE = {"INT32": 2**31, "INT64": 2**63}
+
+
+class RequestInput(msgspec.Struct, forbid_unknown_fields=True):
+    """One input tensor of an inference request."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(msgspec.Struct, forbid_unknown_fields=True):
+    """An output the caller asks for."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The inference request JSON object."""
+
+    inputs: list[RequestInput]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[RequestOutput] | None = None
+
+
+def parse_request(document: Any) -> InferenceRequest:
+    """Validate the request object's structure; messages give the JSON path."""
+    try:
+        return msgspec.convert(document, type=InferenceRequest)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid inference request: {exc}") from None
+
+
+def _flatten(tensor: RequestInput) -> list[Any]:
+    # Tensor data may be flat or nested row-major; either way it must match the shape.
+    flat: list[Any] = []
+    stack: list[Any] = [tensor.data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    if any(d < 0 for d in tensor.shape):
+        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
+    if len(flat) != math.prod(tensor.shape):
+        raise BadRequest(
+            f"input {tensor.name!r}: shape {tensor.shape} needs {math.prod(tensor.shape)} "
+            f"elements, data has {len(flat)}"
+        )
+    return flat
+
+
+def _numeric(tensor: RequestInput, flat: list[Any]) -> np.ndarray:
+    if tensor.datatype not in NUMERIC_DATATYPES:
+        raise BadRequest(
+            f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a numeric "
+            f"feature; use one of {sorted(NUMERIC_DATATYPES)}"
+        )
+
+    def where(i: int) -> str:
+        return f"input {tensor.name!r} element {i}"
+
+    if tensor.datatype in INTEGER_DATATYPES:
+        limit = _INT_RANGE[tensor.datatype]
+        for i, value in enumerate(flat):
+            if type(value) is not int or not -limit <= value < limit:
+                raise BadRequest(
+                    f"{where(i)}: expected an {tensor.datatype} integer, got {value!r}"
+                )
+    return numeric_column(flat, where, allow_null=False)
+
+
+def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> dict[str, np.ndarray]:
+    """Columns by feature name from the request's tensors."""
+    features = loaded.features
+    names = [f.name for f in features]
+    if not request.inputs:
+        raise BadRequest("'inputs' is empty: send one tensor per feature")
+    first = request.inputs[0]
+    if len(request.inputs) == 1 and first.name not in names and len(first.shape) == 2:
+        return _parse_matrix(first, loaded)
+    seen = [t.name for t in request.inputs]
+    duplicates = sorted({n for n in seen if seen.count(n) > 1})
+    unknown = sorted(set(seen) - set(names))
+    missing = [n for n in names if n not in seen]
+    if duplicates or unknown or missing:
+        problems = []
+        if duplicates:
+            problems.append(f"duplicate inputs {duplicates}")
+        if unknown:
+            problems.append(f"unknown inputs {unknown}")
+        if missing:
+            problems.append(f"missing inputs {missing}")
+        raise BadRequest(
+            f"{'; '.join(problems)}; model {loaded.model!r} version {loaded.version} takes "
+            f"one tensor per feature: {names}"
+        )
+    by_name = {t.name: t for t in request.inputs}
+    columns: dict[str, np.ndarray] = {}
+    n_rows: int | None = None
+    for feature in features:
+        tensor = by_name[feature.name]
+        if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
+            raise BadRequest(
+                f"input {tensor.name!r}: shape must be [N] or [N, 1], got {tensor.shape}"
+            )
+        if n_rows is None:
+            n_rows = check_rows(tensor.shape[0])
+        elif tensor.shape[0] != n_rows:
+            raise BadRequest(
+                f"input {tensor.name!r} has {tensor.shape[0]} rows, others have {n_rows}"
+            )
+        flat = _flatten(tensor)
+        if feature.kind == "numeric":
+            columns[feature.name] = _numeric(tensor, flat)
+        else:
+            if tensor.datatype != "BYTES":
+                raise BadRequest(
+                    f"input {tensor.name!r}: categorical feature needs datatype BYTES, "
+                    f"got {tensor.datatype}"
+                )
+
+            def where(i: int, name: str = tensor.name) -> str:
+                return f"input {name!r} element {i}"
+
+            columns[feature.name] = categorical_column(flat, where, allow_null=False)
+    return columns
+
+
+def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> dict[str, np.ndarray]:
+    features = loaded.features
+    categorical = [f.name for f in features if f.kind != "numeric"]
+    if categorical:
+        raise BadRequest(
+            f"a single [N, F] input needs an all-numeric model; {loaded.model!r} has categorical "
+            f"features {categorical}: send one tensor per feature"
+        )
+    if tensor.shape[1] != len(features):
+        raise BadRequest(
+            f"input {tensor.name!r}: shape {tensor.shape} has {tensor.shape[1]} columns, "
+            f"the model takes {len(features)} features"
+        )
+    check_rows(tensor.shape[0])
+    matrix = _numeric(tensor, _flatten(tensor)).reshape(tensor.shape)
+    return {f.name: matrix[:, i] for i, f in enumerate(features)}
+
+
+def _label_datatype(values: np.ndarray) -> str:
+    return "BYTES" if values.dtype.kind in "OUS" else "INT64"
+
+
+def output_tensors(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """Output tensor metadata: name, datatype and shape (-1 = any number of rows)."""
+    meta = loaded.metadata
+    if meta.task == "regression":
+        return [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    classes = meta.classes or []
+    label_type = "BYTES" if any(isinstance(c, str) for c in classes) else "INT64"
+    return [
+        {"name": "label", "datatype": label_type, "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(classes)]},
+    ]
+
+
+def model_metadata(loaded: LoadedModel, versions: list[str]) -> dict[str, Any]:
+    """The model metadata response object."""
+    return {
+        "name": loaded.model,
+        "versions": versions,
+        "platform": PLATFORM,
+        "inputs": [
+            {
+                "name": f.name,
+                "datatype": "FP32" if f.kind == "numeric" else "BYTES",
+                "shape": [-1, 1],
+            }
+            for f in loaded.features
+        ],
+        "outputs": output_tensors(loaded),
+    }
+
+
+def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[str]:
+    """The outputs to return (all by default); checked before the model runs."""
+    available = [t["name"] for t in output_tensors(loaded)]
+    wanted = [o.name for o in request.outputs] if request.outputs else available
+    unknown = sorted(set(wanted) - set(available))
+    if unknown:
+        raise BadRequest(f"unknown outputs {unknown}; this model has {available}")
+    return wanted
+
+
+def inference_response(
+    loaded: LoadedModel, wanted: list[str], prediction: Prediction, request_id: str
+) -> dict[str, Any]:
+    """The inference response object, limited to the `wanted` outputs."""
+    n_rows = int(prediction.values.shape[0])
+    available: dict[str, dict[str, Any]] = {}
+    if loaded.metadata.task == "regression":
+        available["prediction"] = {
+            "name": "prediction",
+            "datatype": "FP32",
+            "shape": [n_rows],
+            "data": prediction.values.astype(np.float32).tolist(),
+        }
+    else:
+        available["label"] = {
+            "name": "label",
+            "datatype": _label_datatype(prediction.values),
+            "shape": [n_rows],
+            "data": prediction.values.tolist(),
+        }
+        if prediction.probabilities is not None:
+            available["probabilities"] = {
+                "name": "probabilities",
+                "datatype": "FP32",
+                "shape": list(prediction.probabilities.shape),
+                "data": prediction.probabilities.ravel().tolist(),
+            }
+    body: dict[str, Any] = {
+        "model_name": loaded.model,
+        "model_version": str(loaded.version),
+        "id": request_id,
+        "outputs": [available[name] for name in wanted],
+    }
+    if loaded.metadata.classes is not None:
+        body["parameters"] = {"classes": loaded.metadata.classes}
+    return body

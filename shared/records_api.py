@@ -1,0 +1,77 @@
+"""The friendly JSON protocol: records by feature name in, predictions out.
+
+    POST /models/<model>[/versions/<ref>]/predict
+    {"id": "optional", "records": [{"age": 52, "region": "north"}, ...]}
+
+A null value is a missing value (imputed by the model, as in training).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.errors import BadRequest
+from shared.inference_input import categorical_column, check_rows, numeric_column
+from shared.serving import LoadedModel, Prediction
+
+
+def parse_records(document: Any, loaded: LoadedModel) -> dict[str, np.ndarray]:
+    """Columns by feature name from {"records": [...]}, every field checked."""
+    if not isinstance(document, dict):
+        raise BadRequest('request body must be a JSON object like {"records": [{...}]}')
+    unknown_fields = sorted(set(document) - {"records", "id"})
+    if unknown_fields:
+        raise BadRequest(f"unknown request fields {unknown_fields}; expected 'records' and 'id'")
+    records = document.get("records")
+    if not isinstance(records, list):
+        raise BadRequest("'records' must be a list of objects, one per row")
+    check_rows(len(records))
+    expected = {f.name for f in loaded.features}
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise BadRequest(f"records[{i}] must be an object of feature values, got {record!r}")
+        if record.keys() != expected:
+            missing = sorted(expected - record.keys())
+            unknown = sorted(record.keys() - expected)
+            parts = []
+            if missing:
+                parts.append(f"missing features {missing} (send null for a missing value)")
+            if unknown:
+                parts.append(f"unknown features {unknown}")
+            raise BadRequest(
+                f"records[{i}]: {'; '.join(parts)}; model {loaded.model!r} "
+                f"version {loaded.version} takes {sorted(expected)}"
+            )
+    columns: dict[str, np.ndarray] = {}
+    for feature in loaded.features:
+        values = [record[feature.name] for record in records]
+        name = feature.name
+
+        def where(i: int, name: str = name) -> str:
+            return f"records[{i}].{name}"
+
+        if feature.kind == "numeric":
+            columns[name] = numeric_column(values, where, allow_null=True)
+        else:
+            columns[name] = categorical_column(values, where, allow_null=True)
+    return columns
+
+
+def records_response(
+    loaded: LoadedModel, prediction: Prediction, request_id: str
+) -> dict[str, Any]:
+    """Predictions (and class probabilities by class) with the version that answered."""
+    body: dict[str, Any] = {
+        "model": loaded.model,
+        "version": loaded.version,
+        "id": request_id,
+        "predictions": prediction.values.tolist(),
+    }
+    if prediction.probabilities is not None and prediction.classes is not None:
+        labels = [str(c) for c in prediction.classes]
+        body["probabilities"] = [
+            dict(zip(labels, row, strict=True)) for row in prediction.probabilities.tolist()
+        ]
+    return body

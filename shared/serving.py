@@ -1,0 +1,195 @@
+"""Serving registered versions: a per-container cache of checked ONNX sessions.
+
+The warm path does no store read per request: sessions are cached by (model, version),
+which never change once registered, and an alias is re-resolved from `registry.json`
+at most once per `alias_ttl` seconds. An artifact whose sha256 differs from its
+metadata is refused and recorded; a request through an alias then keeps being served
+by the version the alias last served from this container.
+No scikit-learn, scipy or pandas here: this module is on the cold-start path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.audit import read_trail, record_event
+from shared.errors import (
+    ArtifactRejected,
+    ModelNotFound,
+    ModelNotReady,
+    ObjectNotFound,
+    VersionNotFound,
+)
+from shared.metadata import FeatureSchema, ModelMetadata, decode_metadata
+from shared.registry import ModelRegistry, RegistryRecord, VersionEntry, version_prefix
+from shared.runtime import OnnxModel, sha256_hex
+from shared.spec import validate_model_name
+from shared.store.base import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A checked artifact with its session, ready to predict."""
+
+    model: str
+    version: int
+    metadata: ModelMetadata
+    onnx: OnnxModel
+
+    @property
+    def features(self) -> tuple[FeatureSchema, ...]:
+        """The inputs, in the order the model was trained on."""
+        return self.onnx.features
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Outputs for a batch: labels or values, and class probabilities if classifying."""
+
+    values: np.ndarray  # class labels (classification) or predicted values (regression)
+    probabilities: np.ndarray | None  # [rows, classes], columns in `classes` order
+    classes: list[str | int] | None
+
+
+def predict(loaded: LoadedModel, columns: Mapping[str, np.ndarray]) -> Prediction:
+    """Run the model on validated columns (float64 with NaN, or str with '' for missing)."""
+    outputs = loaded.onnx.run(loaded.onnx.feed_from_columns(columns))
+    meta = loaded.metadata
+    probabilities = (
+        outputs[meta.onnx.probabilities_output] if meta.onnx.probabilities_output else None
+    )
+    return Prediction(
+        values=outputs[meta.onnx.label_output].ravel(),
+        probabilities=probabilities,
+        classes=meta.classes,
+    )
+
+
+class ModelCache:
+    """Checked sessions of the versions this container has served, and alias lookups."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        alias_ttl: float = 10.0,
+        max_sessions: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.alias_ttl = alias_ttl
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self._records: dict[str, tuple[float, RegistryRecord]] = {}
+        self._sessions: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._last_served: dict[tuple[str, str], int] = {}
+        self._refused: dict[tuple[str, int], str] = {}
+        # chalice local serves from threads; Lambda runs one request at a time.
+        self._lock = threading.RLock()
+
+    def record(self, model: str) -> RegistryRecord:
+        """The registry record, re-read at most once per alias_ttl seconds."""
+        validate_model_name(model)
+        with self._lock:
+            cached = self._records.get(model)
+            if cached is not None and self.clock() - cached[0] < self.alias_ttl:
+                return cached[1]
+            record, etag = ModelRegistry(self.store, model).read()
+            if etag is None:
+                raise self._explain_missing(model)
+            self._records[model] = (self.clock(), record)
+            return record
+
+    def _explain_missing(self, model: str) -> ModelNotFound | ModelNotReady:
+        # Only on the error path: say why a model that was uploaded has no version.
+        failures = [e for e in read_trail(self.store, model) if e.event == "training_failed"]
+        if failures:
+            last = failures[-1].details
+            return ModelNotReady(
+                f"model {model!r} has no version: its last training "
+                f"({last.get('data_key')}) failed: {last.get('reason')}"
+            )
+        return ModelNotFound(f"no model named {model!r} is registered")
+
+    def get(self, model: str, ref: str | None = None) -> LoadedModel:
+        """The version `ref` names (number, alias or 'latest'; default production), loaded."""
+        ref = ref or DEFAULT_ALIAS
+        with self._lock:
+            if ref.isdigit():
+                cached = self._sessions.get((model, int(ref)))
+                if cached is not None:
+                    self._sessions.move_to_end((model, int(ref)))
+                    return cached
+            entry = self._resolve(model, ref)
+            try:
+                loaded = self._load(model, entry)
+            except ArtifactRejected:
+                fallback = self._last_served.get((model, ref))
+                if ref.isdigit() or fallback is None or (model, fallback) not in self._sessions:
+                    raise
+                logger.warning(
+                    "serving %s v%s for %r: v%s was refused", model, fallback, ref, entry.version
+                )
+                return self._sessions[(model, fallback)]
+            self._last_served[(model, ref)] = entry.version
+            return loaded
+
+    def _resolve(self, model: str, ref: str) -> VersionEntry:
+        record = self.record(model)
+        entry = record.resolve(ref)
+        if entry.status != "ready":
+            detail = f": {entry.reason}" if entry.reason else ""
+            raise VersionNotFound(
+                f"version {entry.version} of {model!r} is {entry.status}, not servable{detail}"
+            )
+        return entry
+
+    def _load(self, model: str, entry: VersionEntry) -> LoadedModel:
+        key = (model, entry.version)
+        cached = self._sessions.get(key)
+        if cached is not None:
+            self._sessions.move_to_end(key)
+            return cached
+        if key in self._refused:
+            raise ArtifactRejected(self._refused[key])
+        prefix = version_prefix(model, entry.version)
+        try:
+            metadata = decode_metadata(self.store.get(prefix + "metadata.json").body)
+            artifact = self.store.get(prefix + metadata.onnx.file).body
+        except ObjectNotFound as exc:
+            raise VersionNotFound(
+                f"version {entry.version} of {model!r} is registered but {exc.key} is missing"
+            ) from None
+        actual = sha256_hex(artifact)
+        expected = {metadata.onnx.sha256, entry.sha256 or metadata.onnx.sha256}
+        if expected != {actual}:
+            reason = (
+                f"version {entry.version} of {model!r} refused: model.onnx has sha256 {actual}, "
+                f"its metadata says {metadata.onnx.sha256}"
+            )
+            self._refused[key] = reason
+            record_event(
+                self.store, model, "artifact_rejected", version=entry.version, reason=reason
+            )
+            raise ArtifactRejected(reason)
+        loaded = LoadedModel(
+            model=model,
+            version=entry.version,
+            metadata=metadata,
+            onnx=OnnxModel(artifact, metadata.features),
+        )
+        self._sessions[key] = loaded
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return loaded

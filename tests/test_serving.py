@@ -1,0 +1,411 @@
+"""Predictions over HTTP: both protocols, through Chalice's test client, S3 under moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+import shared.inference_input
+from app import DATA_BUCKET, app
+from functions import inference
+from shared.audit import read_trail
+from shared.registry import ModelRegistry
+from shared.serving import ModelCache
+from shared.store.s3 import S3Store
+from shared.training_job import train_from_dataset
+from tests.factories import classification_csv, numeric_csv, regression_csv
+
+ROW = {"x0": 0.3, "x1": -1.2, "x2": 0.0, "x3": 1.5, "x4": 0.2, "region": "north", "plan": "pro"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(aws_env: None) -> Iterator[S3Store]:
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=DATA_BUCKET)
+        yield S3Store(DATA_BUCKET)
+
+
+@pytest.fixture
+def clock(store: S3Store) -> Iterator[FakeClock]:
+    fake = FakeClock()
+    inference.reset_cache(ModelCache(store, alias_ttl=10.0, clock=fake))
+    yield fake
+    inference.reset_cache()
+
+
+def upload_and_train(store: S3Store, model: str, body: bytes, name: str = "data.csv") -> int:
+    key = f"datasets/{model}/{name}"
+    store.put(key, body)
+    outcome = train_from_dataset(store, key, trigger="test")
+    assert outcome.status == "registered", outcome.reason
+    assert outcome.version is not None
+    return outcome.version
+
+
+@pytest.fixture
+def churn(store: S3Store, clock: FakeClock) -> S3Store:
+    upload_and_train(store, "churn", classification_csv())
+    return store
+
+
+def post(client: Client, path: str, body: Any, **headers: str) -> tuple[int, dict[str, Any], Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.http.post(
+        path, headers={"Content-Type": "application/json", **headers}, body=raw
+    )
+    return response.status_code, json.loads(response.body), response.headers
+
+
+def get(client: Client, path: str) -> tuple[int, dict[str, Any]]:
+    response = client.http.get(path)
+    return response.status_code, json.loads(response.body)
+
+
+def test_records_in_predictions_and_probabilities_out(churn: S3Store) -> None:
+    with Client(app) as client:
+        status, body, headers = post(
+            client, "/models/churn/predict", {"id": "req-1", "records": [ROW, {**ROW, "x0": None}]}
+        )
+    assert status == 200, body
+    assert (body["model"], body["version"], body["id"]) == ("churn", 1, "req-1")
+    assert headers["x-request-id"] == "req-1"
+    assert len(body["predictions"]) == 2
+    assert set(body["predictions"]) <= {"no", "yes"}
+    for probs in body["probabilities"]:
+        assert set(probs) == {"no", "yes"}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_request_without_id_gets_one(churn: S3Store) -> None:
+    with Client(app) as client:
+        _, first, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+        _, second, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+        _, from_header, _ = post(
+            client, "/models/churn/predict", {"records": [ROW]}, **{"X-Request-Id": "abc-9"}
+        )
+    assert len(first["id"]) == 32 and first["id"] != second["id"]
+    assert from_header["id"] == "abc-9"
+
+
+def v2_inputs(row: dict[str, Any], n: int = 1) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "shape": [n, 1],
+            "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            "data": [value] * n,
+        }
+        for name, value in row.items()
+    ]
+
+
+def test_open_inference_protocol_one_tensor_per_feature(churn: S3Store) -> None:
+    with Client(app) as client:
+        status, body, _ = post(
+            client, "/v2/models/churn/infer", {"id": "42", "inputs": v2_inputs(ROW, 3)}
+        )
+        _, records, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+    assert status == 200, body
+    assert (body["model_name"], body["model_version"], body["id"]) == ("churn", "1", "42")
+    assert body["parameters"] == {"classes": ["no", "yes"]}
+    label, probabilities = body["outputs"]
+    assert label == {
+        "name": "label",
+        "datatype": "BYTES",
+        "shape": [3],
+        "data": [records["predictions"][0]] * 3,
+    }
+    assert probabilities["name"] == "probabilities" and probabilities["shape"] == [3, 2]
+    assert probabilities["data"][:2] == pytest.approx(
+        [records["probabilities"][0]["no"], records["probabilities"][0]["yes"]]
+    )
+
+
+def test_open_inference_protocol_output_selection_and_flat_shapes(churn: S3Store) -> None:
+    inputs = v2_inputs(ROW, 2)
+    for tensor in inputs:
+        tensor["shape"] = [2]
+    with Client(app) as client:
+        status, body, _ = post(
+            client,
+            "/v2/models/churn/versions/1/infer",
+            {"inputs": inputs, "outputs": [{"name": "probabilities"}]},
+        )
+    assert status == 200, body
+    assert [o["name"] for o in body["outputs"]] == ["probabilities"]
+    assert len(body["id"]) == 32
+
+
+def test_single_2d_tensor_for_an_all_numeric_model(store: S3Store, clock: FakeClock) -> None:
+    upload_and_train(store, "numbers", numeric_csv())
+    with Client(app) as client:
+        status, body, _ = post(
+            client,
+            "/v2/models/numbers/infer",
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [2, 4],
+                        "datatype": "FP32",
+                        "data": [[0.1, 0.2, 0.3, 0.4], [1, 2, 3, 4]],
+                    }
+                ]
+            },
+        )
+    assert status == 200, body
+    label = body["outputs"][0]
+    assert label["datatype"] == "INT64" and label["shape"] == [2]
+    assert set(label["data"]) <= {0, 1}
+
+
+def test_regression_returns_values(store: S3Store, clock: FakeClock) -> None:
+    upload_and_train(store, "price", regression_csv())
+    with Client(app) as client:
+        _, records, _ = post(client, "/models/price/predict", {"records": [ROW]})
+        _, v2, _ = post(client, "/v2/models/price/infer", {"inputs": v2_inputs(ROW)})
+    assert isinstance(records["predictions"][0], float) and "probabilities" not in records
+    assert v2["outputs"][0]["name"] == "prediction"
+    assert v2["outputs"][0]["data"][0] == pytest.approx(records["predictions"][0], rel=1e-6)
+
+
+def test_metadata_ready_and_health(churn: S3Store) -> None:
+    with Client(app) as client:
+        assert get(client, "/v2/health/live") == (200, {"live": True})
+        assert get(client, "/v2/health/ready") == (200, {"ready": True})
+        status, server = get(client, "/v2")
+        assert status == 200 and server["name"] == "serverless-mlops"
+        status, meta = get(client, "/v2/models/churn")
+        assert get(client, "/v2/models/churn/ready") == (200, {"name": "churn", "ready": True})
+        assert get(client, "/v2/models/churn/versions/1/ready")[0] == 200
+        assert get(client, "/v2/models/churn/versions/7/ready")[0] == 404
+    assert status == 200
+    assert meta["name"] == "churn" and meta["versions"] == ["1"]
+    assert meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"][0] == {"name": "x0", "datatype": "FP32", "shape": [-1, 1]}
+    assert meta["inputs"][5] == {"name": "region", "datatype": "BYTES", "shape": [-1, 1]}
+    assert meta["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+    ]
+
+
+def test_versions_and_aliases_by_name(churn: S3Store) -> None:
+    upload_and_train(churn, "churn", classification_csv(seed=3), name="more.csv")
+    with Client(app) as client:
+        answered = {
+            ref: post(client, f"/models/churn/versions/{ref}/predict", {"records": [ROW]})[1][
+                "version"
+            ]
+            for ref in ("1", "2", "production", "staging", "latest")
+        }
+        default = post(client, "/models/churn/predict", {"records": [ROW]})[1]["version"]
+    assert answered == {"1": 1, "2": 2, "production": 1, "staging": 2, "latest": 2}
+    assert default == 1
+
+
+def test_an_alias_move_is_picked_up_after_the_freshness_window(
+    churn: S3Store, clock: FakeClock
+) -> None:
+    with Client(app) as client:
+        assert post(client, "/models/churn/predict", {"records": [ROW]})[1]["version"] == 1
+        upload_and_train(churn, "churn", classification_csv(seed=3), name="more.csv")
+        ModelRegistry(churn, "churn").set_alias("production", 2, reason="test")
+        clock.now += 5
+        assert post(client, "/models/churn/predict", {"records": [ROW]})[1]["version"] == 1
+        clock.now += 6
+        assert post(client, "/models/churn/predict", {"records": [ROW]})[1]["version"] == 2
+
+
+def test_a_tampered_artifact_is_refused_and_the_previous_version_keeps_serving(
+    churn: S3Store, clock: FakeClock
+) -> None:
+    with Client(app) as client:
+        assert post(client, "/models/churn/predict", {"records": [ROW]})[1]["version"] == 1
+        upload_and_train(churn, "churn", classification_csv(seed=3), name="more.csv")
+        genuine = churn.get("models/churn/versions/1/model.onnx").body
+        churn.put("models/churn/versions/2/model.onnx", genuine)  # someone swaps the file
+        ModelRegistry(churn, "churn").set_alias("production", 2, reason="test")
+        clock.now += 11
+        status, body, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+        assert (status, body["version"]) == (200, 1)
+        status, body, _ = post(client, "/models/churn/versions/2/predict", {"records": [ROW]})
+    assert status == 503
+    assert "version 2 of 'churn' refused" in body["error"] and "sha256" in body["error"]
+    rejected = [e for e in read_trail(churn, "churn") if e.event == "artifact_rejected"]
+    assert len(rejected) == 1 and rejected[0].details["version"] == 2
+
+
+def test_a_version_never_served_is_refused_when_tampered(churn: S3Store) -> None:
+    churn.put("models/churn/versions/1/model.onnx", b"not the model")
+    with Client(app) as client:
+        status, body, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+    assert status == 503 and "refused" in body["error"]
+
+
+BAD_RECORDS: list[tuple[Any, int, str]] = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"", 400, "empty"),
+    (b'{"records": [{"x0": NaN}]}', 400, "not valid JSON"),
+    (b'{"records": [{"x0": Infinity}]}', 400, "not valid JSON"),
+    ([ROW], 400, "JSON object"),
+    ({"records": []}, 400, "no rows"),
+    ({"records": "x"}, 400, "'records' must be a list"),
+    ({"rows": [ROW]}, 400, "unknown request fields ['rows']"),
+    (
+        {"records": [{**ROW, "x0": "1.5"}]},
+        400,
+        "records[0].x0: expected a number or null, got '1.5'",
+    ),
+    ({"records": [{**ROW, "x0": True}]}, 400, "records[0].x0: expected a number"),
+    ({"records": [{**ROW, "region": 3}]}, 400, "records[0].region: expected a string or null"),
+    (
+        {"records": [ROW, {k: v for k, v in ROW.items() if k != "plan"}]},
+        400,
+        "records[1]: missing features ['plan']",
+    ),
+    ({"records": [{**ROW, "colour": "red"}]}, 400, "unknown features ['colour']"),
+    ({"records": [{**ROW, "x0": 1e300}]}, 400, "outside the float32 range"),
+    ({"records": [ROW], "id": "bad id!"}, 400, "request id"),
+    ({"records": [7]}, 400, "records[0] must be an object"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_RECORDS)
+def test_bad_records_get_a_4xx_that_names_the_problem(
+    churn: S3Store, body: Any, status: int, message: str
+) -> None:
+    with Client(app) as client:
+        got_status, got, _ = post(client, "/models/churn/predict", body)
+    assert got_status == status
+    assert message in got["error"]
+
+
+BAD_V2: list[tuple[Any, str]] = [
+    ({"inputs": []}, "'inputs' is empty"),
+    ({"inputs": "x"}, "Expected `array`, got `str` - at `$.inputs`"),
+    ({"inputs": v2_inputs(ROW), "extra": 1}, "unknown field `extra`"),
+    ({"inputs": v2_inputs(ROW)[1:]}, "missing inputs ['x0']"),
+    ({"inputs": [*v2_inputs(ROW), v2_inputs(ROW)[0]]}, "duplicate inputs ['x0']"),
+    ({"inputs": [*v2_inputs(ROW), {**v2_inputs(ROW)[0], "name": "zz"}]}, "unknown inputs ['zz']"),
+    (
+        {"inputs": [{**v2_inputs(ROW)[0], "datatype": "BYTES"}, *v2_inputs(ROW)[1:]]},
+        "datatype BYTES not accepted for a numeric feature",
+    ),
+    (
+        {
+            "inputs": [
+                *v2_inputs(ROW)[:5],
+                {**v2_inputs(ROW)[5], "datatype": "FP32"},
+                v2_inputs(ROW)[6],
+            ]
+        },
+        "categorical feature needs datatype BYTES",
+    ),
+    (
+        {"inputs": [{**v2_inputs(ROW)[0], "shape": [2, 1]}, *v2_inputs(ROW)[1:]]},
+        "needs 2 elements, data has 1",
+    ),
+    (
+        {"inputs": [{**v2_inputs(ROW)[0], "shape": [1, 2]}, *v2_inputs(ROW)[1:]]},
+        "shape must be [N] or [N, 1]",
+    ),
+    (
+        {
+            "inputs": [
+                {**v2_inputs(ROW)[0], "datatype": "INT64", "data": [1.5]},
+                *v2_inputs(ROW)[1:],
+            ]
+        },
+        "expected an INT64 integer, got 1.5",
+    ),
+    (
+        {"inputs": [{**v2_inputs(ROW)[0], "data": ["1"]}, *v2_inputs(ROW)[1:]]},
+        "expected a number, got '1'",
+    ),
+    (
+        {"inputs": [{**v2_inputs(ROW)[0], "data": [None]}, *v2_inputs(ROW)[1:]]},
+        "expected a number, got None",
+    ),
+    ({"inputs": v2_inputs(ROW), "outputs": [{"name": "scores"}]}, "unknown outputs ['scores']"),
+    (
+        {"inputs": [{"name": "input-0", "shape": [1, 7], "datatype": "FP32", "data": [0] * 7}]},
+        "needs an all-numeric model",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_V2)
+def test_bad_inference_requests_get_the_protocol_error_body(
+    churn: S3Store, body: Any, message: str
+) -> None:
+    with Client(app) as client:
+        status, got, _ = post(client, "/v2/models/churn/infer", body)
+    assert status == 400
+    assert list(got) == ["error"]
+    assert message in got["error"]
+
+
+def test_limits_on_rows_and_body_size(churn: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared.inference_input, "MAX_ROWS", 3)
+    monkeypatch.setattr(shared.inference_input, "MAX_BODY_BYTES", 2_000)
+    with Client(app) as client:
+        rows_status, rows, _ = post(client, "/models/churn/predict", {"records": [ROW] * 4})
+        size_status, size, _ = post(client, "/v2/models/churn/infer", b" " * 2_001)
+    assert (rows_status, size_status) == (413, 413)
+    assert "4 rows in one request; the limit is 3" in rows["error"]
+    assert "2001 bytes; the limit is 2000" in size["error"]
+
+
+def test_unknown_models_versions_and_failed_trainings_are_404s(churn: S3Store) -> None:
+    churn.put("datasets/broken/data.csv", b"a,b\n1,2\n")
+    train_from_dataset(churn, "datasets/broken/data.csv", trigger="test")
+    with Client(app) as client:
+        cases = {
+            "/models/ghost/predict": "no model named 'ghost'",
+            "/models/churn/versions/9/predict": "no version 9",
+            "/models/churn/versions/canary/predict": "no version or alias 'canary'",
+            "/models/churn/versions/staging/predict": "no 'staging' version yet",
+            "/models/broken/predict": "its last training (datasets/broken/data.csv) failed",
+        }
+        for path, message in cases.items():
+            status, body, _ = post(client, path, {"records": [ROW]})
+            assert status == 404, path
+            assert message in body["error"]
+        status, body = get(client, "/v2/models/ghost")
+        assert status == 404 and "ghost" in body["error"]
+        status, body, _ = post(client, "/models/Bad..Name/predict", {"records": [ROW]})
+        assert status == 400 and "model name" in body["error"]
+
+
+def test_warm_requests_read_the_store_once_per_freshness_window(
+    churn: S3Store, clock: FakeClock
+) -> None:
+    calls: list[str] = []
+    client_s3 = churn.client
+    client_s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    with Client(app) as client:
+        post(client, "/models/churn/predict", {"records": [ROW]})
+        cold = len(calls)
+        for _ in range(20):
+            post(client, "/models/churn/predict", {"records": [ROW]})
+        warm = len(calls) - cold
+        clock.now += 11
+        post(client, "/models/churn/predict", {"records": [ROW]})
+    assert cold == 3  # registry, metadata, artifact
+    assert warm == 0
+    assert calls[-1] == "GetObject" and len(calls) == cold + 1
