@@ -97,7 +97,8 @@ def test_a_request_without_id_gets_one(churn: S3Store) -> None:
         _, from_header, _ = post(
             client, "/models/churn/predict", {"records": [ROW]}, **{"X-Request-Id": "abc-9"}
         )
-    assert len(first["id"]) == 32 and first["id"] != second["id"]
+    assert len(first["id"]) == 32
+    assert first["id"] != second["id"]
     assert from_header["id"] == "abc-9"
 
 
@@ -129,7 +130,8 @@ def test_open_inference_protocol_one_tensor_per_feature(churn: S3Store) -> None:
         "shape": [3],
         "data": [records["predictions"][0]] * 3,
     }
-    assert probabilities["name"] == "probabilities" and probabilities["shape"] == [3, 2]
+    assert probabilities["name"] == "probabilities"
+    assert probabilities["shape"] == [3, 2]
     assert probabilities["data"][:2] == pytest.approx(
         [records["probabilities"][0]["no"], records["probabilities"][0]["yes"]]
     )
@@ -169,7 +171,8 @@ def test_single_2d_tensor_for_an_all_numeric_model(store: S3Store, clock: FakeCl
         )
     assert status == 200, body
     label = body["outputs"][0]
-    assert label["datatype"] == "INT64" and label["shape"] == [2]
+    assert label["datatype"] == "INT64"
+    assert label["shape"] == [2]
     assert set(label["data"]) <= {0, 1}
 
 
@@ -178,7 +181,8 @@ def test_regression_returns_values(store: S3Store, clock: FakeClock) -> None:
     with Client(app) as client:
         _, records, _ = post(client, "/models/price/predict", {"records": [ROW]})
         _, v2, _ = post(client, "/v2/models/price/infer", {"inputs": v2_inputs(ROW)})
-    assert isinstance(records["predictions"][0], float) and "probabilities" not in records
+    assert isinstance(records["predictions"][0], float)
+    assert "probabilities" not in records
     assert v2["outputs"][0]["name"] == "prediction"
     assert v2["outputs"][0]["data"][0] == pytest.approx(records["predictions"][0], rel=1e-6)
 
@@ -188,13 +192,15 @@ def test_metadata_ready_and_health(churn: S3Store) -> None:
         assert get(client, "/v2/health/live") == (200, {"live": True})
         assert get(client, "/v2/health/ready") == (200, {"ready": True})
         status, server = get(client, "/v2")
-        assert status == 200 and server["name"] == "serverless-mlops"
+        assert status == 200
+        assert server["name"] == "serverless-mlops"
         status, meta = get(client, "/v2/models/churn")
         assert get(client, "/v2/models/churn/ready") == (200, {"name": "churn", "ready": True})
         assert get(client, "/v2/models/churn/versions/1/ready")[0] == 200
         assert get(client, "/v2/models/churn/versions/7/ready")[0] == 404
     assert status == 200
-    assert meta["name"] == "churn" and meta["versions"] == ["1"]
+    assert meta["name"] == "churn"
+    assert meta["versions"] == ["1"]
     assert meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"][0] == {"name": "x0", "datatype": "FP32", "shape": [-1, 1]}
     assert meta["inputs"][5] == {"name": "region", "datatype": "BYTES", "shape": [-1, 1]}
@@ -245,16 +251,19 @@ def test_a_tampered_artifact_is_refused_and_the_previous_version_keeps_serving(
         assert (status, body["version"]) == (200, 1)
         status, body, _ = post(client, "/models/churn/versions/2/predict", {"records": [ROW]})
     assert status == 503
-    assert "version 2 of 'churn' refused" in body["error"] and "sha256" in body["error"]
+    assert "version 2 of 'churn' refused" in body["error"]
+    assert "sha256" in body["error"]
     rejected = [e for e in read_trail(churn, "churn") if e.event == "artifact_rejected"]
-    assert len(rejected) == 1 and rejected[0].details["version"] == 2
+    assert len(rejected) == 1
+    assert rejected[0].details["version"] == 2
 
 
 def test_a_version_never_served_is_refused_when_tampered(churn: S3Store) -> None:
     churn.put("models/churn/versions/1/model.onnx", b"not the model")
     with Client(app) as client:
         status, body, _ = post(client, "/models/churn/predict", {"records": [ROW]})
-    assert status == 503 and "refused" in body["error"]
+    assert status == 503
+    assert "refused" in body["error"]
 
 
 BAD_RECORDS: list[tuple[Any, int, str]] = [
@@ -387,9 +396,11 @@ def test_unknown_models_versions_and_failed_trainings_are_404s(churn: S3Store) -
             assert status == 404, path
             assert message in body["error"]
         status, body = get(client, "/v2/models/ghost")
-        assert status == 404 and "ghost" in body["error"]
+        assert status == 404
+        assert "ghost" in body["error"]
         status, body, _ = post(client, "/models/Bad..Name/predict", {"records": [ROW]})
-        assert status == 400 and "model name" in body["error"]
+        assert status == 400
+        assert "model name" in body["error"]
 
 
 def test_warm_requests_read_the_store_once_per_freshness_window(
@@ -408,4 +419,5 @@ def test_warm_requests_read_the_store_once_per_freshness_window(
         post(client, "/models/churn/predict", {"records": [ROW]})
     assert cold == 3  # registry, metadata, artifact
     assert warm == 0
-    assert calls[-1] == "GetObject" and len(calls) == cold + 1
+    assert calls[-1] == "GetObject"
+    assert len(calls) == cold + 1
