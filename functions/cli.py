@@ -7,15 +7,21 @@ runs the training function in-process, exactly as the S3 trigger would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from functions import inference
 from shared.audit import read_trail
-from shared.errors import MlopsError
+from shared.errors import BadRequest, MlopsError
 from shared.metadata import decode_metadata
 from shared.model_card import render_model_card
 from shared.registry import ModelRegistry, list_models, version_prefix
@@ -106,6 +112,94 @@ def cmd_audit(store: ObjectStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_store_for_serving(store: ObjectStore) -> None:
+    # The inference function opens MLOPS_STORE itself, as it does on Lambda.
+    os.environ["MLOPS_STORE"] = store.uri
+    inference.reset_cache()
+
+
+def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
+    """Serve the HTTP API (both protocols) on this machine until interrupted."""
+    from functions.local_server import build_server  # chalice's dev server: only here
+
+    _use_store_for_serving(store)
+    server = build_server(args.host, args.port)
+    print(f"serving {store.uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+def _http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST" if data else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _feature_kinds(model: str, version: str | None, url: str | None) -> dict[str, str]:
+    """Feature name -> 'numeric' or 'categorical', from the model's own metadata."""
+    if url:
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+        status, meta = _http_json(url.rstrip("/") + path)
+        if status != 200:
+            raise BadRequest(meta.get("error", f"HTTP {status} from {url}"))
+        return {
+            t["name"]: "numeric" if t["datatype"] != "BYTES" else "categorical"
+            for t in meta["inputs"]
+        }
+    loaded = inference.model_cache().get(model, version)
+    return {f.name: f.kind for f in loaded.features}
+
+
+def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
+    """CSV rows as records: numbers for numeric features, '' as null; other columns left out."""
+    records = []
+    for row in csv.DictReader(io.StringIO(text)):
+        record: dict[str, Any] = {}
+        for name, kind in kinds.items():
+            raw = (row.get(name) or "").strip()
+            if not raw:
+                record[name] = None
+            elif kind == "numeric":
+                try:
+                    record[name] = float(raw)
+                except ValueError:
+                    raise BadRequest(f"column {name!r}: {raw!r} is not a number") from None
+            else:
+                record[name] = raw
+        records.append(record)
+    return records
+
+
+def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:
+    """Predict rows of a CSV (or records of a JSON file) over HTTP or in-process."""
+    _use_store_for_serving(store)
+    if args.json:
+        document = json.loads(Path(args.json).read_text())
+    else:
+        kinds = _feature_kinds(args.model, args.version, args.url)
+        document = {"records": records_from_csv(Path(args.csv).read_text(), kinds)}
+    if args.url:
+        path = f"/models/{args.model}" + (f"/versions/{args.version}" if args.version else "")
+        status, body = _http_json(args.url.rstrip("/") + path + "/predict", document)
+    else:
+        result = inference.predict_records(
+            args.model, args.version, json.dumps(document).encode(), {}
+        )
+        status, body = result.status, result.body
+    print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
+
+
 def breast_cancer_csv() -> bytes:
     """scikit-learn's breast-cancer data as a CSV with a readable `diagnosis` target."""
     from sklearn.datasets import load_breast_cancer  # only the demo needs it
@@ -138,7 +232,47 @@ def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
     cmd_versions(store, argparse.Namespace(model="breast-cancer"))
     print()
     cmd_show(store, argparse.Namespace(model="breast-cancer", version=str(outcome.version)))
-    return 0
+    return _demo_serving(store, data_path)
+
+
+def _demo_serving(store: ObjectStore, data_path: Path) -> int:
+    """Serve over real HTTP on loopback and predict with both protocols."""
+    from functions.local_server import running_server
+
+    _use_store_for_serving(store)
+    every_row = list(csv.DictReader(io.StringIO(data_path.read_text())))
+    # Two patients of each diagnosis, so both classes show up in the answers.
+    rows = [r for r in every_row if r["diagnosis"] == "malignant"][:2]
+    rows += [r for r in every_row if r["diagnosis"] == "benign"][:2]
+    features = [name for name in rows[0] if name != "diagnosis"]
+    records = [{name: float(row[name]) for name in features} for row in rows]
+    with running_server() as url:
+        print(f"serving on {url}")
+        status, body = _http_json(
+            f"{url}/models/breast-cancer/predict", {"id": "demo-1", "records": records}
+        )
+        print(f"POST /models/breast-cancer/predict -> {status}")
+        print(json.dumps(body))
+        matrix = [[record[name] for name in features] for record in records]
+        status, body = _http_json(
+            f"{url}/v2/models/breast-cancer/infer",
+            {
+                "id": "demo-2",
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [len(matrix), len(features)],
+                        "datatype": "FP64",
+                        "data": matrix,
+                    }
+                ],
+            },
+        )
+        print(f"POST /v2/models/breast-cancer/infer (Open Inference Protocol) -> {status}")
+        print(json.dumps(body))
+    truth = [row["diagnosis"] for row in rows]
+    print(f"true diagnoses of those rows: {truth}")
+    return 0 if status == 200 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="print a model's audit trail")
     p.add_argument("model")
     p.set_defaults(func=cmd_audit)
-    p = sub.add_parser("demo", help="train the breast-cancer example model")
+    p = sub.add_parser("serve", help="serve the HTTP API on this machine (chalice local)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("predict", help="predict the rows of a CSV (or a records JSON file)")
+    p.add_argument("model")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--csv", help="rows with a header; extra columns (e.g. the target) are ignored"
+    )
+    source.add_argument("--json", help='a request body: {"records": [...]}')
+    p.add_argument("--version", help="number, production, staging or latest (default production)")
+    p.add_argument(
+        "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
+    )
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("demo", help="train the breast-cancer model, serve it, predict over HTTP")
     p.add_argument("--workdir", default=".mlops-demo", help="where to write the demo CSV")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from shared.errors import InvalidKey, StoreConfigError
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
-from shared.store.s3 import S3Store
+
+if TYPE_CHECKING:
+    from shared.store.s3 import S3Store
 
 ENV_VAR = "MLOPS_STORE"
 DEFAULT_LOCATION = ".mlops-store"
@@ -52,6 +55,9 @@ def open_store(location: str | None = None) -> ObjectStore:
 def _s3_store(source: str, url: SplitResult) -> S3Store:
     if not _BUCKET.fullmatch(url.netloc):
         raise _bad(source, "it needs a bucket name after 's3://'")
+    # Imported here: boto3 costs a cold start ~0.3 s that a local store does not need.
+    from shared.store.s3 import S3Store
+
     # AWS tools take S3 URIs literally (no %-decoding), and so does this.
     return S3Store(url.netloc, url.path.removeprefix("/"))
 
