@@ -26,7 +26,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -99,6 +99,15 @@ class PreparedData:
     def categorical_indices(self) -> list[int]:
         """Positions of the categorical features in `features` and in X's columns."""
         return [i for i, feature in enumerate(self.features) if feature.kind == "categorical"]
+
+    def in_model_order(self) -> PreparedData:
+        """The same data with numeric features first, then categorical ones.
+
+        The exported graph takes all numeric features as one [N, k] tensor (one feed, one
+        cast) and each categorical feature as its own string tensor, in this order.
+        """
+        order = self.numeric_indices + self.categorical_indices
+        return replace(self, features=tuple(self.features[i] for i in order), X=self.X[:, order])
 
     def numeric_matrix(self) -> npt.NDArray[np.float64]:
         """The numeric features as a float64 matrix, NaN where missing."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,31 +55,32 @@ def request_id(given: object, header: str | None) -> str:
                 "request id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
             )
         return candidate
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
-def numeric_column(
-    values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool
-) -> np.ndarray:
-    """float64 values (null -> NaN when allowed); strings, booleans and objects refused."""
+def check_numbers(values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool) -> None:
+    """Refuse anything but JSON numbers (and null when allowed): no strings, no booleans."""
     for i, value in enumerate(values):
         kind = type(value)
-        if kind is float or kind is int:
-            continue
-        if value is None and allow_null:
+        if kind is float or kind is int or (value is None and allow_null):
             continue
         expected = "a number or null" if allow_null else "a number"
         raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
-    column = np.asarray(values, dtype=np.float64)
+
+
+def float_matrix(values: Sequence[Any], where: Callable[[int], str]) -> np.ndarray:
+    """Checked numbers (a flat list or a list of rows) as float64, null -> NaN."""
+    matrix = np.array(values, dtype=np.float64)
     # The model computes in float32: a value beyond its range would silently become inf.
-    too_big = np.flatnonzero(np.abs(np.nan_to_num(column)) > FLOAT32_MAX)
-    if too_big.size:
-        i = int(too_big[0])
-        raise BadRequest(f"{where(i)}: {values[i]!r} is outside the float32 range the model uses")
-    return column
+    flat = matrix.ravel()
+    too_big = np.abs(flat) > FLOAT32_MAX  # NaN compares False: missing values pass
+    if too_big.any():
+        i = int(np.flatnonzero(too_big)[0])
+        raise BadRequest(f"{where(i)}: {flat[i]!r} is outside the float32 range the model uses")
+    return matrix
 
 
-def categorical_column(
+def string_column(
     values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool
 ) -> np.ndarray:
     """str values ('' = missing, as in training); numbers and objects refused."""
@@ -88,4 +89,4 @@ def categorical_column(
             continue
         expected = "a string or null" if allow_null else "a string"
         raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
-    return np.asarray(["" if v is None else v for v in values], dtype=object)
+    return np.array(["" if v is None else v for v in values], dtype=object)

@@ -17,7 +17,8 @@ import msgspec
 import numpy as np
 
 from shared.errors import BadRequest
-from shared.inference_input import categorical_column, check_rows, numeric_column
+from shared.inference_input import check_numbers, check_rows, float_matrix, string_column
+from shared.runtime import ModelInput
 from shared.serving import LoadedModel, Prediction
 
 PLATFORM = "onnxruntime_onnx"
@@ -97,11 +98,12 @@ def _numeric(tensor: RequestInput, flat: list[Any]) -> np.ndarray:
                 raise BadRequest(
                     f"{where(i)}: expected an {tensor.datatype} integer, got {value!r}"
                 )
-    return numeric_column(flat, where, allow_null=False)
+    check_numbers(flat, where, allow_null=False)
+    return float_matrix(flat, where)
 
 
-def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> dict[str, np.ndarray]:
-    """Columns by feature name from the request's tensors."""
+def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
+    """A batch from the request's tensors."""
     features = loaded.features
     names = [f.name for f in features]
     if not request.inputs:
@@ -153,11 +155,15 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> dict[str, np
             def where(i: int, name: str = tensor.name) -> str:
                 return f"input {name!r} element {i}"
 
-            columns[feature.name] = categorical_column(flat, where, allow_null=False)
-    return columns
+            columns[feature.name] = string_column(flat, where, allow_null=False)
+    numeric = [columns[f.name] for f in loaded.onnx.numeric_features]
+    return ModelInput(
+        numeric=np.column_stack(numeric) if numeric else np.empty((n_rows or 0, 0)),
+        categorical={f.name: columns[f.name] for f in loaded.onnx.categorical_features},
+    )
 
 
-def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> dict[str, np.ndarray]:
+def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> ModelInput:
     features = loaded.features
     categorical = [f.name for f in features if f.kind != "numeric"]
     if categorical:
@@ -172,7 +178,7 @@ def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> dict[str, np.nda
         )
     check_rows(tensor.shape[0])
     matrix = _numeric(tensor, _flatten(tensor)).reshape(tensor.shape)
-    return {f.name: matrix[:, i] for i, f in enumerate(features)}
+    return ModelInput(numeric=matrix, categorical={})
 
 
 def _label_datatype(values: np.ndarray) -> str:

@@ -20,7 +20,9 @@ class FeatureSchema(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     kind: Literal["numeric", "categorical"]
-    input_name: str  # ONNX input names are sanitised; clients use `name`
+    # The ONNX input carrying it: "numeric" (a column of the [N, k] numeric tensor, in the
+    # order numeric features are listed) or a sanitised name of its own; clients use `name`.
+    input_name: str
     categories: list[str] = msgspec.field(default_factory=list)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from onnx import ModelProto
@@ -18,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.errors import ExportError
 from shared.metadata import FeatureSchema, ParityReport
-from shared.runtime import OnnxModel
+from shared.runtime import NUMERIC_INPUT, OnnxModel
 from shared.spec import ParityTolerance, Task
 
 LABEL_OUTPUT = "label"
@@ -27,9 +28,12 @@ REGRESSION_OUTPUT = "variable"
 
 
 def onnx_input_names(names: Sequence[str]) -> list[str]:
-    """Names skl2onnx keeps as they are: [A-Za-z0-9_], not starting with a digit, unique."""
+    """Names skl2onnx keeps as they are: [A-Za-z0-9_], not starting with a digit, unique.
+
+    NUMERIC_INPUT is reserved for the tensor of all numeric features.
+    """
     result: list[str] = []
-    taken: set[str] = set()
+    taken: set[str] = {NUMERIC_INPUT}
     for name in names:
         base = re.sub(r"\W", "_", name, flags=re.ASCII) or "feature"
         if base[0].isdigit():
@@ -43,13 +47,17 @@ def onnx_input_names(names: Sequence[str]) -> list[str]:
 
 
 def export_pipeline(pipeline: Pipeline, features: Sequence[FeatureSchema], task: Task) -> bytes:
-    """The ONNX bytes of `pipeline`, one [N, 1] input per feature in column order."""
-    initial_types = [
-        (
-            f.input_name,
-            FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]),
-        )
-        for f in features
+    """The ONNX bytes of `pipeline` (fitted on columns in model order: numeric first).
+
+    Inputs: NUMERIC_INPUT [N, k] float for the k numeric features, then one [N, 1] string
+    tensor per categorical feature; skl2onnx maps column index i across them in order.
+    """
+    n_numeric = sum(f.kind == "numeric" for f in features)
+    initial_types: list[tuple[str, Any]] = []
+    if n_numeric:
+        initial_types.append((NUMERIC_INPUT, FloatTensorType([None, n_numeric])))
+    initial_types += [
+        (f.input_name, StringTensorType([None, 1])) for f in features if f.kind == "categorical"
     ]
     estimator = pipeline.steps[-1][1]
     # zipmap=False: probabilities as one [N, classes] tensor, which serving returns as is.
@@ -82,7 +90,7 @@ def check_parity(
     tolerance: ParityTolerance,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
     """Compare ONNX with scikit-learn on `X`; also return the ONNX outputs for reuse."""
-    outputs = onnx_model.run(onnx_model.feed_from_matrix(X))
+    outputs = onnx_model.run(onnx_model.feed(onnx_model.input_from_matrix(X)))
     label_mismatches = 0
     if task == "classification":
         expected = np.asarray(pipeline.predict_proba(X), dtype=np.float64)

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from shared.errors import BadRequest
-from shared.inference_input import categorical_column, check_rows, numeric_column
+from shared.inference_input import check_numbers, check_rows, float_matrix, string_column
+from shared.runtime import ModelInput
 from shared.serving import LoadedModel, Prediction
 
 
-def parse_records(document: Any, loaded: LoadedModel) -> dict[str, np.ndarray]:
-    """Columns by feature name from {"records": [...]}, every field checked."""
+def parse_records(document: Any, loaded: LoadedModel) -> ModelInput:
+    """A batch from {"records": [...]}, every field checked."""
     if not isinstance(document, dict):
         raise BadRequest('request body must be a JSON object like {"records": [{...}]}')
     unknown_fields = sorted(set(document) - {"records", "id"})
@@ -44,19 +45,26 @@ def parse_records(document: Any, loaded: LoadedModel) -> dict[str, np.ndarray]:
                 f"records[{i}]: {'; '.join(parts)}; model {loaded.model!r} "
                 f"version {loaded.version} takes {sorted(expected)}"
             )
-    columns: dict[str, np.ndarray] = {}
-    for feature in loaded.features:
-        values = [record[feature.name] for record in records]
+    numeric_names = [f.name for f in loaded.onnx.numeric_features]
+    rows = [[record[name] for name in numeric_names] for record in records]
+    k = len(numeric_names)
+
+    def where_numeric(i: int) -> str:
+        return f"records[{i // k}].{numeric_names[i % k]}"
+
+    flat = [value for row in rows for value in row]
+    check_numbers(flat, where_numeric, allow_null=True)
+    numeric = float_matrix(rows, where_numeric).reshape(len(records), k)
+    categorical: dict[str, np.ndarray] = {}
+    for feature in loaded.onnx.categorical_features:
         name = feature.name
 
         def where(i: int, name: str = name) -> str:
             return f"records[{i}].{name}"
 
-        if feature.kind == "numeric":
-            columns[name] = numeric_column(values, where, allow_null=True)
-        else:
-            columns[name] = categorical_column(values, where, allow_null=True)
-    return columns
+        values = [record[name] for record in records]
+        categorical[name] = string_column(values, where, allow_null=True)
+    return ModelInput(numeric=numeric, categorical=categorical)
 
 
 def records_response(

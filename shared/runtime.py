@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -18,6 +19,22 @@ from shared.metadata import FeatureSchema
 def sha256_hex(data: bytes) -> str:
     """The hex SHA-256 of `data` (artifact and dataset fingerprints)."""
     return hashlib.sha256(data).hexdigest()
+
+
+NUMERIC_INPUT = "numeric"
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A validated batch: numeric features as one matrix, categorical ones by name."""
+
+    numeric: np.ndarray  # float64 [rows, numeric features], NaN = missing, model order
+    categorical: dict[str, np.ndarray]  # feature name -> str array [rows], "" = missing
+
+    @property
+    def rows(self) -> int:
+        """How many rows the batch has."""
+        return int(self.numeric.shape[0])
 
 
 class OnnxModel:
@@ -34,23 +51,28 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises bare RuntimeErrors of its own types
             raise ExportError(f"onnxruntime cannot load the model: {exc}") from exc
         self.features = tuple(features)
+        self.numeric_features = tuple(f for f in self.features if f.kind == "numeric")
+        self.categorical_features = tuple(f for f in self.features if f.kind == "categorical")
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def feed_from_columns(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """ONNX inputs from 1-D arrays keyed by feature name (numeric float, categorical str)."""
+    def feed(self, batch: ModelInput) -> dict[str, np.ndarray]:
+        """The ONNX inputs of a batch: one float32 matrix, one [N, 1] tensor per category."""
         feed: dict[str, np.ndarray] = {}
-        for feature in self.features:
-            column = np.asarray(columns[feature.name])
-            if feature.kind == "numeric":
-                feed[feature.input_name] = column.astype(np.float32).reshape(-1, 1)
-            else:
-                feed[feature.input_name] = column.astype(str).astype(object).reshape(-1, 1)
+        if self.numeric_features:
+            feed[NUMERIC_INPUT] = batch.numeric.astype(np.float32)
+        for feature in self.categorical_features:
+            feed[feature.input_name] = batch.categorical[feature.name].reshape(-1, 1)
         return feed
 
-    def feed_from_matrix(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        """ONNX inputs from a 2-D object matrix whose columns follow `features`."""
-        return self.feed_from_columns(
-            {feature.name: matrix[:, i] for i, feature in enumerate(self.features)}
+    def input_from_matrix(self, matrix: np.ndarray) -> ModelInput:
+        """A batch from a 2-D object matrix whose columns follow `features` (model order)."""
+        k = len(self.numeric_features)
+        return ModelInput(
+            numeric=matrix[:, :k].astype(np.float64),
+            categorical={
+                f.name: matrix[:, k + i].astype(str).astype(object)
+                for i, f in enumerate(self.categorical_features)
+            },
         )
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,7 @@ from shared.errors import (
 )
 from shared.metadata import FeatureSchema, ModelMetadata, decode_metadata
 from shared.registry import ModelRegistry, RegistryRecord, VersionEntry, version_prefix
-from shared.runtime import OnnxModel, sha256_hex
+from shared.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.spec import validate_model_name
 from shared.store.base import ObjectStore
 
@@ -62,9 +62,9 @@ class Prediction:
     classes: list[str | int] | None
 
 
-def predict(loaded: LoadedModel, columns: Mapping[str, np.ndarray]) -> Prediction:
-    """Run the model on validated columns (float64 with NaN, or str with '' for missing)."""
-    outputs = loaded.onnx.run(loaded.onnx.feed_from_columns(columns))
+def predict(loaded: LoadedModel, batch: ModelInput) -> Prediction:
+    """Run the model on a validated batch."""
+    outputs = loaded.onnx.run(loaded.onnx.feed(batch))
     meta = loaded.metadata
     probabilities = (
         outputs[meta.onnx.probabilities_output] if meta.onnx.probabilities_output else None

@@ -52,7 +52,7 @@ from shared.profile import (
     profile_predictions,
 )
 from shared.registry import ModelRegistry, source_of, version_prefix
-from shared.runtime import OnnxModel, sha256_hex
+from shared.runtime import NUMERIC_INPUT, OnnxModel, sha256_hex
 from shared.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
 from shared.store.base import ObjectStore, StoredObject
 from shared.training import (
@@ -130,11 +130,11 @@ def _code_version() -> str:
 
 
 def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureSchema]:
-    names = [f.name for f in data.features]
+    categorical = [f.name for f in data.features if f.kind == "categorical"]
+    input_names = dict(zip(categorical, onnx_input_names(categorical), strict=True))
     schema = []
-    for i, (feature, input_name) in enumerate(
-        zip(data.features, onnx_input_names(names), strict=True)
-    ):
+    for i, feature in enumerate(data.features):
+        input_name = input_names.get(feature.name, NUMERIC_INPUT)
         categories: list[str] = []
         if feature.kind == "categorical":
             seen = {str(v) for v in data.X[train_rows, i]}
@@ -182,7 +182,7 @@ def _build_candidate(
     watch: _Stopwatch,
 ) -> _Candidate:
     with watch.step("prepare"):
-        data = prepare(data_obj.body, spec, source=data_obj.key)
+        data = prepare(data_obj.body, spec, source=data_obj.key).in_model_order()
         spec.check_task(data.task)
         split = split_rows(data, spec)
         schema = _feature_schema(data, split.train)

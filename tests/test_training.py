@@ -16,7 +16,7 @@ from shared.audit import read_trail
 from shared.errors import ObjectNotFound
 from shared.metadata import decode_metadata
 from shared.registry import ModelRegistry, version_prefix
-from shared.runtime import OnnxModel, sha256_hex
+from shared.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
 from shared.training_job import train_from_dataset
@@ -92,22 +92,25 @@ def test_exported_graph_takes_raw_values_by_name_with_gaps_and_unknown_categorie
     prefix = version_prefix("m", 1)
     meta = decode_metadata(local.get(prefix + "metadata.json").body)
     model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
-    columns = {
-        "x0": np.array([0.5, np.nan]),
-        "x1": np.array([1.0, 2.0]),
-        "x2": np.array([0.0, 0.0]),
-        "x3": np.array([-1.0, 1.0]),
-        "x4": np.array([0.1, 0.2]),
-        "region": np.array(["north", ""]),
-        "plan": np.array(["never-seen", "pro"]),
-    }
-    out = model.run(model.feed_from_columns(columns))
+    assert [f.name for f in model.numeric_features] == ["x0", "x1", "x2", "x3", "x4"]
+    batch = ModelInput(
+        numeric=np.array([[0.5, 1.0, 0.0, -1.0, 0.1], [np.nan, 2.0, 0.0, 1.0, 0.2]]),
+        categorical={
+            "region": np.array(["north", ""], dtype=object),
+            "plan": np.array(["never-seen", "pro"], dtype=object),
+        },
+    )
+    out = model.run(model.feed(batch))
     assert out["probabilities"].shape == (2, 2)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
     assert set(out["label"]) <= {"no", "yes"}
     # The artifact is a plain ONNX file: onnxruntime alone can open it.
     session = ort.InferenceSession(local.get(prefix + "model.onnx").body)
-    assert [i.name for i in session.get_inputs()][:2] == ["x0", "x1"]
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [
+        ("numeric", [None, 5]),
+        ("region", [None, 1]),
+        ("plan", [None, 1]),
+    ]
 
 
 def test_baseline_profile_is_stored_and_compact(local: LocalStore) -> None:
