@@ -71,35 +71,67 @@ def _flatten(tensor: RequestInput) -> list[Any]:
             stack.extend(reversed(item))
         else:
             flat.append(item)
-    if any(d < 0 for d in tensor.shape):
-        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
-    if len(flat) != math.prod(tensor.shape):
-        raise BadRequest(
-            f"input {tensor.name!r}: shape {tensor.shape} needs {math.prod(tensor.shape)} "
-            f"elements, data has {len(flat)}"
-        )
+    _check_size(tensor, len(flat))
     return flat
 
 
-def _numeric(tensor: RequestInput, flat: list[Any]) -> np.ndarray:
+def _numeric(tensor: RequestInput) -> np.ndarray:
+    """The tensor's numbers as float64 in its shape; types, ranges and size checked."""
     if tensor.datatype not in NUMERIC_DATATYPES:
         raise BadRequest(
             f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a numeric "
             f"feature; use one of {sorted(NUMERIC_DATATYPES)}"
         )
+    integer = tensor.datatype in INTEGER_DATATYPES
+    nested = bool(tensor.data) and isinstance(tensor.data[0], list)
+    expected: Any = int if integer else float
+    try:
+        # One C-level pass for the usual flat or [rows][columns] data.
+        msgspec.convert(tensor.data, list[list[expected]] if nested else list[expected])
+    except msgspec.ValidationError:
+        _name_bad_element(tensor, integer)
+    try:
+        values = np.array(tensor.data, dtype=np.float64)
+    except ValueError:
+        raise BadRequest(f"input {tensor.name!r}: nested data is ragged") from None
+    _check_size(tensor, values.size)
 
     def where(i: int) -> str:
         return f"input {tensor.name!r} element {i}"
 
-    if tensor.datatype in INTEGER_DATATYPES:
+    if integer:
         limit = _INT_RANGE[tensor.datatype]
+        outside = np.flatnonzero((values < -limit) | (values >= limit))
+        if outside.size:
+            i = int(outside[0])
+            raise BadRequest(f"{where(i)}: {values.ravel()[i]:.0f} overflows {tensor.datatype}")
+    return float_matrix(values.ravel(), where).reshape(tensor.shape)
+
+
+def _name_bad_element(tensor: RequestInput, integer: bool) -> None:
+    """Raise a message naming the first element of the wrong type (slow path, errors only)."""
+    flat = _flatten(tensor)
+
+    def where(i: int) -> str:
+        return f"input {tensor.name!r} element {i}"
+
+    if integer:
         for i, value in enumerate(flat):
-            if type(value) is not int or not -limit <= value < limit:
+            if type(value) is not int:
                 raise BadRequest(
                     f"{where(i)}: expected an {tensor.datatype} integer, got {value!r}"
                 )
     check_numbers(flat, where, allow_null=False)
-    return float_matrix(flat, where)
+
+
+def _check_size(tensor: RequestInput, size: int) -> None:
+    if any(d < 0 for d in tensor.shape):
+        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
+    if size != math.prod(tensor.shape):
+        raise BadRequest(
+            f"input {tensor.name!r}: shape {tensor.shape} needs {math.prod(tensor.shape)} "
+            f"elements, data has {size}"
+        )
 
 
 def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
@@ -142,9 +174,8 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             raise BadRequest(
                 f"input {tensor.name!r} has {tensor.shape[0]} rows, others have {n_rows}"
             )
-        flat = _flatten(tensor)
         if feature.kind == "numeric":
-            columns[feature.name] = _numeric(tensor, flat)
+            columns[feature.name] = _numeric(tensor).ravel()
         else:
             if tensor.datatype != "BYTES":
                 raise BadRequest(
@@ -155,7 +186,7 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             def where(i: int, name: str = tensor.name) -> str:
                 return f"input {name!r} element {i}"
 
-            columns[feature.name] = string_column(flat, where, allow_null=False)
+            columns[feature.name] = string_column(_flatten(tensor), where, allow_null=False)
     numeric = [columns[f.name] for f in loaded.onnx.numeric_features]
     return ModelInput(
         numeric=np.column_stack(numeric) if numeric else np.empty((n_rows or 0, 0)),
@@ -177,7 +208,7 @@ def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> ModelInput:
             f"the model takes {len(features)} features"
         )
     check_rows(tensor.shape[0])
-    matrix = _numeric(tensor, _flatten(tensor)).reshape(tensor.shape)
+    matrix = _numeric(tensor)
     return ModelInput(numeric=matrix, categorical={})
 
 

@@ -352,6 +352,28 @@ BAD_V2: list[tuple[Any, str]] = [
     ),
     ({"inputs": v2_inputs(ROW), "outputs": [{"name": "scores"}]}, "unknown outputs ['scores']"),
     (
+        {"inputs": [{**v2_inputs(ROW)[0], "data": [True]}, *v2_inputs(ROW)[1:]]},
+        "expected a number, got True",
+    ),
+    (
+        {
+            "inputs": [
+                {**v2_inputs(ROW)[0], "datatype": "INT32", "data": [2**31]},
+                *v2_inputs(ROW)[1:],
+            ]
+        },
+        "overflows INT32",
+    ),
+    (
+        {
+            "inputs": [
+                {**v2_inputs(ROW)[0], "shape": [2, 1], "data": [[1.0], [2.0, 3.0]]},
+                *v2_inputs(ROW)[1:],
+            ]
+        },
+        "ragged",
+    ),
+    (
         {"inputs": [{"name": "input-0", "shape": [1, 7], "datatype": "FP32", "data": [0] * 7}]},
         "needs an all-numeric model",
     ),
