@@ -235,15 +235,16 @@ def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None
     assert record.aliases == {}
 
 
-def test_two_concurrent_trainings_get_versions_1_and_2(local: LocalStore) -> None:
-    local.put("datasets/m/a.csv", classification_csv(seed=0))
-    local.put("datasets/m/b.csv", classification_csv(seed=1))
+def test_two_concurrent_trainings_get_versions_1_and_2(racing_store: ObjectStore) -> None:
+    store = racing_store  # every backend: local folder, S3, S3 under a prefix
+    store.put("datasets/m/a.csv", classification_csv(seed=0))
+    store.put("datasets/m/b.csv", classification_csv(seed=1))
     outcomes = []
     barrier = threading.Barrier(2)
 
     def run(key: str) -> None:
         barrier.wait()
-        outcomes.append(train_from_dataset(local, key, trigger="test"))
+        outcomes.append(train_from_dataset(store, key, trigger="test"))
 
     threads = [
         threading.Thread(target=run, args=(k,)) for k in ("datasets/m/a.csv", "datasets/m/b.csv")
@@ -253,9 +254,27 @@ def test_two_concurrent_trainings_get_versions_1_and_2(local: LocalStore) -> Non
     for t in threads:
         t.join()
     assert sorted(o.version for o in outcomes if o.version) == [1, 2]
-    record = ModelRegistry(local, "m").load()
+    record = ModelRegistry(store, "m").load()
     assert [e.status for e in record.versions] == ["ready", "ready"]
     assert sorted(record.aliases) == ["production", "staging"]
+
+
+def test_the_same_event_twice_at_once_makes_one_version(racing_store: ObjectStore) -> None:
+    racing_store.put("datasets/m/a.csv", classification_csv())
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def run() -> None:
+        barrier.wait()
+        outcomes.append(train_from_dataset(racing_store, "datasets/m/a.csv", trigger="test"))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.status for o in outcomes) == ["duplicate", "registered"]
+    assert len(ModelRegistry(racing_store, "m").load().versions) == 1
 
 
 def test_metadata_round_trips(local: LocalStore) -> None:
