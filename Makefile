@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install package clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (e.g. pyenv install 3.12) or pass PYTHON=..."; exit 1; }
@@ -25,8 +25,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The AWS deployment in build/cfn (template, app zip, training layer) and build/sizes.json;
+# see infra/package.py. Rebuilt when its inputs change; tests/test_package.py runs the result.
+PACKAGE_INPUTS := app.py pyproject.toml constraints.txt .chalice/config.json \
+	$(shell find shared functions infra -type f -not -path '*/__pycache__/*')
+
+build/.packaged: $(STAMP) $(PACKAGE_INPUTS)
+	$(BIN)/python infra/package.py --out build
+	touch $@
+
+package: build/.packaged
+
+test: lint package
 	$(BIN)/pytest -q
 
+# Benchmarks against references measured in the same run; writes benchmarks/results.json.
+# Pass ARGS, e.g. make bench ARGS=--quick or ARGS='--only cold_start_seconds --profile'.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
 clean:
-	rm -rf $(VENV) .mlops-store
+	rm -rf $(VENV) .mlops-store build vendor requirements.txt .chalice/deployments

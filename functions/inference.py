@@ -6,13 +6,13 @@ same code answers API Gateway on Lambda, `chalice local`, and tests.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import shared
 from shared import inference_v2, records_api
 from shared.errors import (
     ArtifactRejected,
@@ -93,11 +93,7 @@ def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpRe
 
 def server_metadata() -> HttpResult:
     """GET /v2."""
-    try:
-        version = importlib.metadata.version("serverless-mlops")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return HttpResult(200, {"name": SERVER_NAME, "version": version, "extensions": []})
+    return HttpResult(200, {"name": SERVER_NAME, "version": shared.__version__, "extensions": []})
 
 
 def server_live() -> HttpResult:

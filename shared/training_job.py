@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
+import shared
 from shared.audit import record_event, utc_now
 from shared.dataset import PreparedData, prepare
 from shared.errors import DataError, ExportError, MlopsError
@@ -120,13 +121,7 @@ def _package_versions() -> dict[str, str]:
 
 def _code_version() -> str:
     # Deployments stamp MLOPS_CODE_VERSION (e.g. a git commit); else the package version.
-    env = os.environ.get("MLOPS_CODE_VERSION")
-    if env:
-        return env
-    try:
-        return f"serverless-mlops {importlib.metadata.version('serverless-mlops')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "serverless-mlops (unpackaged)"
+    return os.environ.get("MLOPS_CODE_VERSION") or f"serverless-mlops {shared.__version__}"
 
 
 def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureSchema]:
