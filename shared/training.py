@@ -141,21 +141,26 @@ def classification_metrics(
     y_true: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray
 ) -> dict[str, float]:
     """Accuracy, F1 (positive class when binary, macro otherwise), ROC AUC and log loss."""
+    # scikit-learn's metrics sort and compare labels in Python when they are strings; as
+    # positions in `classes` (sorted, as the estimator keeps them) the same work is ~6x faster.
+    true_idx = np.searchsorted(classes, y_true)
+    label_idx = np.searchsorted(classes, labels)
+    positions = np.arange(len(classes))
     binary = len(classes) == 2
     metrics = {
-        "accuracy": float(accuracy_score(y_true, labels)),
+        "accuracy": float(accuracy_score(true_idx, label_idx)),
         "f1": float(
-            f1_score(y_true, labels, pos_label=classes[1], average="binary")
+            f1_score(true_idx, label_idx, pos_label=1, average="binary")
             if binary
-            else f1_score(y_true, labels, average="macro")
+            else f1_score(true_idx, label_idx, average="macro")
         ),
-        "log_loss": float(log_loss(y_true, probabilities, labels=classes)),
+        "log_loss": float(log_loss(true_idx, probabilities, labels=positions)),
     }
     if binary:
-        metrics["roc_auc"] = float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
+        metrics["roc_auc"] = float(roc_auc_score(true_idx == 1, probabilities[:, 1]))
     else:
         metrics["roc_auc"] = float(
-            roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes)
+            roc_auc_score(true_idx, probabilities, multi_class="ovr", labels=positions)
         )
     return metrics
 
