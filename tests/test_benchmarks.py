@@ -1,0 +1,109 @@
+"""The benchmark scripts still run: `--quick` at tiny sizes, every figure present and sane."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import package_size
+from benchmarks.common import Sizes
+from benchmarks.run import FIGURES
+from benchmarks.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY_KEYS = {"ours", "reference", "ratio", "goal", "met", "unit", "details"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results, done.stdout
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_every_figure_has_a_sane_entry(quick_run: tuple[dict[str, Any], str]) -> None:
+    results, _ = quick_run
+    assert set(FIGURES) <= set(results)
+    for name in FIGURES:
+        entry = results[name]
+        assert set(entry) == ENTRY_KEYS, name
+        assert isinstance(entry["met"], bool), name
+        assert isinstance(entry["goal"], str), name
+        assert entry["goal"], name
+        assert isinstance(entry["unit"], str), name
+        assert isinstance(entry["details"], dict), name
+        assert isinstance(entry["details"]["measure"], str), name
+        if entry["details"].get("status") == "not measured: run make package":
+            assert name == "package_unzipped_mb"
+            assert entry["ours"] is None
+            continue
+        assert not str(entry["details"].get("status", "")).startswith("failed"), name
+        for key in ("ours", "reference", "ratio"):
+            assert _number(entry[key]), (name, key, entry[key])
+        assert entry["reference"] > 0, name
+
+
+def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any], str]) -> None:
+    results, _ = quick_run
+    one_row = results["predict_warm_1row_ratio_vs_ort"]["details"]
+    assert one_row["handler_us"]["n"] == Sizes.small().calls_1row
+    assert _number(one_row["handler_us"]["p99"])
+    assert {"predict_records_direct", "handler_v2_matrix"} <= set(one_row["variants_us"])
+    speedup = results["predict_warm_1row_speedup_vs_sklearn"]["details"]["models"]
+    assert len(speedup) == 2
+    for model in speedup.values():
+        assert model["max_abs_diff_handler_vs_sklearn"] < 1e-4  # the refit is the served model
+    batch = results["predict_batch_10k_ratio_vs_ort"]["details"]
+    assert batch["headline_protocol"] in ("records", "v2_matrix")
+    assert batch["same_labels_both_protocols"] is True
+    cold = results["cold_start_seconds"]["details"]
+    assert cold["heavy_modules_imported"] == []
+    assert cold["answer"]["predictions"]
+    assert results["cold_start_s3_seconds"]["details"]["heavy_modules_imported"] == ["boto3"]
+    steps = results["train_overhead_ratio_100k"]["details"]["steps_median_s"]
+    assert {"read", "prepare", "fit", "export", "parity", "metrics", "profile"} <= set(steps)
+    s3 = results["s3_requests_per_1000_predictions"]["details"]
+    assert s3["cold_request_calls"] == ["GetObject"] * 3
+    assert results["run"]["quick"] is True
+    assert results["run"]["failed"] == []
+    machine = results["machine"]
+    assert machine["cores"] >= 1
+    assert machine["packages"]["onnxruntime"]
+    assert {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} <= set(machine["env"])
+
+
+def test_the_table_lists_every_figure(quick_run: tuple[dict[str, Any], str]) -> None:
+    _, stdout = quick_run
+    header = stdout.splitlines()[0].split()
+    assert header == ["figure", "ours", "reference", "ratio", "goal", "met?", "machine"]
+    for name in FIGURES:
+        assert name in stdout
+
+
+def test_package_sizes_not_yet_built_are_reported_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(package_size, "SIZES", tmp_path / "sizes.json")
+    entry = package_size.package_unzipped_mb(Workspace(tmp_path, Sizes.small()))
+    assert entry["ours"] is None
+    assert entry["met"] is False
+    assert entry["details"]["status"] == "not measured: run make package"
