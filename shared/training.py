@@ -145,6 +145,10 @@ def classification_metrics(
     # positions in `classes` (sorted, as the estimator keeps them) the same work is ~6x faster.
     true_idx = np.searchsorted(classes, y_true)
     label_idx = np.searchsorted(classes, labels)
+    # ONNX computes in float32: a forest's averaged votes can sum to 1.0000001, which
+    # log_loss refuses. Work in float64, inside [0, 1], rows summing to 1.
+    probabilities = np.clip(probabilities.astype(np.float64), 0.0, 1.0)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
     positions = np.arange(len(classes))
     binary = len(classes) == 2
     metrics = {
