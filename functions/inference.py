@@ -145,7 +145,7 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
 
     def action() -> HttpResult:
         nonlocal rid
-        request = inference_v2.parse_request(decode_body(body))
+        request = inference_v2.parse_request(body)
         rid = request_id(request.id, rid)
         loaded = model_cache().get(name, version)
         wanted = inference_v2.wanted_outputs(request, loaded)

@@ -21,8 +21,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def decode_body(body: bytes) -> Any:
-    """Strict JSON (NaN and Infinity are not JSON) within the size limit."""
+def check_body(body: bytes) -> bytes:
+    """Refuse bodies over the size limit, and empty ones."""
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(
             f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} "
@@ -30,8 +30,13 @@ def decode_body(body: bytes) -> Any:
         )
     if not body.strip():
         raise BadRequest("request body is empty; send a JSON object")
+    return body
+
+
+def decode_body(body: bytes) -> Any:
+    """Strict JSON (NaN and Infinity are not JSON) within the size limit."""
     try:
-        return msgspec.json.decode(body)
+        return msgspec.json.decode(check_body(body))
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 

@@ -17,7 +17,13 @@ import msgspec
 import numpy as np
 
 from shared.errors import BadRequest
-from shared.inference_input import check_numbers, check_rows, float_matrix, string_column
+from shared.inference_input import (
+    check_body,
+    check_numbers,
+    check_rows,
+    float_matrix,
+    string_column,
+)
 from shared.runtime import ModelInput
 from shared.serving import LoadedModel, Prediction
 
@@ -53,12 +59,14 @@ class InferenceRequest(msgspec.Struct, forbid_unknown_fields=True):
     outputs: list[RequestOutput] | None = None
 
 
-def parse_request(document: Any) -> InferenceRequest:
-    """Validate the request object's structure; messages give the JSON path."""
+def parse_request(body: bytes) -> InferenceRequest:
+    """Decode and validate the request object in one pass; messages give the JSON path."""
     try:
-        return msgspec.convert(document, type=InferenceRequest)
+        return msgspec.json.decode(check_body(body), type=InferenceRequest)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid inference request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
 def _flatten(tensor: RequestInput) -> list[Any]:
@@ -160,7 +168,8 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             f"one tensor per feature: {names}"
         )
     by_name = {t.name: t for t in request.inputs}
-    columns: dict[str, np.ndarray] = {}
+    columns_by_name: dict[str, np.ndarray] = {}
+    nested_columns: dict[str, np.ndarray] = {}
     n_rows: int | None = None
     for feature in features:
         tensor = by_name[feature.name]
@@ -168,6 +177,10 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             raise BadRequest(
                 f"input {tensor.name!r}: shape must be [N] or [N, 1], got {tensor.shape}"
             )
+        nested = bool(tensor.data) and isinstance(tensor.data[0], list)
+        if feature.kind == "numeric" and not nested:
+            # Flat data's size is checked here; nested data's when it is parsed, below.
+            _check_size(tensor, len(tensor.data))
         if n_rows is None:
             n_rows = check_rows(tensor.shape[0])
         elif tensor.shape[0] != n_rows:
@@ -175,7 +188,13 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
                 f"input {tensor.name!r} has {tensor.shape[0]} rows, others have {n_rows}"
             )
         if feature.kind == "numeric":
-            columns[feature.name] = _numeric(tensor).ravel()
+            if tensor.datatype not in NUMERIC_DATATYPES:
+                raise BadRequest(
+                    f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a "
+                    f"numeric feature; use one of {sorted(NUMERIC_DATATYPES)}"
+                )
+            if nested:
+                nested_columns[feature.name] = _numeric(tensor).ravel()
         else:
             if tensor.datatype != "BYTES":
                 raise BadRequest(
@@ -186,12 +205,46 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             def where(i: int, name: str = tensor.name) -> str:
                 return f"input {name!r} element {i}"
 
-            columns[feature.name] = string_column(_flatten(tensor), where, allow_null=False)
-    numeric = [columns[f.name] for f in loaded.onnx.numeric_features]
+            columns_by_name[feature.name] = string_column(_flatten(tensor), where, allow_null=False)
+    numeric_tensors = [by_name[f.name] for f in loaded.onnx.numeric_features]
+    numeric = None if nested_columns else _floats_by_column(numeric_tensors, n_rows or 0)
+    if numeric is None:
+        # Integer datatypes or nested data: tensor by tensor, each fully checked.
+        columns = [
+            nested_columns[t.name] if t.name in nested_columns else _numeric(t).ravel()
+            for t in numeric_tensors
+        ]
+        numeric = np.column_stack(columns) if columns else np.empty((n_rows or 0, 0))
     return ModelInput(
-        numeric=np.column_stack(numeric) if numeric else np.empty((n_rows or 0, 0)),
-        categorical={f.name: columns[f.name] for f in loaded.onnx.categorical_features},
+        numeric=numeric,
+        categorical={f.name: columns_by_name[f.name] for f in loaded.onnx.categorical_features},
     )
+
+
+def _floats_by_column(tensors: list[RequestInput], n_rows: int) -> np.ndarray | None:
+    """The usual case in one pass: flat FP32/FP64 data, one tensor per numeric feature.
+
+    Returns None when the tensors need the per-tensor path (which also names any bad value).
+    """
+    if not all(
+        t.datatype in ("FP32", "FP64")
+        and len(t.data) == n_rows
+        and not (t.data and isinstance(t.data[0], list))
+        for t in tensors
+    ):
+        return None
+    columns = [t.data for t in tensors]
+    try:
+        msgspec.convert(columns, list[list[float]])
+    except msgspec.ValidationError:
+        return None
+    matrix = np.array(columns, dtype=np.float64).T.copy()  # [features, rows] -> [rows, features]
+    names = [t.name for t in tensors]
+
+    def where(i: int) -> str:
+        return f"input {names[i % len(names)]!r} element {i // len(names)}"
+
+    return float_matrix(matrix, where)
 
 
 def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> ModelInput:
