@@ -13,6 +13,7 @@ from chalice.app import Chalice, Response, S3Event
 
 from functions import inference
 from functions.inference import HttpResult
+from shared import binary_tensors
 
 app = Chalice(app_name="serverless-mlops")
 # Chalice lower-cases and scans this list several times per request; its default holds ~30
@@ -25,6 +26,8 @@ DATA_BUCKET = os.environ.get("MLOPS_BUCKET", "serverless-mlops-data")
 
 
 def _respond(result: HttpResult) -> Response:
+    if result.raw is not None:  # binary tensor data: Chalice base64-encodes it for API Gateway
+        return Response(body=result.raw, status_code=result.status, headers={**result.headers})
     return Response(
         body=msgspec.json.encode(result.body).decode(),
         status_code=result.status,
@@ -38,10 +41,12 @@ def _body() -> bytes:
 
 
 def _headers() -> dict[str, str]:
-    # Only the header the handlers read: copying them all costs more than the model runs.
+    # Only the headers the handlers read: copying them all costs more than the model runs.
     request = app.current_request
-    rid = request.headers.get(inference.REQUEST_ID_HEADER) if request else None
-    return {inference.REQUEST_ID_HEADER: rid} if rid else {}
+    if request is None:
+        return {}
+    wanted = (inference.REQUEST_ID_HEADER, binary_tensors.HEADER, "accept")
+    return {name: value for name in wanted if (value := request.headers.get(name)) is not None}
 
 
 @app.route("/v2", methods=["GET"])
@@ -79,12 +84,16 @@ def model_version_ready(name: str, version: str) -> Response:
     return _respond(inference.model_ready(name, version))
 
 
-@app.route("/v2/models/{name}/infer", methods=["POST"])
+# The binary tensor data extension sends application/octet-stream bodies.
+BODY_TYPES = ["application/json", "application/octet-stream"]
+
+
+@app.route("/v2/models/{name}/infer", methods=["POST"], content_types=BODY_TYPES)
 def infer(name: str) -> Response:
     return _respond(inference.infer(name, None, _body(), _headers()))
 
 
-@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"])
+@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=BODY_TYPES)
 def infer_version(name: str, version: str) -> Response:
     return _respond(inference.infer(name, version, _body(), _headers()))
 

@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 import shared
-from shared import inference_v2, records_api
+from shared import binary_tensors, inference_v2, records_api
 from shared.errors import (
     ArtifactRejected,
     BadRequest,
@@ -37,11 +39,12 @@ REQUEST_ID_HEADER = "x-request-id"
 
 @dataclass(frozen=True)
 class HttpResult:
-    """A JSON response: status, body and extra headers."""
+    """A JSON response (status, body, extra headers), or raw bytes when `raw` is set."""
 
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
 
 
 _cache: ModelCache | None = None
@@ -88,12 +91,15 @@ def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpRe
     except Exception:
         logger.exception("request %s failed unexpectedly", rid)
         return HttpResult(500, {"error": f"internal error (request id {rid})"}, headers)
-    return HttpResult(result.status, result.body, {**headers, **result.headers})
+    return HttpResult(result.status, result.body, {**headers, **result.headers}, result.raw)
 
 
 def server_metadata() -> HttpResult:
     """GET /v2."""
-    return HttpResult(200, {"name": SERVER_NAME, "version": shared.__version__, "extensions": []})
+    return HttpResult(
+        200,
+        {"name": SERVER_NAME, "version": shared.__version__, "extensions": ["binary_tensor_data"]},
+    )
 
 
 def server_live() -> HttpResult:
@@ -145,14 +151,32 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
 
     def action() -> HttpResult:
         nonlocal rid
-        request = inference_v2.parse_request(body)
-        rid = request_id(request.id, rid)
+        decoded = inference_v2.parse_request(body, headers.get(binary_tensors.HEADER))
+        rid = request_id(decoded.request.id, rid)
         loaded = model_cache().get(name, version)
-        wanted = inference_v2.wanted_outputs(request, loaded)
-        columns = inference_v2.parse_inputs(request, loaded)
-        prediction = predict(loaded, columns)
-        response = inference_v2.inference_response(loaded, wanted, prediction, rid)
-        return HttpResult(200, response, {REQUEST_ID_HEADER: rid})
+        wanted = inference_v2.wanted_outputs(decoded.request, loaded)
+        batch = inference_v2.parse_inputs(decoded, loaded)
+        prediction = predict(loaded, batch)
+        response, binary = inference_v2.inference_response(loaded, wanted, prediction, rid)
+        if not binary:
+            return HttpResult(200, response, {REQUEST_ID_HEADER: rid})
+        accept = headers.get("accept", "")
+        if "application/octet-stream" not in accept and "*/*" not in accept:
+            # API Gateway returns a binary body only to a request that accepts it.
+            raise BadRequest(
+                "binary outputs need the request header 'Accept: application/octet-stream'"
+            )
+        header = msgspec.json.encode(response)
+        return HttpResult(
+            200,
+            response,
+            {
+                REQUEST_ID_HEADER: rid,
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(len(header)),
+            },
+            raw=header + binary,
+        )
 
     return _guarded(action, rid)
 

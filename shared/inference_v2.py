@@ -6,16 +6,19 @@ or, when every feature is numeric, a single [N, F] tensor whose columns follow t
 metadata order (any name that is not a feature name, e.g. "input-0").
 Outputs: ``label`` [N] and ``probabilities`` [N, C] (classification; the class order
 is in the response's ``parameters.classes``) or ``prediction`` [N] (regression).
+Any input or output may travel as raw bytes instead (shared/binary_tensors.py).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from shared import binary_tensors
 from shared.errors import BadRequest
 from shared.inference_input import (
     check_body,
@@ -39,7 +42,7 @@ class RequestInput(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None  # absent when the tensor travels as binary data
     parameters: dict[str, Any] | None = None
 
 
@@ -59,20 +62,42 @@ class InferenceRequest(msgspec.Struct, forbid_unknown_fields=True):
     outputs: list[RequestOutput] | None = None
 
 
-def parse_request(body: bytes) -> InferenceRequest:
-    """Decode and validate the request object in one pass; messages give the JSON path."""
+@dataclass(frozen=True)
+class DecodedRequest:
+    """The request object and the raw bytes of its binary inputs, by input name."""
+
+    request: InferenceRequest
+    binary: dict[str, bytes]
+
+
+def parse_request(body: bytes, header_length: str | None = None) -> DecodedRequest:
+    """Decode and validate the request (JSON, then any binary tensor data after it)."""
+    json_part, binary = binary_tensors.split_body(check_body(body), header_length)
     try:
-        return msgspec.json.decode(check_body(body), type=InferenceRequest)
+        request = msgspec.json.decode(json_part, type=InferenceRequest)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid inference request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    sizes: list[tuple[str, int]] = []
+    for tensor in request.inputs:
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            if tensor.data is None:
+                raise BadRequest(f"input {tensor.name!r} has neither data nor binary_data_size")
+            continue
+        if type(size) is not int or size < 0:
+            raise BadRequest(f"input {tensor.name!r}: binary_data_size must be a byte count")
+        if tensor.data is not None:
+            raise BadRequest(f"input {tensor.name!r} has both data and binary_data_size")
+        sizes.append((tensor.name, size))
+    return DecodedRequest(request, binary_tensors.binary_sizes(binary, sizes))
 
 
 def _flatten(tensor: RequestInput) -> list[Any]:
     # Tensor data may be flat or nested row-major; either way it must match the shape.
     flat: list[Any] = []
-    stack: list[Any] = [tensor.data]
+    stack: list[Any] = [tensor.data or []]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
@@ -83,23 +108,33 @@ def _flatten(tensor: RequestInput) -> list[Any]:
     return flat
 
 
-def _numeric(tensor: RequestInput) -> np.ndarray:
+def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     """The tensor's numbers as float64 in its shape; types, ranges and size checked."""
     if tensor.datatype not in NUMERIC_DATATYPES:
         raise BadRequest(
             f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a numeric "
             f"feature; use one of {sorted(NUMERIC_DATATYPES)}"
         )
+
+    def at(i: int) -> str:
+        return f"input {tensor.name!r} element {i}"
+
+    if raw is not None:
+        _check_size(tensor, math.prod(tensor.shape))
+        values = binary_tensors.decode_numbers(tensor.name, tensor.datatype, tensor.shape, raw)
+        # Binary floats can hold NaN (a missing value, imputed) and +-inf (refused here).
+        return float_matrix(values.ravel(), at).reshape(tensor.shape)
     integer = tensor.datatype in INTEGER_DATATYPES
-    nested = bool(tensor.data) and isinstance(tensor.data[0], list)
+    data = tensor.data or []
+    nested = bool(data) and isinstance(data[0], list)
     expected: Any = int if integer else float
     try:
         # One C-level pass for the usual flat or [rows][columns] data.
-        msgspec.convert(tensor.data, list[list[expected]] if nested else list[expected])
+        msgspec.convert(data, list[list[expected]] if nested else list[expected])
     except msgspec.ValidationError:
         _name_bad_element(tensor, integer)
     try:
-        values = np.array(tensor.data, dtype=np.float64)
+        values = np.array(data, dtype=np.float64)
     except ValueError:
         raise BadRequest(f"input {tensor.name!r}: nested data is ragged") from None
     _check_size(tensor, values.size)
@@ -142,15 +177,16 @@ def _check_size(tensor: RequestInput, size: int) -> None:
         )
 
 
-def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
+def parse_inputs(decoded: DecodedRequest, loaded: LoadedModel) -> ModelInput:
     """A batch from the request's tensors."""
+    request, binary = decoded.request, decoded.binary
     features = loaded.features
     names = [f.name for f in features]
     if not request.inputs:
         raise BadRequest("'inputs' is empty: send one tensor per feature")
     first = request.inputs[0]
     if len(request.inputs) == 1 and first.name not in names and len(first.shape) == 2:
-        return _parse_matrix(first, loaded)
+        return _parse_matrix(first, loaded, binary.get(first.name))
     seen = [t.name for t in request.inputs]
     duplicates = sorted({n for n in seen if seen.count(n) > 1})
     unknown = sorted(set(seen) - set(names))
@@ -177,10 +213,12 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             raise BadRequest(
                 f"input {tensor.name!r}: shape must be [N] or [N, 1], got {tensor.shape}"
             )
-        nested = bool(tensor.data) and isinstance(tensor.data[0], list)
-        if feature.kind == "numeric" and not nested:
-            # Flat data's size is checked here; nested data's when it is parsed, below.
-            _check_size(tensor, len(tensor.data))
+        raw = binary.get(tensor.name)
+        data = tensor.data or []
+        nested = bool(data) and isinstance(data[0], list)
+        if feature.kind == "numeric" and not nested and raw is None:
+            # Flat data's size is checked here; nested or binary data's when it is parsed.
+            _check_size(tensor, len(tensor.data or []))
         if n_rows is None:
             n_rows = check_rows(tensor.shape[0])
         elif tensor.shape[0] != n_rows:
@@ -193,8 +231,8 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
                     f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a "
                     f"numeric feature; use one of {sorted(NUMERIC_DATATYPES)}"
                 )
-            if nested:
-                nested_columns[feature.name] = _numeric(tensor).ravel()
+            if nested or raw is not None:
+                nested_columns[feature.name] = _numeric(tensor, raw).ravel()
         else:
             if tensor.datatype != "BYTES":
                 raise BadRequest(
@@ -205,7 +243,12 @@ def parse_inputs(request: InferenceRequest, loaded: LoadedModel) -> ModelInput:
             def where(i: int, name: str = tensor.name) -> str:
                 return f"input {name!r} element {i}"
 
-            columns_by_name[feature.name] = string_column(_flatten(tensor), where, allow_null=False)
+            if raw is None:
+                values = _flatten(tensor)
+            else:
+                values = list(binary_tensors.decode_strings(tensor.name, raw))
+                _check_size(tensor, len(values))
+            columns_by_name[feature.name] = string_column(values, where, allow_null=False)
     numeric_tensors = [by_name[f.name] for f in loaded.onnx.numeric_features]
     numeric = None if nested_columns else _floats_by_column(numeric_tensors, n_rows or 0)
     if numeric is None:
@@ -228,12 +271,13 @@ def _floats_by_column(tensors: list[RequestInput], n_rows: int) -> np.ndarray | 
     """
     if not all(
         t.datatype in ("FP32", "FP64")
+        and t.data is not None
         and len(t.data) == n_rows
         and not (t.data and isinstance(t.data[0], list))
         for t in tensors
     ):
         return None
-    columns = [t.data for t in tensors]
+    columns = [t.data or [] for t in tensors]
     try:
         msgspec.convert(columns, list[list[float]])
     except msgspec.ValidationError:
@@ -247,7 +291,7 @@ def _floats_by_column(tensors: list[RequestInput], n_rows: int) -> np.ndarray | 
     return float_matrix(matrix, where)
 
 
-def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> ModelInput:
+def _parse_matrix(tensor: RequestInput, loaded: LoadedModel, raw: bytes | None) -> ModelInput:
     features = loaded.features
     categorical = [f.name for f in features if f.kind != "numeric"]
     if categorical:
@@ -261,7 +305,7 @@ def _parse_matrix(tensor: RequestInput, loaded: LoadedModel) -> ModelInput:
             f"the model takes {len(features)} features"
         )
     check_rows(tensor.shape[0])
-    matrix = _numeric(tensor)
+    matrix = _numeric(tensor, raw)
     return ModelInput(numeric=matrix, categorical={})
 
 
@@ -300,49 +344,62 @@ def model_metadata(loaded: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[str]:
-    """The outputs to return (all by default); checked before the model runs."""
+def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[tuple[str, bool]]:
+    """(output, as binary data?) to return, all outputs by default; checked before running."""
     available = [t["name"] for t in output_tensors(loaded)]
-    wanted = [o.name for o in request.outputs] if request.outputs else available
-    unknown = sorted(set(wanted) - set(available))
+    all_binary = (request.parameters or {}).get("binary_data_output") is True
+    if not request.outputs:
+        return [(name, all_binary) for name in available]
+    unknown = sorted({o.name for o in request.outputs} - set(available))
     if unknown:
         raise BadRequest(f"unknown outputs {unknown}; this model has {available}")
-    return wanted
+    return [
+        (o.name, (o.parameters or {}).get("binary_data", all_binary) is True)
+        for o in request.outputs
+    ]
+
+
+def _output_tensor(name: str, values: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes]:
+    """One response output: JSON data, or metadata plus its raw bytes."""
+    datatype = "FP32" if values.dtype.kind == "f" else _label_datatype(values)
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(values.shape)}
+    if not binary:
+        tensor["data"] = values.ravel().tolist()
+        return tensor, b""
+    if datatype == "BYTES":
+        raw = binary_tensors.encode_strings([str(v) for v in values.ravel()])
+    else:
+        raw = values.astype(binary_tensors.NUMERIC_DTYPES[datatype]).tobytes()
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    return tensor, raw
 
 
 def inference_response(
-    loaded: LoadedModel, wanted: list[str], prediction: Prediction, request_id: str
-) -> dict[str, Any]:
-    """The inference response object, limited to the `wanted` outputs."""
-    n_rows = int(prediction.values.shape[0])
-    available: dict[str, dict[str, Any]] = {}
+    loaded: LoadedModel,
+    wanted: list[tuple[str, bool]],
+    prediction: Prediction,
+    request_id: str,
+) -> tuple[dict[str, Any], bytes]:
+    """The response object, limited to `wanted`, and the bytes of its binary outputs."""
+    values: dict[str, np.ndarray] = {}
     if loaded.metadata.task == "regression":
-        available["prediction"] = {
-            "name": "prediction",
-            "datatype": "FP32",
-            "shape": [n_rows],
-            "data": prediction.values.astype(np.float32).tolist(),
-        }
+        values["prediction"] = prediction.values.astype(np.float32)
     else:
-        available["label"] = {
-            "name": "label",
-            "datatype": _label_datatype(prediction.values),
-            "shape": [n_rows],
-            "data": prediction.values.tolist(),
-        }
+        values["label"] = prediction.values
         if prediction.probabilities is not None:
-            available["probabilities"] = {
-                "name": "probabilities",
-                "datatype": "FP32",
-                "shape": list(prediction.probabilities.shape),
-                "data": prediction.probabilities.ravel().tolist(),
-            }
+            values["probabilities"] = prediction.probabilities.astype(np.float32)
+    outputs = []
+    chunks = []
+    for name, binary in wanted:
+        tensor, raw = _output_tensor(name, values[name], binary)
+        outputs.append(tensor)
+        chunks.append(raw)
     body: dict[str, Any] = {
         "model_name": loaded.model,
         "model_version": str(loaded.version),
         "id": request_id,
-        "outputs": [available[name] for name in wanted],
+        "outputs": outputs,
     }
     if loaded.metadata.classes is not None:
         body["parameters"] = {"classes": loaded.metadata.classes}
-    return body
+    return body, b"".join(chunks)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from chalice.test import Client
 from moto import mock_aws
@@ -443,3 +445,212 @@ def test_warm_requests_read_the_store_once_per_freshness_window(
     assert warm == 0
     assert calls[-1] == "GetObject"
     assert len(calls) == cold + 1
+
+
+def binary_post(
+    client: Client, path: str, header: dict[str, Any], binary: bytes
+) -> tuple[int, dict[str, Any], bytes]:
+    """A request in the binary tensor data extension; returns (status, JSON part, binary part)."""
+    json_part = json.dumps(header).encode()
+    response = client.http.post(
+        path,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Accept": "application/octet-stream, application/json",
+            "Inference-Header-Content-Length": str(len(json_part)),
+        },
+        body=json_part + binary,
+    )
+    body = response.body
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    length = headers.get("inference-header-content-length")
+    if length is None:
+        return response.status_code, json.loads(body), b""
+    return response.status_code, json.loads(body[: int(length)]), body[int(length) :]
+
+
+def test_binary_tensors_in_and_out(store: S3Store, clock: FakeClock) -> None:
+    upload_and_train(store, "numbers", numeric_csv())
+    rows = np.array([[0.1, 0.2, 0.3, 0.4], [1, 2, 3, 4], [np.nan, 0.5, -1, 2]], dtype=np.float32)
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [3, 4],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": rows.nbytes},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    with Client(app) as client:
+        status, meta, binary = binary_post(
+            client, "/v2/models/numbers/infer", header, rows.tobytes()
+        )
+        _, records, _ = post(
+            client,
+            "/models/numbers/predict",
+            {
+                "records": [
+                    dict(zip("abcd", [None if np.isnan(v) else float(v) for v in row], strict=True))
+                    for row in rows
+                ]
+            },
+        )
+        _, server = get(client, "/v2")
+    assert status == 200, meta
+    label, probabilities = meta["outputs"]
+    assert label["datatype"] == "INT64"
+    assert probabilities["parameters"]["binary_data_size"] == 3 * 2 * 4
+    labels = np.frombuffer(binary[: label["parameters"]["binary_data_size"]], dtype="<i8")
+    probs = np.frombuffer(binary[label["parameters"]["binary_data_size"] :], dtype="<f4")
+    assert labels.tolist() == records["predictions"]
+    expected = [p for row in records["probabilities"] for p in row.values()]
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    assert "binary_tensor_data" in server["extensions"]
+
+
+def test_binary_tensors_per_feature_with_strings(churn: S3Store) -> None:
+    numeric = {k: v for k, v in ROW.items() if not isinstance(v, str)}
+    chunks = [np.array([v, v], dtype="<f8").tobytes() for v in numeric.values()]
+    strings = [
+        b"".join(
+            struct.pack("<I", len(s)) + s for s in (str(ROW[k]).encode(), str(ROW[k]).encode())
+        )
+        for k in ("region", "plan")
+    ]
+    inputs = [
+        {"name": k, "shape": [2, 1], "datatype": "FP64", "parameters": {"binary_data_size": 16}}
+        for k in numeric
+    ] + [
+        {"name": k, "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(c)}}
+        for k, c in zip(("region", "plan"), strings, strict=True)
+    ]
+    with Client(app) as client:
+        status, meta, binary = binary_post(
+            client, "/v2/models/churn/infer", {"inputs": inputs}, b"".join(chunks + strings)
+        )
+        _, records, _ = post(client, "/models/churn/predict", {"records": [ROW]})
+    assert status == 200, meta
+    assert binary == b""  # outputs as JSON unless asked for as binary
+    assert meta["outputs"][0]["data"] == [records["predictions"][0]] * 2
+
+
+@pytest.mark.parametrize(
+    ("inputs", "binary", "length", "message"),
+    [
+        (
+            [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            b"\x00" * 12,
+            None,
+            "add up to 16 bytes, the body carries 12",
+        ),
+        (
+            [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 12},
+                }
+            ],
+            b"\x00" * 12,
+            None,
+            "needs 16 bytes",
+        ),
+        (
+            [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "data": [1, 2, 3, 4],
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            b"\x00" * 16,
+            None,
+            "both data and binary_data_size",
+        ),
+        (
+            [{"name": "input-0", "shape": [1, 4], "datatype": "FP32"}],
+            b"",
+            None,
+            "neither data nor binary_data_size",
+        ),
+        (
+            [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            np.array([1, np.inf, 0, 0], dtype=np.float32).tobytes(),
+            None,
+            "outside the float32",
+        ),
+        (
+            [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            b"\x00" * 16,
+            "999999",
+            "Inference-Header-Content-Length '999999'",
+        ),
+    ],
+)
+def test_bad_binary_requests_are_400s(
+    store: S3Store,
+    clock: FakeClock,
+    inputs: list[dict[str, Any]],
+    binary: bytes,
+    length: str | None,
+    message: str,
+) -> None:
+    upload_and_train(store, "numbers", numeric_csv())
+    json_part = json.dumps({"inputs": inputs}).encode()
+    with Client(app) as client:
+        response = client.http.post(
+            "/v2/models/numbers/infer",
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": length or str(len(json_part)),
+            },
+            body=json_part + binary,
+        )
+    assert response.status_code == 400
+    assert message in json.loads(response.body)["error"]
+
+
+def test_binary_outputs_need_an_accept_header(store: S3Store, clock: FakeClock) -> None:
+    upload_and_train(store, "numbers", numeric_csv())
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    with Client(app) as client:
+        response = client.http.post(
+            "/v2/models/numbers/infer",
+            headers={"Content-Type": "application/json"},
+            body=header,
+        )
+    assert response.status_code == 400
+    assert "Accept: application/octet-stream" in json.loads(response.body)["error"]

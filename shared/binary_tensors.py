@@ -1,0 +1,89 @@
+"""The binary tensor data extension of the inference protocol (as Triton and KServe do it).
+
+A request or response body is the JSON object followed by raw tensor bytes, in the order
+of the tensors that carry a ``binary_data_size`` parameter; the HTTP header
+``Inference-Header-Content-Length`` gives the JSON part's length. Numbers are
+little-endian, row-major; a BYTES element is a 4-byte little-endian length, then its bytes.
+Large batches skip JSON number parsing entirely this way.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from shared.errors import BadRequest
+
+HEADER = "inference-header-content-length"
+NUMERIC_DTYPES: dict[str, str] = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a body, from the Inference-Header-Content-Length value."""
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length!r} must be the length of the "
+            f"JSON part of the {len(body)}-byte body"
+        )
+    length = int(header_length)
+    return body[:length], body[length:]
+
+
+def binary_sizes(binary: bytes, sizes: list[tuple[str, int]]) -> dict[str, bytes]:
+    """Cut the binary part into each tensor's bytes, checking the sizes add up."""
+    total = sum(size for _, size in sizes)
+    if total != len(binary):
+        raise BadRequest(
+            f"the inputs' binary_data_size add up to {total} bytes, "
+            f"the body carries {len(binary)} after the JSON header"
+        )
+    out: dict[str, bytes] = {}
+    offset = 0
+    for name, size in sizes:
+        out[name] = binary[offset : offset + size]
+        offset += size
+    return out
+
+
+def decode_numbers(name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
+    """A numeric tensor's bytes as float64 in its shape (NaN stays NaN: a missing value)."""
+    dtype = np.dtype(NUMERIC_DTYPES[datatype])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise BadRequest(
+            f"input {name!r}: {datatype} {shape} needs {expected} bytes, binary_data_size "
+            f"gives {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(shape)
+
+
+def decode_strings(name: str, raw: bytes) -> list[str]:
+    """BYTES elements: each a 4-byte little-endian length, then UTF-8 text."""
+    values: list[str] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise BadRequest(f"input {name!r}: BYTES data ends inside an element's length")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise BadRequest(f"input {name!r}: BYTES element {len(values)} runs past the data")
+        try:
+            values.append(raw[offset : offset + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"input {name!r}: BYTES element {len(values)} is not UTF-8") from None
+        offset += length
+    return values
+
+
+def encode_strings(values: list[str]) -> bytes:
+    """BYTES elements for a response: length-prefixed UTF-8."""
+    parts = []
+    for value in values:
+        data = value.encode("utf-8")
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
