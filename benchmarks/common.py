@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import cProfile
 import importlib.metadata
@@ -407,6 +408,53 @@ def predict_event(model: str, body: str) -> dict[str, Any]:
 def infer_event(model: str, body: str) -> dict[str, Any]:
     """POST /v2/models/{name}/infer (the Open Inference Protocol)."""
     return rest_event("/v2/models/{name}/infer", {"name": model}, body)
+
+
+def binary_infer_event(model: str, matrix: np.ndarray) -> dict[str, Any]:
+    """POST /v2/models/{name}/infer with the binary tensor data extension, in and out.
+
+    API Gateway hands binary bodies to Lambda base64-encoded, so the event does too.
+    """
+    raw = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(matrix.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    event = rest_event("/v2/models/{name}/infer", {"name": model}, "")
+    headers = {
+        **event["headers"],
+        "Content-Type": "application/octet-stream",
+        "Accept": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+    event.update(
+        headers=headers,
+        multiValueHeaders={k: [v] for k, v in headers.items()},
+        body=base64.b64encode(header + raw).decode(),
+        isBase64Encoded=True,
+    )
+    return event
+
+
+def binary_labels(response: dict[str, Any]) -> list[int]:
+    """The INT64 labels of a binary inference response (the first output)."""
+    body = (
+        base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"]
+    )
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    length = int(headers["inference-header-content-length"])
+    meta = json.loads(body[:length])
+    size = meta["outputs"][0]["parameters"]["binary_data_size"]
+    return [int(v) for v in np.frombuffer(body[length : length + size], dtype="<i8")]
 
 
 # --- environments -------------------------------------------------------------------------
