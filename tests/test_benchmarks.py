@@ -74,7 +74,7 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
         assert model["max_abs_diff_handler_vs_sklearn"] < 1e-4  # the refit is the served model
     batch = results["predict_batch_10k_ratio_vs_ort"]["details"]
     assert batch["headline_protocol"] in ("records", "v2_matrix", "v2_binary")
-    assert batch["same_labels_both_protocols"] is True
+    assert batch["same_labels_every_encoding"] is True
     cold = results["cold_start_seconds"]["details"]
     assert cold["heavy_modules_imported"] == []
     assert cold["answer"]["predictions"]
