@@ -27,7 +27,7 @@ from shared.errors import (
     SpecError,
     VersionNotFound,
 )
-from shared.inference_input import decode_body, request_id
+from shared.inference_input import decode_body, is_request_id, request_id
 from shared.serving import ModelCache, predict
 from shared.store import open_store
 
@@ -80,7 +80,8 @@ _STATUS: tuple[tuple[type[MlopsError], int], ...] = (
 
 
 def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpResult:
-    headers = {REQUEST_ID_HEADER: rid} if rid else {}
+    # Echo the caller's id only if it is a valid one (it goes back in a header).
+    headers = {REQUEST_ID_HEADER: rid} if rid and is_request_id(rid) else {}
     try:
         result = action()
     except MlopsError as exc:
@@ -89,8 +90,9 @@ def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpRe
             logger.error("request %s failed: %s", rid, exc)
         return HttpResult(status, {"error": str(exc)}, headers)
     except Exception:
-        logger.exception("request %s failed unexpectedly", rid)
-        return HttpResult(500, {"error": f"internal error (request id {rid})"}, headers)
+        reference = headers.get(REQUEST_ID_HEADER) or request_id(None, None)
+        logger.exception("request %s failed unexpectedly", reference)
+        return HttpResult(500, {"error": f"internal error (reference {reference})"}, headers)
     return HttpResult(result.status, result.body, {**headers, **result.headers}, result.raw)
 
 
@@ -155,17 +157,19 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
         rid = request_id(decoded.request.id, rid)
         loaded = model_cache().get(name, version)
         wanted = inference_v2.wanted_outputs(decoded.request, loaded)
+        accept = headers.get("accept", "")
+        if any(binary for _, binary in wanted) and not (
+            "application/octet-stream" in accept or "*/*" in accept
+        ):
+            # API Gateway returns a binary body only to a request that accepts it.
+            raise BadRequest(
+                "binary outputs need the request header 'Accept: application/octet-stream'"
+            )
         batch = inference_v2.parse_inputs(decoded, loaded)
         prediction = predict(loaded, batch)
         response, binary = inference_v2.inference_response(loaded, wanted, prediction, rid)
         if not binary:
             return HttpResult(200, response, {REQUEST_ID_HEADER: rid})
-        accept = headers.get("accept", "")
-        if "application/octet-stream" not in accept and "*/*" not in accept:
-            # API Gateway returns a binary body only to a request that accepts it.
-            raise BadRequest(
-                "binary outputs need the request header 'Accept: application/octet-stream'"
-            )
         header = msgspec.json.encode(response)
         return HttpResult(
             200,

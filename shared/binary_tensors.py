@@ -23,7 +23,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """(JSON part, binary part) of a body, from the Inference-Header-Content-Length value."""
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or not 0 < int(
+        header_length
+    ) <= len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length {header_length!r} must be the length of the "
             f"JSON part of the {len(body)}-byte body"

@@ -373,6 +373,9 @@ def _floats(
     return numbers.reshape(cells.shape)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _numeric(
     table: _Table, name: str, numbers: npt.NDArray[np.float64], cells: npt.NDArray[np.object_]
 ) -> _Column:
@@ -381,6 +384,13 @@ def _numeric(
         raise table.error(
             f"column {name!r} holds numbers that are not finite: {table.values(infinite, cells)}; "
             "use finite numbers, or leave a field empty if its value is missing"
+        )
+    # The exported model computes in float32, where these would become infinities.
+    huge = np.flatnonzero(np.abs(numbers) > _FLOAT32_MAX).tolist()
+    if huge:
+        raise table.error(
+            f"column {name!r} holds numbers beyond float32's range (about 3.4e38), which the "
+            f"exported model computes in: {table.values(huge, cells)}"
         )
     return _Column("numeric", numbers)
 

@@ -37,7 +37,7 @@ def decode_body(body: bytes) -> Any:
     """Strict JSON (NaN and Infinity are not JSON) within the size limit."""
     try:
         return msgspec.json.decode(check_body(body))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
@@ -48,6 +48,11 @@ def check_rows(n_rows: int) -> int:
     if n_rows > MAX_ROWS:
         raise PayloadTooLarge(f"{n_rows} rows in one request; the limit is {MAX_ROWS}")
     return n_rows
+
+
+def is_request_id(value: str) -> bool:
+    """Whether `value` may serve as a request id (and so be echoed in a header)."""
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 def request_id(given: object, header: str | None) -> str:
@@ -82,7 +87,12 @@ def check_numbers(values: Sequence[Any], where: Callable[[int], str], *, allow_n
 
 def float_matrix(values: Sequence[Any] | np.ndarray, where: Callable[[int], str]) -> np.ndarray:
     """Checked numbers (a flat list or a list of rows) as float64, null -> NaN."""
-    matrix = np.array(values, dtype=np.float64)
+    try:
+        matrix = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer literal beyond even float64
+        raise BadRequest(
+            "a number in the request is outside the float32 range the model uses"
+        ) from None
     # The model computes in float32: a value beyond its range would silently become inf.
     flat = matrix.ravel()
     too_big = np.abs(flat) > FLOAT32_MAX  # NaN compares False: missing values pass

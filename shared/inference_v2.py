@@ -77,7 +77,7 @@ def parse_request(body: bytes, header_length: str | None = None) -> DecodedReque
         request = msgspec.json.decode(json_part, type=InferenceRequest)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid inference request: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     sizes: list[tuple[str, int]] = []
     for tensor in request.inputs:
@@ -137,6 +137,8 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
         values = np.array(data, dtype=np.float64)
     except ValueError:
         raise BadRequest(f"input {tensor.name!r}: nested data is ragged") from None
+    except OverflowError:
+        raise BadRequest(f"input {tensor.name!r}: a number is outside the float32 range") from None
     _check_size(tensor, values.size)
 
     def where(i: int) -> str:

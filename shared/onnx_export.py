@@ -102,7 +102,8 @@ def check_parity(
         got = outputs[REGRESSION_OUTPUT].astype(np.float64).reshape(-1, 1)
     diff = np.abs(got - expected)
     allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
-    violations = int((diff > allowed).any(axis=1).sum())
+    # "not <=" so that a NaN output (which compares False to everything) is a violation.
+    violations = int((~(diff <= allowed)).any(axis=1).sum())
     report = ParityReport(
         rows=int(X.shape[0]),
         max_abs_diff=float(diff.max()) if diff.size else 0.0,

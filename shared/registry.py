@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -76,7 +76,7 @@ class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     def resolve(self, ref: str) -> VersionEntry:
         """A version by number, alias (production, staging) or 'latest' ready version."""
-        if ref.isdigit():
+        if is_version_number(ref):
             return self.entry(int(ref))
         if ref in self.aliases:
             return self.entry(self.aliases[ref])
@@ -101,12 +101,29 @@ class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
         return current
 
 
+# Longer than any training run can live (Lambda stops a function at 15 minutes): a claim
+# still pending after this was abandoned by a run that died, and is marked failed.
+PENDING_LEASE = timedelta(minutes=20)
+
+
+def is_version_number(ref: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses."""
+    return ref.isascii() and ref.isdigit()
+
+
 def source_of(existing: RegistryRecord, source: str) -> VersionEntry | None:
     """A live (pending or ready) version trained from `source`, if any."""
     for entry in existing.versions:
         if entry.source == source and entry.status != "failed":
             return entry
     return None
+
+
+def abandoned(entry: VersionEntry, now: datetime) -> bool:
+    """A pending claim whose run must have died (a timeout, a killed container)."""
+    return (
+        entry.status == "pending" and now - datetime.fromisoformat(entry.created_at) > PENDING_LEASE
+    )
 
 
 def claim_version(
@@ -167,6 +184,10 @@ def complete_version(
     promotion rules (a later step of the lifecycle) pick them up.
     """
     entry = record.entry(version)
+    if entry.status == "ready" and entry.sha256 == sha256:
+        # Our own earlier write, whose acknowledgement was lost and the write retried.
+        current: Alias = "production" if record.aliases.get("production") == version else "staging"
+        return record, current
     if entry.status != "pending":
         raise RegistryError(f"version {version} of {record.model!r} is {entry.status}, not pending")
     ready = msgspec.structs.replace(
@@ -187,6 +208,9 @@ def fail_version(
 ) -> RegistryRecord:
     """Mark a pending version failed; its number stays taken, its aliases untouched."""
     entry = record.entry(version)
+    if entry.status != "pending":
+        # A ready version never goes back: whatever failed came after it was complete.
+        return record
     failed = msgspec.structs.replace(
         entry, status="failed", reason=reason, updated_at=now.isoformat()
     )
@@ -257,12 +281,21 @@ class ModelRegistry:
 
         def change(record: RegistryRecord) -> RegistryRecord:
             claimed.clear()
+            now = utc_now()
             existing = source_of(record, source)
-            if existing is not None:
+            if existing is not None and existing.run_id == run_id:
+                # Our own claim: the write succeeded but its acknowledgement was lost.
+                claimed.append((existing, False))
+                return record
+            if existing is not None and abandoned(existing, now):
+                record = fail_version(
+                    record, existing.version, reason="abandoned: its run never completed", now=now
+                )
+            elif existing is not None:
                 claimed.append((existing, True))
                 return record
             updated, entry = claim_version(
-                record, run_id=run_id, source=source, data_key=data_key, now=utc_now()
+                record, run_id=run_id, source=source, data_key=data_key, now=now
             )
             claimed.append((entry, False))
             return updated

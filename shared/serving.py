@@ -28,7 +28,13 @@ from shared.errors import (
     VersionNotFound,
 )
 from shared.metadata import FeatureSchema, ModelMetadata, decode_metadata
-from shared.registry import ModelRegistry, RegistryRecord, VersionEntry, version_prefix
+from shared.registry import (
+    ModelRegistry,
+    RegistryRecord,
+    VersionEntry,
+    is_version_number,
+    version_prefix,
+)
 from shared.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.spec import validate_model_name
 from shared.store.base import ObjectStore
@@ -126,7 +132,7 @@ class ModelCache:
         """The version `ref` names (number, alias or 'latest'; default production), loaded."""
         ref = ref or DEFAULT_ALIAS
         with self._lock:
-            if ref.isdigit():
+            if is_version_number(ref):
                 cached = self._sessions.get((model, int(ref)))
                 if cached is not None:
                     self._sessions.move_to_end((model, int(ref)))
@@ -136,7 +142,11 @@ class ModelCache:
                 loaded = self._load(model, entry)
             except ArtifactRejected:
                 fallback = self._last_served.get((model, ref))
-                if ref.isdigit() or fallback is None or (model, fallback) not in self._sessions:
+                if (
+                    is_version_number(ref)
+                    or fallback is None
+                    or (model, fallback) not in self._sessions
+                ):
                     raise
                 logger.warning(
                     "serving %s v%s for %r: v%s was refused", model, fallback, ref, entry.version

@@ -133,7 +133,12 @@ def fit_pipeline(data: PreparedData, spec: ModelSpec, split: Split) -> Pipeline:
     # Trees are scale-invariant; scaling before them only adds float32 rounding that
     # can move values across split thresholds in the ONNX graph.
     pipeline = build_pipeline(data, estimator, scale=spec.estimator == "linear")
-    pipeline.fit(data.X[split.train], data.y[split.train])
+    try:
+        pipeline.fit(data.X[split.train], data.y[split.train])
+    except ValueError as exc:
+        # Parameter combinations scikit-learn only refuses at fit time (e.g. penalty="l1"
+        # with the lbfgs solver): the spec's fault, so a failure record, not a retry.
+        raise SpecError(f"params: {type(estimator).__name__} could not fit: {exc}") from None
     return pipeline
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import os
 import platform
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import numpy as np
 import shared
 from shared.audit import record_event, utc_now
 from shared.dataset import PreparedData, prepare
-from shared.errors import DataError, ExportError, MlopsError
+from shared.errors import DataError, ExportError, MlopsError, PreconditionFailed
 from shared.metadata import (
     DataLineage,
     FeatureSchema,
@@ -64,6 +66,8 @@ from shared.training import (
     split_rows,
 )
 
+logger = logging.getLogger(__name__)
+
 DATASETS_PREFIX = "datasets/"
 _PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "msgspec", "boto3")
 
@@ -91,8 +95,12 @@ def model_of_data_key(key: str) -> str:
 
 
 def source_fingerprint(data: StoredObject, spec_etag: str | None) -> str:
-    """Identity of (data object, spec): a redelivered event maps to the same value."""
-    ident = f"{data.key}\n{data.etag}\n{data.version_id or ''}\n{spec_etag or 'defaults'}"
+    """Identity of (dataset key, its bytes, spec): a redelivered event maps to the same value.
+
+    The bytes' hash rather than the ETag or version id: on a versioned bucket the same file
+    uploaded again gets a new version id, and it still trains once.
+    """
+    ident = f"{data.key}\n{sha256_hex(data.body)}\n{spec_etag or 'defaults'}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -255,6 +263,19 @@ def _build_candidate(
     return _Candidate(onnx_bytes=onnx_bytes, metadata_without_version=metadata)
 
 
+def _put_once(store: ObjectStore, key: str, body: bytes, content_type: str) -> None:
+    """Create-only write: a claimed number's folder is written once, by its claimer.
+
+    If the object is already there with the same bytes, this run wrote it and the
+    acknowledgement was lost (the SDK's retry then meets its own write): that is success.
+    """
+    try:
+        store.put(key, body, if_none_match=True, content_type=content_type)
+    except PreconditionFailed:
+        if store.get(key).body != body:
+            raise
+
+
 def _register(
     store: ObjectStore,
     registry: ModelRegistry,
@@ -267,6 +288,14 @@ def _register(
         run_id=meta.run_id, source=source, data_key=meta.lineage.data.key
     )
     if duplicate:
+        # A concurrent delivery of the same event claimed it first.
+        record_event(
+            store,
+            meta.model,
+            "duplicate_ignored",
+            data_key=meta.lineage.data.key,
+            version=entry.version,
+        )
         return TrainingOutcome(
             model=meta.model,
             data_key=meta.lineage.data.key,
@@ -280,21 +309,17 @@ def _register(
             final = msgspec.structs.replace(
                 meta, version=entry.version, timings=dict(watch.timings)
             )
-            # Create-only: a claimed number's folder is written once, by its claimer.
-            store.put(prefix + "model.onnx", candidate.onnx_bytes, if_none_match=True)
-            store.put(
+            _put_once(
+                store, prefix + "model.onnx", candidate.onnx_bytes, "application/octet-stream"
+            )
+            _put_once(
+                store,
                 prefix + "model_card.md",
                 render_model_card(final).encode(),
-                if_none_match=True,
-                content_type="text/markdown; charset=utf-8",
+                "text/markdown; charset=utf-8",
             )
             # metadata.json last: its presence means the folder is complete.
-            store.put(
-                prefix + "metadata.json",
-                encode_metadata(final),
-                if_none_match=True,
-                content_type="application/json",
-            )
+            _put_once(store, prefix + "metadata.json", encode_metadata(final), "application/json")
             alias = registry.complete(
                 entry.version,
                 sha256=final.onnx.sha256,
@@ -321,7 +346,14 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
     Returns a failed outcome (and leaves an audit record) for bad data, a bad spec or a
     failed export check; other errors are recorded and raised, so the platform retries.
     """
-    model = model_of_data_key(data_key)
+    try:
+        model = model_of_data_key(data_key)
+    except MlopsError as exc:
+        # No valid model name, so no audit trail to write to: say it, and do not retry.
+        logger.error("ignoring upload %s: %s", data_key, exc)
+        return TrainingOutcome(
+            model="", data_key=data_key, run_id="", status="failed", reason=str(exc)
+        )
     watch = _Stopwatch()
     registry = ModelRegistry(store, model)
     run_id = "pending"
@@ -330,7 +362,8 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
             spec, spec_etag = load_spec(store, model)
             data_obj = store.get(data_key)
         source = source_fingerprint(data_obj, spec_etag)
-        run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{source[:12]}"
+        # Unique per run, even for two deliveries of one event in the same second.
+        run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{source[:12]}-{uuid.uuid4().hex[:6]}"
         existing = source_of(registry.read()[0], source)
         if existing is not None:
             record_event(

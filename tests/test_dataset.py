@@ -370,3 +370,9 @@ def test_quoted_fields_and_line_numbers() -> None:
     data = read(make_csv(HEADER, rows))
     assert data.n_rows == 11
     assert list(data.X[:2, 1]) == ["Oslo, Norway", "Lima\nPeru"]
+
+
+def test_numbers_beyond_float32_are_refused() -> None:
+    body = b"x,target\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(30)) + b"1e200,1\n"
+    with pytest.raises(DataError, match=r"column 'x' holds numbers beyond float32's range"):
+        prepare(body, ModelSpec(), source="datasets/m/a.csv")

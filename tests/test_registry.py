@@ -10,12 +10,15 @@ import pytest
 from shared.audit import read_trail
 from shared.errors import ModelNotFound, RegistryError, VersionNotFound
 from shared.registry import (
+    PENDING_LEASE,
     ModelRegistry,
     RegistryRecord,
+    abandoned,
     claim_version,
     complete_version,
     fail_version,
     move_alias,
+    source_of,
 )
 from shared.store.base import ObjectStore
 
@@ -128,3 +131,35 @@ def test_alias_moves_are_recorded_in_the_audit_trail(store: ObjectStore) -> None
         ("version_registered", 2),
         ("alias_moved", 2),
     ]
+
+
+def test_a_claim_whose_acknowledgement_was_lost_is_still_ours(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    first, _ = registry.claim(run_id="run-a", source="s", data_key="k")
+    # The SDK retried a write that had succeeded: the same run claims again.
+    again, duplicate = registry.claim(run_id="run-a", source="s", data_key="k")
+    assert (again.version, duplicate) == (first.version, False)
+    assert len(registry.load().versions) == 1
+
+
+def test_an_abandoned_claim_is_failed_and_the_source_can_train_again() -> None:
+    record, entry = claim_version(
+        RegistryRecord(model="m"), run_id="dead", source="s", data_key="k", now=T0
+    )
+    later = T0 + PENDING_LEASE + timedelta(seconds=1)
+    assert abandoned(entry, later)
+    assert not abandoned(entry, T0 + timedelta(minutes=5))
+    assert source_of(fail_version(record, 1, reason="x", now=later), "s") is None
+
+
+def test_completing_twice_with_the_same_artifact_is_a_no_op() -> None:
+    record = ready_versions(1)
+    again, alias = complete_version(
+        record, 1, sha256="ab", primary_metric="f1", metric_value=0.5, now=T0
+    )
+    assert (again, alias) == (record, "production")
+
+
+def test_a_ready_version_is_never_marked_failed() -> None:
+    record = ready_versions(1)
+    assert fail_version(record, 1, reason="late error", now=T0) == record

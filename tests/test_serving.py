@@ -654,3 +654,38 @@ def test_binary_outputs_need_an_accept_header(store: S3Store, clock: FakeClock) 
         )
     assert response.status_code == 400
     assert "Accept: application/octet-stream" in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/models/churn/versions/%C2%B2/predict", {"records": [ROW]}, 404, "no version or alias"),
+        ("/models/churn/predict", b'{"records": [{"x0": "\xff"}]}', 400, "not valid JSON"),
+        ("/v2/models/churn/infer", b'{"inputs": [{"name": "\xff"}]}', 400, "not valid JSON"),
+        (
+            "/models/churn/predict",
+            json.dumps({"records": [{**ROW, "x0": 7}]})
+            .replace('"x0": 7', '"x0": 1' + "0" * 400)
+            .encode(),
+            400,
+            "float32 range",
+        ),
+    ],
+)
+def test_odd_requests_are_client_errors_not_500s(
+    churn: S3Store, path: str, body: Any, status: int, message: str
+) -> None:
+    with Client(app) as client:
+        got_status, got, _ = post(client, path, body)
+    assert got_status == status
+    assert message in got["error"]
+
+
+def test_an_invalid_request_id_is_refused_and_not_echoed(churn: S3Store) -> None:
+    with Client(app) as client:
+        status, body, headers = post(
+            client, "/models/churn/predict", {"records": [ROW]}, **{"X-Request-Id": "bad id!"}
+        )
+    assert status == 400
+    assert "request id" in body["error"]
+    assert "x-request-id" not in {k.lower() for k in headers}

@@ -17,10 +17,10 @@ from shared.errors import ObjectNotFound
 from shared.metadata import decode_metadata
 from shared.registry import ModelRegistry, version_prefix
 from shared.runtime import ModelInput, OnnxModel, sha256_hex
-from shared.store.base import ObjectStore
+from shared.store.base import ObjectStore, StoredObject
 from shared.store.local import LocalStore
 from shared.training import classification_metrics
-from shared.training_job import train_from_dataset
+from shared.training_job import source_fingerprint, train_from_dataset
 from tests.factories import classification_csv, regression_csv
 
 
@@ -303,3 +303,26 @@ def test_float32_probabilities_just_over_one_still_score() -> None:
     metrics = classification_metrics(y_true, labels, probabilities, classes)
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert np.isfinite(metrics["log_loss"])
+
+
+def test_a_parameter_refused_at_fit_time_is_a_spec_failure(local: LocalStore) -> None:
+    put_spec(local, "m", params={"l1_ratio": 1.0})  # lbfgs, the default solver, refuses l1
+    outcome = train(local, "m", classification_csv())
+    assert outcome.status == "failed"
+    assert "params: LogisticRegression could not fit" in (outcome.reason or "")
+
+
+def test_the_same_bytes_uploaded_again_train_once_even_on_a_versioned_bucket() -> None:
+    first = StoredObject(key="datasets/m/a.csv", body=b"x", etag='"1"', version_id="v1")
+    again = StoredObject(key="datasets/m/a.csv", body=b"x", etag='"2"', version_id="v2")
+    changed = StoredObject(key="datasets/m/a.csv", body=b"y", etag='"3"', version_id="v3")
+    assert source_fingerprint(first, None) == source_fingerprint(again, None)
+    assert source_fingerprint(first, None) != source_fingerprint(changed, None)
+    assert source_fingerprint(first, None) != source_fingerprint(first, '"spec"')
+
+
+def test_an_upload_outside_a_model_folder_fails_without_a_retry(local: LocalStore) -> None:
+    local.put("datasets/bad..name/a.csv", classification_csv())
+    outcome = train_from_dataset(local, "datasets/bad..name/a.csv", trigger="test")
+    assert outcome.status == "failed"
+    assert "model name" in (outcome.reason or "")
