@@ -51,36 +51,43 @@ def _headers() -> dict[str, str]:
 
 @app.route("/v2", methods=["GET"])
 def server_metadata() -> Response:
+    """GET /v2: the server's name, version and protocol extensions."""
     return _respond(inference.server_metadata())
 
 
 @app.route("/v2/health/live", methods=["GET"])
 def server_live() -> Response:
+    """GET /v2/health/live."""
     return _respond(inference.server_live())
 
 
 @app.route("/v2/health/ready", methods=["GET"])
 def server_ready() -> Response:
+    """GET /v2/health/ready."""
     return _respond(inference.server_ready())
 
 
 @app.route("/v2/models/{name}", methods=["GET"])
 def model_metadata(name: str) -> Response:
+    """GET /v2/models/{name}: inputs, outputs and versions of production."""
     return _respond(inference.model_metadata(name))
 
 
 @app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
 def model_version_metadata(name: str, version: str) -> Response:
+    """GET /v2/models/{name}/versions/{version}."""
     return _respond(inference.model_metadata(name, version))
 
 
 @app.route("/v2/models/{name}/ready", methods=["GET"])
 def model_ready(name: str) -> Response:
+    """GET /v2/models/{name}/ready."""
     return _respond(inference.model_ready(name))
 
 
 @app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
 def model_version_ready(name: str, version: str) -> Response:
+    """GET /v2/models/{name}/versions/{version}/ready."""
     return _respond(inference.model_ready(name, version))
 
 
@@ -90,21 +97,25 @@ BODY_TYPES = ["application/json", "application/octet-stream"]
 
 @app.route("/v2/models/{name}/infer", methods=["POST"], content_types=BODY_TYPES)
 def infer(name: str) -> Response:
+    """POST /v2/models/{name}/infer: the Open Inference Protocol, production answering."""
     return _respond(inference.infer(name, None, _body(), _headers()))
 
 
 @app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=BODY_TYPES)
 def infer_version(name: str, version: str) -> Response:
+    """POST /v2/models/{name}/versions/{version}/infer."""
     return _respond(inference.infer(name, version, _body(), _headers()))
 
 
 @app.route("/models/{name}/predict", methods=["POST"])
 def predict(name: str) -> Response:
+    """POST /models/{name}/predict: records by feature name, production answering."""
     return _respond(inference.predict_records(name, None, _body(), _headers()))
 
 
 @app.route("/models/{name}/versions/{version}/predict", methods=["POST"])
 def predict_version(name: str, version: str) -> Response:
+    """POST /models/{name}/versions/{version}/predict."""
     return _respond(inference.predict_records(name, version, _body(), _headers()))
 
 

@@ -62,6 +62,7 @@ def upload(
 
 
 def cmd_upload(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops upload: put a CSV (and spec) in the store; train in-process if local."""
     outcome = upload(store, Path(args.file), args.model, Path(args.spec) if args.spec else None)
     if outcome is not None:
         _print_outcome(outcome)
@@ -70,12 +71,14 @@ def cmd_upload(store: ObjectStore, args: argparse.Namespace) -> int:
 
 
 def cmd_train(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops train: train from a dataset key already in the store."""
     outcome = train_from_dataset(store, args.data_key, trigger="mlops train")
     _print_outcome(outcome)
     return 1 if outcome.status == "failed" else 0
 
 
 def cmd_models(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops models: registered models and their aliases."""
     for model in list_models(store):
         record = ModelRegistry(store, model).load()
         aliases = ", ".join(f"{a}={v}" for a, v in sorted(record.aliases.items())) or "no aliases"
@@ -84,6 +87,7 @@ def cmd_models(store: ObjectStore, args: argparse.Namespace) -> int:
 
 
 def cmd_versions(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops versions: a model's versions, status, primary metric and aliases."""
     record = ModelRegistry(store, args.model).load()
     by_version: dict[int, list[str]] = {}
     for alias, version in record.aliases.items():
@@ -100,6 +104,7 @@ def cmd_versions(store: ObjectStore, args: argparse.Namespace) -> int:
 
 
 def cmd_show(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops show: a version's model card."""
     entry = ModelRegistry(store, args.model).load().resolve(args.version)
     body = store.get(version_prefix(args.model, entry.version) + "metadata.json").body
     print(render_model_card(decode_metadata(body)))
@@ -107,6 +112,7 @@ def cmd_show(store: ObjectStore, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops audit: a model's audit trail, oldest first."""
     for event in read_trail(store, validate_model_name(args.model)):
         print(f"{event.at}\t{event.event}\t{json.dumps(event.details, sort_keys=True)}")
     return 0

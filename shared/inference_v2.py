@@ -116,14 +116,14 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
             f"feature; use one of {sorted(NUMERIC_DATATYPES)}"
         )
 
-    def at(i: int) -> str:
+    def where(i: int) -> str:
         return f"input {tensor.name!r} element {i}"
 
     if raw is not None:
         _check_size(tensor, math.prod(tensor.shape))
         values = binary_tensors.decode_numbers(tensor.name, tensor.datatype, tensor.shape, raw)
         # Binary floats can hold NaN (a missing value, imputed) and +-inf (refused here).
-        return float_matrix(values.ravel(), at).reshape(tensor.shape)
+        return float_matrix(values.ravel(), where).reshape(tensor.shape)
     integer = tensor.datatype in INTEGER_DATATYPES
     data = tensor.data or []
     nested = bool(data) and isinstance(data[0], list)
@@ -140,9 +140,6 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     except OverflowError:
         raise BadRequest(f"input {tensor.name!r}: a number is outside the float32 range") from None
     _check_size(tensor, values.size)
-
-    def where(i: int) -> str:
-        return f"input {tensor.name!r} element {i}"
 
     if integer:
         limit = _INT_RANGE[tensor.datatype]
@@ -228,11 +225,6 @@ def parse_inputs(decoded: DecodedRequest, loaded: LoadedModel) -> ModelInput:
                 f"input {tensor.name!r} has {tensor.shape[0]} rows, others have {n_rows}"
             )
         if feature.kind == "numeric":
-            if tensor.datatype not in NUMERIC_DATATYPES:
-                raise BadRequest(
-                    f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a "
-                    f"numeric feature; use one of {sorted(NUMERIC_DATATYPES)}"
-                )
             if nested or raw is not None:
                 nested_columns[feature.name] = _numeric(tensor, raw).ravel()
         else:
