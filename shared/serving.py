@@ -97,7 +97,9 @@ class ModelCache:
         self.alias_ttl = alias_ttl
         self.max_sessions = max_sessions
         self.clock = clock
-        self._records: dict[str, tuple[float, RegistryRecord]] = {}
+        # A model with no registry is remembered too (with why), so that requests for it
+        # do not list the store each time.
+        self._records: dict[str, tuple[float, RegistryRecord | ModelNotFound | ModelNotReady]] = {}
         self._sessions: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._last_served: dict[tuple[str, str], int] = {}
         self._refused: dict[tuple[str, int], str] = {}
@@ -109,13 +111,16 @@ class ModelCache:
         validate_model_name(model)
         with self._lock:
             cached = self._records.get(model)
-            if cached is not None and self.clock() - cached[0] < self.alias_ttl:
+            if cached is None or self.clock() - cached[0] >= self.alias_ttl:
+                record, etag = ModelRegistry(self.store, model).read()
+                cached = (
+                    self.clock(),
+                    record if etag is not None else self._explain_missing(model),
+                )
+                self._records[model] = cached
+            if isinstance(cached[1], RegistryRecord):
                 return cached[1]
-            record, etag = ModelRegistry(self.store, model).read()
-            if etag is None:
-                raise self._explain_missing(model)
-            self._records[model] = (self.clock(), record)
-            return record
+            raise cached[1]
 
     def _explain_missing(self, model: str) -> ModelNotFound | ModelNotReady:
         # Only on the error path: say why a model that was uploaded has no version.

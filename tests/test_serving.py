@@ -689,3 +689,19 @@ def test_an_invalid_request_id_is_refused_and_not_echoed(churn: S3Store) -> None
     assert status == 400
     assert "request id" in body["error"]
     assert "x-request-id" not in {k.lower() for k in headers}
+
+
+def test_an_unknown_model_is_looked_up_once_per_freshness_window(
+    churn: S3Store, clock: FakeClock
+) -> None:
+    calls: list[str] = []
+    churn.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    with Client(app) as client:
+        for _ in range(5):
+            assert post(client, "/models/ghost/predict", {"records": [ROW]})[0] == 404
+        first = len(calls)
+        upload_and_train(churn, "ghost", classification_csv())
+        calls.clear()
+        clock.now += 11
+        assert post(client, "/models/ghost/predict", {"records": [ROW]})[0] == 200
+    assert first == 2  # the registry, and the audit trail that explains its absence
