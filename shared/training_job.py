@@ -378,7 +378,10 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
             )
         candidate = _build_candidate(model, data_obj, spec, spec_etag, run_id, trigger, watch)
         return _register(store, registry, candidate, source, watch)
-    except MlopsError as exc:
+    except Exception as exc:
+        # Bad data, spec or export: recorded and final. Anything else: recorded, and raised
+        # so that the platform retries (a duplicate check makes the retry safe).
+        expected = isinstance(exc, MlopsError)
         record_event(
             store,
             model,
@@ -386,19 +389,10 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
             data_key=data_key,
             run_id=run_id,
             error=type(exc).__name__,
-            reason=str(exc),
+            reason=str(exc) if expected else f"unexpected: {exc}",
         )
+        if not expected:
+            raise
         return TrainingOutcome(
             model=model, data_key=data_key, run_id=run_id, status="failed", reason=str(exc)
         )
-    except Exception as exc:
-        record_event(
-            store,
-            model,
-            "training_failed",
-            data_key=data_key,
-            run_id=run_id,
-            error=type(exc).__name__,
-            reason=f"unexpected: {exc}",
-        )
-        raise
