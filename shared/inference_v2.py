@@ -140,7 +140,12 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     except OverflowError:
         raise BadRequest(f"input {tensor.name!r}: a number is outside the float32 range") from None
     _check_size(tensor, values.size)
-
+    if nested and list(values.shape) != tensor.shape:
+        # Flat data is read row-major into the shape; nested data must mirror it.
+        raise BadRequest(
+            f"input {tensor.name!r}: nested data has shape {list(values.shape)}, "
+            f"the tensor says {tensor.shape}"
+        )
     if integer:
         limit = _INT_RANGE[tensor.datatype]
         outside = np.flatnonzero((values < -limit) | (values >= limit))

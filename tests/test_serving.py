@@ -360,6 +360,15 @@ BAD_V2: list[tuple[Any, str]] = [
     (
         {
             "inputs": [
+                {**v2_inputs(ROW)[0], "shape": [2, 1], "data": [[1.0, 2.0]]},
+                *v2_inputs(ROW)[1:],
+            ]
+        },
+        "nested data has shape [1, 2], the tensor says [2, 1]",
+    ),
+    (
+        {
+            "inputs": [
                 {**v2_inputs(ROW)[0], "datatype": "INT32", "data": [2**31]},
                 *v2_inputs(ROW)[1:],
             ]
