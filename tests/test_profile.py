@@ -1,0 +1,46 @@
+"""Profiles of traffic batches, taken over a baseline's bins, add up to the whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.profile import (
+    merge_categorical,
+    merge_numeric,
+    profile_categorical,
+    profile_numeric,
+)
+
+
+def test_numeric_profiles_over_the_same_edges_merge_to_the_whole() -> None:
+    rng = np.random.default_rng(0)
+    baseline = profile_numeric(rng.normal(size=1000))
+    a = rng.normal(1.0, 2.0, size=300)
+    b = rng.normal(-0.5, 0.5, size=200)
+    a[::7] = np.nan
+    merged = merge_numeric(profile_numeric(a, baseline.edges), profile_numeric(b, baseline.edges))
+    whole = profile_numeric(np.concatenate([a, b]), baseline.edges)
+    assert merged.counts == whole.counts
+    assert (merged.count, merged.missing, merged.min, merged.max) == (
+        whole.count,
+        whole.missing,
+        whole.min,
+        whole.max,
+    )
+    assert merged.mean == pytest.approx(whole.mean)
+    assert merged.std == pytest.approx(whole.std)
+
+
+def test_numeric_profiles_over_different_edges_do_not_merge() -> None:
+    with pytest.raises(ValueError, match="different edges"):
+        merge_numeric(profile_numeric(np.arange(10.0)), profile_numeric(np.arange(50.0)))
+
+
+def test_categorical_profiles_merge_bin_by_bin() -> None:
+    known = ["north", "south"]
+    a = profile_categorical(np.array(["north", "east", "", "south"], dtype=object), known=known)
+    b = profile_categorical(np.array(["north", "west"], dtype=object), known=known)
+    merged = merge_categorical(a, b)
+    assert merged.counts == {"__other__": 2, "north": 2, "south": 1}
+    assert (merged.count, merged.missing) == (6, 1)
