@@ -120,7 +120,9 @@ class ModelCache:
                 self._records[model] = cached
             if isinstance(cached[1], RegistryRecord):
                 return cached[1]
-            raise cached[1]
+            # The same instance is raised on every request: drop the traceback the last
+            # raise attached, or it would grow for as long as the container lives.
+            raise cached[1].with_traceback(None)
 
     def _explain_missing(self, model: str) -> ModelNotFound | ModelNotReady:
         # Only on the error path: say why a model that was uploaded has no version.
