@@ -13,7 +13,7 @@ from chalice.app import Chalice, Response, S3Event
 
 from functions import inference
 from functions.inference import HttpResult
-from shared import binary_tensors
+from shared.serving import binary_tensors
 
 app = Chalice(app_name="serverless-mlops")
 # Chalice lower-cases and scans this list several times per request; its default holds ~30

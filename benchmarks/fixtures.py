@@ -119,9 +119,9 @@ class Trained:
 
 def train_into(store: ObjectStore, model: str, data: bytes, spec: dict[str, Any]) -> Trained:
     """Upload `data` and `spec` and train `model` with the project's training function."""
-    from shared.registry import version_prefix
-    from shared.spec import spec_key
-    from shared.training_job import train_from_dataset
+    from shared.data.spec import spec_key
+    from shared.registry.records import version_prefix
+    from shared.training.job import train_from_dataset
 
     store.put(spec_key(model), json.dumps(spec).encode(), content_type="application/json")
     key = f"datasets/{model}/data.csv"

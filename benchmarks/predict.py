@@ -39,10 +39,10 @@ from benchmarks.common import (
 from benchmarks.fixtures import Trained
 from benchmarks.workspace import Workspace, ort_feed, prepared, record_of
 from functions import inference
-from shared import inference_v2, records_api
-from shared.runtime import OnnxModel
-from shared.serving import LoadedModel, ModelCache
-from shared.training import fit_pipeline, split_rows
+from shared.serving import inference_v2, records_api
+from shared.serving.cache import LoadedModel, ModelCache
+from shared.serving.runtime import OnnxModel
+from shared.training.pipeline import fit_pipeline, split_rows
 
 ROW = 0  # the breast-cancer row predicted in the single-row figures
 CONTEXT = LambdaContext()
@@ -309,7 +309,7 @@ def _speedup_one(ws: Workspace, trained: Trained, label: str) -> dict[str, Any]:
 
 
 def _spec(trained: Trained) -> Any:
-    from shared.spec import parse_spec
+    from shared.data.spec import parse_spec
 
     return parse_spec(json.dumps(trained.spec).encode())
 

@@ -28,10 +28,10 @@ def _peak_mib() -> float:
 def ours(store_root: str, data_key: str, profile: bool) -> dict[str, Any]:
     """The full training run, as the S3 trigger runs it."""
     start = time.perf_counter()
-    from shared.metadata import decode_metadata
-    from shared.registry import version_prefix
+    from shared.registry.metadata import decode_metadata
+    from shared.registry.records import version_prefix
     from shared.store.local import LocalStore
-    from shared.training_job import train_from_dataset
+    from shared.training.job import train_from_dataset
 
     imported = time.perf_counter()
     store = LocalStore(store_root)
@@ -88,7 +88,7 @@ def _sane_profile(
 
 def bare(pickled: str) -> dict[str, Any]:
     """Pipeline.fit alone, on the training rows the full run fits on."""
-    from shared.training import build_estimator, build_pipeline
+    from shared.training.pipeline import build_estimator, build_pipeline
 
     with open(pickled, "rb") as file:
         data, train, spec = pickle.load(file)

@@ -22,10 +22,10 @@ from benchmarks.common import (
 )
 from benchmarks.fixtures import MIXED_CATEGORICAL, MIXED_NUMERIC, MIXED_SPEC, mixed_csv
 from benchmarks.workspace import Workspace
-from shared.dataset import prepare
-from shared.spec import parse_spec, spec_key
+from shared.data.dataset import prepare
+from shared.data.spec import parse_spec, spec_key
 from shared.store.local import LocalStore
-from shared.training import split_rows
+from shared.training.pipeline import split_rows
 
 MODEL = "churn"
 DATA_KEY = f"datasets/{MODEL}/data.csv"

@@ -21,11 +21,11 @@ from benchmarks.fixtures import (
     numeric_data,
     train_into,
 )
-from shared.dataset import PreparedData, prepare
-from shared.metadata import FeatureSchema, ModelMetadata, decode_metadata
-from shared.registry import version_prefix
-from shared.runtime import NUMERIC_INPUT
-from shared.spec import parse_spec
+from shared.data.dataset import PreparedData, prepare
+from shared.data.spec import parse_spec
+from shared.registry.metadata import FeatureSchema, ModelMetadata, decode_metadata
+from shared.registry.records import version_prefix
+from shared.serving.runtime import NUMERIC_INPUT
 from shared.store.local import LocalStore
 
 

@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from functions import inference
-from shared.audit import read_trail
+from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError
-from shared.metadata import decode_metadata
-from shared.model_card import render_model_card
-from shared.registry import ModelRegistry, list_models, version_prefix
-from shared.spec import parse_spec, spec_key, validate_model_name
+from shared.registry.audit import read_trail
+from shared.registry.metadata import decode_metadata
+from shared.registry.records import version_prefix
+from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 from shared.store.local import LocalStore
-from shared.training_job import TrainingOutcome, train_from_dataset
+from shared.training.job import TrainingOutcome, train_from_dataset
+from shared.training.model_card import render_model_card
 
 
 def _print_outcome(outcome: TrainingOutcome) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 
 import shared
-from shared import binary_tensors, inference_v2, records_api
 from shared.errors import (
     ArtifactRejected,
     BadRequest,
@@ -27,8 +26,9 @@ from shared.errors import (
     SpecError,
     VersionNotFound,
 )
-from shared.inference_input import decode_body, is_request_id, request_id
-from shared.serving import ModelCache, predict
+from shared.serving import binary_tensors, inference_v2, records_api
+from shared.serving.cache import ModelCache, predict
+from shared.serving.inputs import decode_body, is_request_id, request_id
 from shared.store import open_store
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from shared.store import ObjectStore, open_store
-from shared.training_job import TrainingOutcome, train_from_dataset
+from shared.training.job import TrainingOutcome, train_from_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ def check_training(folders: list[str]) -> None:
 
     import functions.training  # noqa: F401  (the training handler's own imports)
     from shared.store.local import LocalStore
-    from shared.training_job import train_from_dataset
+    from shared.training.job import train_from_dataset
 
     store = LocalStore(Path.cwd() / "store")
     header = "a,b,c,colour,target\n"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from shared.store.local import LocalStore
-from shared.training_job import train_from_dataset
+from shared.training.job import train_from_dataset
 from tests.factories import classification_csv
 
 ROOT = Path(__file__).resolve().parent.parent

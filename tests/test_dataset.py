@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from shared.dataset import MISSING_CATEGORY, Feature, PreparedData, prepare
+from shared.data.dataset import MISSING_CATEGORY, Feature, PreparedData, prepare
+from shared.data.spec import ModelSpec
 from shared.errors import DataError
-from shared.spec import ModelSpec
 
 SOURCE = "datasets/demo/data.csv"
 # Every message starts with the data key.

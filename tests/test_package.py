@@ -23,9 +23,9 @@ from chalice.test import Client
 
 from app import app
 from functions import inference
-from shared.serving import ModelCache
+from shared.serving.cache import ModelCache
 from shared.store.local import LocalStore
-from shared.training_job import train_from_dataset
+from shared.training.job import train_from_dataset
 from tests.factories import classification_csv
 from tests.test_serving import ROW
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.profile import (
+from shared.data.profile import (
     merge_categorical,
     merge_numeric,
     profile_categorical,

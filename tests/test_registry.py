@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.audit import read_trail
 from shared.errors import ModelNotFound, RegistryError, VersionNotFound
-from shared.registry import (
+from shared.registry.audit import read_trail
+from shared.registry.records import (
     PENDING_LEASE,
-    ModelRegistry,
     RegistryRecord,
     abandoned,
     claim_version,
@@ -20,6 +19,7 @@ from shared.registry import (
     move_alias,
     source_of,
 )
+from shared.registry.registry import ModelRegistry
 from shared.store.base import ObjectStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,14 +13,14 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-import shared.inference_input
+import shared.serving.inputs
 from app import DATA_BUCKET, app
 from functions import inference
-from shared.audit import read_trail
-from shared.registry import ModelRegistry
-from shared.serving import ModelCache
+from shared.registry.audit import read_trail
+from shared.registry.registry import ModelRegistry
+from shared.serving.cache import ModelCache
 from shared.store.s3 import S3Store
-from shared.training_job import train_from_dataset
+from shared.training.job import train_from_dataset
 from tests.factories import classification_csv, numeric_csv, regression_csv
 
 ROW = {"x0": 0.3, "x1": -1.2, "x2": 0.0, "x3": 1.5, "x4": 0.2, "region": "north", "plan": "pro"}
@@ -403,8 +403,8 @@ def test_bad_inference_requests_get_the_protocol_error_body(
 
 
 def test_limits_on_rows_and_body_size(churn: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shared.inference_input, "MAX_ROWS", 3)
-    monkeypatch.setattr(shared.inference_input, "MAX_BODY_BYTES", 2_000)
+    monkeypatch.setattr(shared.serving.inputs, "MAX_ROWS", 3)
+    monkeypatch.setattr(shared.serving.inputs, "MAX_BODY_BYTES", 2_000)
     with Client(app) as client:
         rows_status, rows, _ = post(client, "/models/churn/predict", {"records": [ROW] * 4})
         size_status, size, _ = post(client, "/v2/models/churn/infer", b" " * 2_001)

@@ -12,15 +12,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from shared.audit import read_trail
 from shared.errors import ObjectNotFound
-from shared.metadata import decode_metadata
-from shared.registry import ModelRegistry, version_prefix
-from shared.runtime import ModelInput, OnnxModel, sha256_hex
+from shared.registry.audit import read_trail
+from shared.registry.metadata import decode_metadata
+from shared.registry.records import version_prefix
+from shared.registry.registry import ModelRegistry
+from shared.serving.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore, StoredObject
 from shared.store.local import LocalStore
-from shared.training import classification_metrics
-from shared.training_job import source_fingerprint, train_from_dataset
+from shared.training.job import source_fingerprint, train_from_dataset
+from shared.training.pipeline import classification_metrics
 from tests.factories import classification_csv, regression_csv
 
 

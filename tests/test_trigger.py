@@ -11,8 +11,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 from app import DATA_BUCKET, app
-from shared.audit import read_trail
-from shared.registry import ModelRegistry
+from shared.registry.audit import read_trail
+from shared.registry.registry import ModelRegistry
 from shared.store.s3 import S3Store
 from tests.factories import classification_csv
 

@@ -17,10 +17,10 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from shared.data.spec import ParityTolerance, Task
 from shared.errors import ExportError
-from shared.metadata import FeatureSchema, ParityReport
-from shared.runtime import NUMERIC_INPUT, OnnxModel
-from shared.spec import ParityTolerance, Task
+from shared.registry.metadata import FeatureSchema, ParityReport
+from shared.serving.runtime import NUMERIC_INPUT, OnnxModel
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"

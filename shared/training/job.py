@@ -26,10 +26,18 @@ import msgspec
 import numpy as np
 
 import shared
-from shared.audit import record_event, utc_now
-from shared.dataset import PreparedData, prepare
+from shared.data.dataset import PreparedData, prepare
+from shared.data.profile import (
+    BaselineProfile,
+    FeatureProfile,
+    profile_categorical,
+    profile_numeric,
+    profile_predictions,
+)
+from shared.data.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
 from shared.errors import DataError, ExportError, MlopsError, PreconditionFailed
-from shared.metadata import (
+from shared.registry.audit import record_event, utc_now
+from shared.registry.metadata import (
     DataLineage,
     FeatureSchema,
     Lineage,
@@ -37,8 +45,11 @@ from shared.metadata import (
     OnnxArtifact,
     encode_metadata,
 )
-from shared.model_card import render_model_card
-from shared.onnx_export import (
+from shared.registry.records import source_of, version_prefix
+from shared.registry.registry import ModelRegistry
+from shared.serving.runtime import NUMERIC_INPUT, OnnxModel, sha256_hex
+from shared.store.base import ObjectStore, StoredObject
+from shared.training.export import (
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,
     REGRESSION_OUTPUT,
@@ -47,18 +58,8 @@ from shared.onnx_export import (
     onnx_input_names,
     opsets_of,
 )
-from shared.profile import (
-    BaselineProfile,
-    FeatureProfile,
-    profile_categorical,
-    profile_numeric,
-    profile_predictions,
-)
-from shared.registry import ModelRegistry, source_of, version_prefix
-from shared.runtime import NUMERIC_INPUT, OnnxModel, sha256_hex
-from shared.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
-from shared.store.base import ObjectStore, StoredObject
-from shared.training import (
+from shared.training.model_card import render_model_card
+from shared.training.pipeline import (
     classification_metrics,
     effective_params,
     fit_pipeline,

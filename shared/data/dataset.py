@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from shared.data.spec import ModelSpec, Task
 from shared.errors import DataError
-from shared.spec import ModelSpec, Task
 
 __all__ = [
     "MAX_INTEGER_CLASSES",

@@ -18,17 +18,17 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared import binary_tensors
 from shared.errors import BadRequest
-from shared.inference_input import (
+from shared.serving import binary_tensors
+from shared.serving.cache import LoadedModel, Prediction
+from shared.serving.inputs import (
     check_body,
     check_numbers,
     check_rows,
     float_matrix,
     string_column,
 )
-from shared.runtime import ModelInput
-from shared.serving import LoadedModel, Prediction
+from shared.serving.runtime import ModelInput
 
 PLATFORM = "onnxruntime_onnx"
 NUMERIC_DATATYPES = frozenset({"FP32", "FP64", "INT32", "INT64"})

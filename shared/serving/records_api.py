@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from shared.errors import BadRequest
-from shared.inference_input import check_numbers, check_rows, float_matrix, string_column
-from shared.runtime import ModelInput
-from shared.serving import LoadedModel, Prediction
+from shared.serving.cache import LoadedModel, Prediction
+from shared.serving.inputs import check_numbers, check_rows, float_matrix, string_column
+from shared.serving.runtime import ModelInput
 
 
 def parse_records(document: Any, loaded: LoadedModel) -> ModelInput:

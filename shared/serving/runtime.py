@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from shared.errors import ExportError
-from shared.metadata import FeatureSchema
+from shared.registry.metadata import FeatureSchema
 
 
 def sha256_hex(data: bytes) -> str:

@@ -34,9 +34,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from shared.dataset import MISSING_CATEGORY, PreparedData
+from shared.data.dataset import MISSING_CATEGORY, PreparedData
+from shared.data.spec import EstimatorName, ModelSpec, Task
 from shared.errors import SpecError
-from shared.spec import EstimatorName, ModelSpec, Task
 
 MISSING_FILL = "(missing)"
 

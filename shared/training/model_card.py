@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.metadata import ModelMetadata
-from shared.spec import LOWER_IS_BETTER
+from shared.data.spec import LOWER_IS_BETTER
+from shared.registry.metadata import ModelMetadata
 
 
 def render_model_card(meta: ModelMetadata) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.audit import read_trail, record_event
+from shared.data.spec import validate_model_name
 from shared.errors import (
     ArtifactRejected,
     ModelNotFound,
@@ -27,16 +27,11 @@ from shared.errors import (
     ObjectNotFound,
     VersionNotFound,
 )
-from shared.metadata import FeatureSchema, ModelMetadata, decode_metadata
-from shared.registry import (
-    ModelRegistry,
-    RegistryRecord,
-    VersionEntry,
-    is_version_number,
-    version_prefix,
-)
-from shared.runtime import ModelInput, OnnxModel, sha256_hex
-from shared.spec import validate_model_name
+from shared.registry.audit import read_trail, record_event
+from shared.registry.metadata import FeatureSchema, ModelMetadata, decode_metadata
+from shared.registry.records import RegistryRecord, VersionEntry, is_version_number, version_prefix
+from shared.registry.registry import ModelRegistry
+from shared.serving.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)

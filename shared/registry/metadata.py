@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.profile import BaselineProfile
+from shared.data.profile import BaselineProfile
 
 METADATA_SCHEMA_VERSION = 1
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.spec import validate_model_name
+from shared.data.spec import validate_model_name
 from shared.store.base import ObjectStore
 
 AuditEventName = Literal[

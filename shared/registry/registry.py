@@ -1,0 +1,155 @@
+"""The model registry in ``models/<model>/registry.json``, changed only by compare-and-swap.
+
+`ModelRegistry` applies the pure decisions of `records` with conditional writes (S3
+If-Match / If-None-Match), retrying on conflict, so concurrent writers never lose an update.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+
+import msgspec
+
+from shared.data.spec import validate_model_name
+from shared.errors import ModelNotFound, ObjectNotFound, PreconditionFailed, RegistryError
+from shared.registry.audit import record_event, utc_now
+from shared.registry.records import (
+    Alias,
+    RegistryRecord,
+    VersionEntry,
+    abandoned,
+    claim_version,
+    complete_version,
+    fail_version,
+    move_alias,
+    registry_key,
+    source_of,
+)
+from shared.store.base import ObjectStore
+
+
+class ModelRegistry:
+    """The registry of one model, kept in the object store."""
+
+    MAX_ATTEMPTS = 50
+
+    def __init__(self, store: ObjectStore, model: str) -> None:
+        self.store = store
+        self.model = validate_model_name(model)
+        self.key = registry_key(model)
+
+    def read(self) -> tuple[RegistryRecord, str | None]:
+        """The record and its ETag; an empty record and None if the model is new."""
+        try:
+            obj = self.store.get(self.key)
+        except ObjectNotFound:
+            return RegistryRecord(model=self.model), None
+        return msgspec.json.decode(obj.body, type=RegistryRecord), obj.etag
+
+    def load(self) -> RegistryRecord:
+        """The record of an existing model; ModelNotFound if it has never registered."""
+        record, etag = self.read()
+        if etag is None:
+            raise ModelNotFound(f"no model named {self.model!r} is registered")
+        return record
+
+    def update(self, change: Callable[[RegistryRecord], RegistryRecord]) -> RegistryRecord:
+        """Apply `change` atomically: re-read and re-apply it whenever another writer won."""
+        for attempt in range(self.MAX_ATTEMPTS):
+            record, etag = self.read()
+            updated = change(record)
+            if updated == record:
+                return record
+            body = msgspec.json.format(msgspec.json.encode(updated), indent=2)
+            try:
+                if etag is None:
+                    self.store.put(
+                        self.key, body, if_none_match=True, content_type="application/json"
+                    )
+                else:
+                    self.store.put(self.key, body, if_match=etag, content_type="application/json")
+                return updated
+            except (PreconditionFailed, ObjectNotFound):
+                # Another writer got there first: back off a little, with jitter, and redo.
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise RegistryError(
+            f"registry of {self.model!r} stayed contended for {self.MAX_ATTEMPTS} attempts"
+        )
+
+    def claim(self, *, run_id: str, source: str, data_key: str) -> tuple[VersionEntry, bool]:
+        """Reserve the next version number; (existing entry, True) if `source` already has one."""
+        claimed: list[tuple[VersionEntry, bool]] = []
+
+        def change(record: RegistryRecord) -> RegistryRecord:
+            claimed.clear()
+            now = utc_now()
+            existing = source_of(record, source)
+            if existing is not None and existing.run_id == run_id:
+                # Our own claim: the write succeeded but its acknowledgement was lost.
+                claimed.append((existing, False))
+                return record
+            if existing is not None and abandoned(existing, now):
+                record = fail_version(
+                    record, existing.version, reason="abandoned: its run never completed", now=now
+                )
+            elif existing is not None:
+                claimed.append((existing, True))
+                return record
+            updated, entry = claim_version(
+                record, run_id=run_id, source=source, data_key=data_key, now=now
+            )
+            claimed.append((entry, False))
+            return updated
+
+        self.update(change)
+        entry, duplicate = claimed[0]
+        if not duplicate:
+            record_event(
+                self.store, self.model, "version_claimed", version=entry.version, run_id=run_id
+            )
+        return entry, duplicate
+
+    def complete(
+        self, version: int, *, sha256: str, primary_metric: str, metric_value: float
+    ) -> Alias:
+        """Mark `version` ready; returns the alias it was given."""
+        given: list[Alias] = []
+
+        def change(record: RegistryRecord) -> RegistryRecord:
+            updated, alias = complete_version(
+                record,
+                version,
+                sha256=sha256,
+                primary_metric=primary_metric,
+                metric_value=metric_value,
+                now=utc_now(),
+            )
+            given[:] = [alias]
+            return updated
+
+        self.update(change)
+        record_event(self.store, self.model, "version_registered", version=version, alias=given[0])
+        return given[0]
+
+    def fail(self, version: int, *, reason: str) -> None:
+        """Mark `version` failed (its artifacts could not be written)."""
+        self.update(lambda r: fail_version(r, version, reason=reason, now=utc_now()))
+        record_event(self.store, self.model, "version_failed", version=version, reason=reason)
+
+    def set_alias(self, alias: Alias, version: int, *, reason: str) -> RegistryRecord:
+        """Point `alias` at `version` (recorded in the history and the audit trail)."""
+        record = self.update(lambda r: move_alias(r, alias, version, reason=reason, now=utc_now()))
+        record_event(
+            self.store, self.model, "alias_moved", alias=alias, version=version, reason=reason
+        )
+        return record
+
+
+def list_models(store: ObjectStore) -> Iterator[str]:
+    """Names of the models that have a registry record."""
+    for info in store.list("models/"):
+        parts = info.key.split("/")
+        if len(parts) == 3 and parts[2] == "registry.json":
+            yield parts[1]
