@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The AWS deployment in build/cfn (template, app zip, training layer) and build/sizes.json;
 # see infra/package.py. Rebuilt when its inputs change; tests/test_package.py runs the result.

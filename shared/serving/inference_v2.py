@@ -12,6 +12,7 @@ Any input or output may travel as raw bytes instead (shared/binary_tensors.py).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from shared.serving.inputs import (
     check_body,
     check_numbers,
     check_rows,
+    feature_mismatch,
     float_matrix,
     string_column,
 )
@@ -192,20 +194,18 @@ def parse_inputs(decoded: DecodedRequest, loaded: LoadedModel) -> ModelInput:
     if len(request.inputs) == 1 and first.name not in names and len(first.shape) == 2:
         return _parse_matrix(first, loaded, binary.get(first.name))
     seen = [t.name for t in request.inputs]
-    duplicates = sorted({n for n in seen if seen.count(n) > 1})
-    unknown = sorted(set(seen) - set(names))
-    missing = [n for n in names if n not in seen]
-    if duplicates or unknown or missing:
-        problems = []
-        if duplicates:
-            problems.append(f"duplicate inputs {duplicates}")
-        if unknown:
-            problems.append(f"unknown inputs {unknown}")
-        if missing:
-            problems.append(f"missing inputs {missing}")
-        raise BadRequest(
-            f"{'; '.join(problems)}; model {loaded.model!r} version {loaded.version} takes "
-            f"one tensor per feature: {names}"
+    given = set(seen)
+    # Counted once (a list's count() per name would be quadratic in the number of inputs).
+    if len(given) != len(seen) or given != set(names):
+        counts = Counter(seen)
+        raise feature_mismatch(
+            "inputs",
+            missing=[n for n in names if n not in given],
+            unknown=sorted(given - set(names)),
+            duplicate=sorted(n for n, c in counts.items() if c > 1),
+            model=loaded.model,
+            version=loaded.version,
+            takes=names,
         )
     by_name = {t.name: t for t in request.inputs}
     columns_by_name: dict[str, np.ndarray] = {}

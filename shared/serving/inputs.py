@@ -68,6 +68,42 @@ def request_id(given: object, header: str | None) -> str:
     return secrets.token_hex(16)
 
 
+# An error quotes at most this many names: a request with 40,000 wrong names must not get
+# a 400 KB error back.
+MAX_QUOTED_NAMES = 10
+
+
+def quote_names(names: Sequence[str]) -> str:
+    """A list of names for an error message, cut after MAX_QUOTED_NAMES."""
+    shown = [name[:64] for name in names[:MAX_QUOTED_NAMES]]
+    more = len(names) - len(shown)
+    return f"{shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def feature_mismatch(
+    kind: str,
+    *,
+    missing: Sequence[str],
+    unknown: Sequence[str],
+    duplicate: Sequence[str] = (),
+    missing_hint: str = "",
+    model: str,
+    version: int,
+    takes: Sequence[str],
+) -> BadRequest:
+    """The error for inputs that do not name the model's features exactly once each."""
+    problems = []
+    if missing:
+        problems.append(f"missing {kind} {quote_names(missing)}{missing_hint}")
+    if unknown:
+        problems.append(f"unknown {kind} {quote_names(unknown)}")
+    if duplicate:
+        problems.append(f"duplicate {kind} {quote_names(duplicate)}")
+    return BadRequest(
+        f"{'; '.join(problems)}; model {model!r} version {version} takes {quote_names(takes)}"
+    )
+
+
 def check_numbers(values: Sequence[Any], where: Callable[[int], str], *, allow_null: bool) -> None:
     """Refuse anything but JSON numbers (and null when allowed): no strings, no booleans."""
     try:

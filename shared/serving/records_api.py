@@ -14,7 +14,13 @@ import numpy as np
 
 from shared.errors import BadRequest
 from shared.serving.cache import LoadedModel, Prediction
-from shared.serving.inputs import check_numbers, check_rows, float_matrix, string_column
+from shared.serving.inputs import (
+    check_numbers,
+    check_rows,
+    feature_mismatch,
+    float_matrix,
+    string_column,
+)
 from shared.serving.runtime import ModelInput
 
 
@@ -34,17 +40,16 @@ def parse_records(document: Any, loaded: LoadedModel) -> ModelInput:
         if not isinstance(record, dict):
             raise BadRequest(f"records[{i}] must be an object of feature values, got {record!r}")
         if record.keys() != expected:
-            missing = sorted(expected - record.keys())
-            unknown = sorted(record.keys() - expected)
-            parts = []
-            if missing:
-                parts.append(f"missing features {missing} (send null for a missing value)")
-            if unknown:
-                parts.append(f"unknown features {unknown}")
-            raise BadRequest(
-                f"records[{i}]: {'; '.join(parts)}; model {loaded.model!r} "
-                f"version {loaded.version} takes {sorted(expected)}"
+            error = feature_mismatch(
+                "features",
+                missing=sorted(expected - record.keys()),
+                unknown=sorted(record.keys() - expected),
+                missing_hint=" (send null for a missing value)",
+                model=loaded.model,
+                version=loaded.version,
+                takes=sorted(expected),
             )
+            raise BadRequest(f"records[{i}]: {error}")
     numeric_names = [f.name for f in loaded.onnx.numeric_features]
     rows = [[record[name] for name in numeric_names] for record in records]
     k = len(numeric_names)
