@@ -42,5 +42,13 @@ def test_categorical_profiles_merge_bin_by_bin() -> None:
     a = profile_categorical(np.array(["north", "east", "", "south"], dtype=object), known=known)
     b = profile_categorical(np.array(["north", "west"], dtype=object), known=known)
     merged = merge_categorical(a, b)
-    assert merged.counts == {"__other__": 2, "north": 2, "south": 1}
+    assert merged.counts == {"north": 2, "south": 1}
+    assert merged.other == 2
     assert (merged.count, merged.missing) == (6, 1)
+
+
+def test_a_category_named_like_the_old_pool_is_a_category() -> None:
+    values = np.array(["__other__", "north", "east"], dtype=object)
+    profile = profile_categorical(values, known=["__other__", "north"])
+    assert profile.counts == {"__other__": 1, "north": 1}
+    assert profile.other == 1

@@ -33,6 +33,81 @@ class ParityTolerance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     rtol: float = 1e-4
 
 
+class CaptureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How serving records its traffic under ``captures/<model>/`` for monitoring."""
+
+    enabled: bool = True
+    sample_rate: float = 1.0  # share of requests captured (all rows of a sampled request)
+    batch_rows: int = 1000  # rows per capture object: S3 writes per 1,000 predictions
+    max_wait_seconds: float = 60.0  # a buffered row waits at most this long for its batch
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise SpecError(
+                f"monitoring.capture.sample_rate: must be between 0 and 1, got {self.sample_rate}"
+            )
+        if not 1 <= self.batch_rows <= 100_000:
+            raise SpecError(
+                f"monitoring.capture.batch_rows: must be 1 to 100000, got {self.batch_rows}"
+            )
+        if not 0.0 < self.max_wait_seconds <= 3600.0:
+            raise SpecError(
+                "monitoring.capture.max_wait_seconds: must be above 0 and at most 3600, "
+                f"got {self.max_wait_seconds}"
+            )
+
+
+class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the scheduled check judges a window of traffic; see the README's "Monitoring"."""
+
+    window_hours: int = 1  # the length of one checked window
+    min_rows: int = 100  # fewer rows in a window: insufficient_data, not a verdict
+    p_value: float = 0.05  # a feature's test must be below this...
+    numeric_distance: float = 0.1  # ...and its normalised Wasserstein distance above this
+    categorical_distance: float = 0.1  # ...or its Jensen-Shannon distance above this
+    missing_rate_change: float = 0.05  # a significant change of the missing share this large
+    drift_share: float = 0.5  # the window drifts when at least this share of features does
+    psi_bands: list[float] = msgspec.field(default_factory=lambda: [0.1, 0.25])
+    min_labelled_rows: int = 100  # below this, labels are reported but decide nothing
+    max_metric_drop: float = 0.05  # decay: the metric's interval is this much (relative) worse
+    label_window_hours: int = 168  # labelled captures of this many hours count for decay
+    confidence: float = 0.95  # of the metric's interval
+    capture: CaptureSettings = msgspec.field(default_factory=CaptureSettings)
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        bounded = {
+            "p_value": (self.p_value, 0.0, 0.5),
+            "numeric_distance": (self.numeric_distance, 0.0, 10.0),
+            "categorical_distance": (self.categorical_distance, 0.0, 1.0),
+            "missing_rate_change": (self.missing_rate_change, 0.0, 1.0),
+            "drift_share": (self.drift_share, 0.0, 1.0),
+            "max_metric_drop": (self.max_metric_drop, 0.0, 1.0),
+            "confidence": (self.confidence, 0.5, 0.999),
+        }
+        for name, (value, lo, hi) in bounded.items():
+            if not lo < value <= hi:
+                raise SpecError(
+                    f"monitoring.{name}: must be above {lo} and at most {hi}, got {value}"
+                )
+        counts = {
+            "window_hours": (self.window_hours, 1, 24 * 7),
+            "min_rows": (self.min_rows, 10, 10_000_000),
+            "min_labelled_rows": (self.min_labelled_rows, 10, 10_000_000),
+            "label_window_hours": (self.label_window_hours, 1, 24 * 90),
+        }
+        for name, (number, lo_n, hi_n) in counts.items():
+            if not lo_n <= number <= hi_n:
+                raise SpecError(f"monitoring.{name}: must be {lo_n} to {hi_n}, got {number}")
+        if len(self.psi_bands) != 2 or not 0 < self.psi_bands[0] < self.psi_bands[1]:
+            raise SpecError(
+                "monitoring.psi_bands: must be two increasing positive numbers, "
+                f"got {self.psi_bands}"
+            )
+        self.capture.check()
+
+
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to train for one model; see the README's "Model spec" section."""
 
@@ -48,6 +123,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     test_fraction: float = 0.2
     min_rows: int = 20
     parity: ParityTolerance = msgspec.field(default_factory=ParityTolerance)
+    monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
 
     def __post_init__(self) -> None:
         # msgspec has checked types; these are the rules between fields.
@@ -79,6 +155,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         known = CLASSIFICATION_METRICS + REGRESSION_METRICS
         if self.primary_metric is not None and self.primary_metric not in known:
             raise SpecError(f"primary_metric: {self.primary_metric!r} is not one of {list(known)}")
+        self.monitoring.check()
         if self.task is not None:
             self.check_task(self.task)
 
@@ -144,7 +221,9 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "LOWER_IS_BETTER",
     "REGRESSION_METRICS",
+    "CaptureSettings",
     "ModelSpec",
+    "MonitoringSettings",
     "ParityTolerance",
     "Task",
     "load_spec",

@@ -12,7 +12,9 @@ import msgspec
 
 from shared.data.profile import BaselineProfile
 
-METADATA_SCHEMA_VERSION = 1
+# 2: 100 quantile bins per numeric feature, the pooled categories in their own field, and
+# class probability histograms in the prediction baseline (see shared/data/profile.py).
+METADATA_SCHEMA_VERSION = 2
 
 
 class FeatureSchema(msgspec.Struct, frozen=True, kw_only=True):

@@ -152,8 +152,16 @@ def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureS
 
 
 def _baseline(
-    data: PreparedData, schema: list[FeatureSchema], predictions: np.ndarray
+    data: PreparedData,
+    schema: list[FeatureSchema],
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    classes: list[str | int] | None,
 ) -> BaselineProfile:
+    # Features: every row of the dataset (training and held-out rows come from one
+    # distribution, and more rows make a less noisy reference). Predictions: the served
+    # ONNX model's outputs on the held-out rows only, since on the rows it was fitted to a
+    # model is more confident than it will ever be on traffic.
     profiles: dict[str, FeatureProfile] = {}
     for i, feature in enumerate(schema):
         column = data.X[:, i]
@@ -164,7 +172,7 @@ def _baseline(
     return BaselineProfile(
         rows=data.n_rows,
         features=profiles,
-        predictions=profile_predictions(data.task, predictions),
+        predictions=profile_predictions(data.task, predictions, probabilities, classes),
     )
 
 
@@ -206,10 +214,12 @@ def _build_candidate(
             )
     with watch.step("metrics"):
         classes: list[str | int] | None = None
+        probabilities: np.ndarray | None = None
         if data.task == "classification":
             fitted_classes = np.asarray(pipeline.classes_)
             classes = [c.item() if isinstance(c, np.generic) else c for c in fitted_classes]
             predictions = outputs[LABEL_OUTPUT].ravel()
+            probabilities = outputs[PROBABILITIES_OUTPUT]
             metrics = classification_metrics(
                 y_test, predictions, outputs[PROBABILITIES_OUTPUT], fitted_classes
             )
@@ -217,7 +227,7 @@ def _build_candidate(
             predictions = outputs[REGRESSION_OUTPUT].ravel()
             metrics = regression_metrics(y_test, predictions)
     with watch.step("profile"):
-        baseline = _baseline(data, schema, predictions)
+        baseline = _baseline(data, schema, predictions, probabilities, classes)
     metadata = ModelMetadata(
         model=model,
         version=0,  # set once a number is claimed

@@ -1,0 +1,305 @@
+"""Captured traffic: what the model saw and said, written in batches under ``captures/``.
+
+One object per batch, never per request: gzip JSON Lines, one line per predicted row,
+at ``captures/<model>/dt=YYYY-MM-DD/hour=HH/<time>-<container>-<seq>.jsonl.gz``. Every
+line of an object belongs to that hour, so a partition holds exactly its hour's rows.
+DuckDB's ``read_json``, Athena's JSON SerDe and ``zcat | jq`` read the files as they are.
+
+The serving path only appends references to arrays it already has (a few microseconds);
+rows are encoded when a batch is written: when it holds `batch_rows` rows, when its
+oldest row has waited `max_wait_seconds`, or when the hour changes. What a container
+holds when Lambda freezes it for good is lost: fewer than `batch_rows` rows, all from the
+`max_wait_seconds` before its last request (the README says so).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+
+from shared.data.spec import CaptureSettings, validate_model_name
+from shared.errors import MlopsError
+from shared.store.base import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+CAPTURE_SCHEMA_VERSION = 1
+CAPTURES_PREFIX = "captures/"
+
+FeatureValue = float | str | None
+
+
+class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """One predicted row, as a line of a capture file."""
+
+    schema_version: int = CAPTURE_SCHEMA_VERSION
+    capture_id: str  # made by the server, unique per request; with `row` it names the row
+    row: int  # position of the row in its request
+    request_id: str  # the caller's id (or one made for it): labels join on it
+    model: str
+    version: int  # the version that answered: its baseline is what the row is compared with
+    served_by: str  # what the caller asked for: "production", "staging", "latest" or a number
+    role: str = "served"  # "served" (the caller's answer) or "shadow"
+    at: str  # ISO 8601 UTC, microseconds
+    features: dict[str, FeatureValue]  # by feature name; null = missing
+    prediction: int | float | str | None
+    probabilities: dict[str, float] | None = None  # classification: by class
+
+
+class NewerRecordError(MlopsError):
+    """A stored record has a schema newer than this code knows: refuse rather than lose fields."""
+
+
+def check_schema(kind: str, version: int, known: int, where: str) -> None:
+    """Refuse a record written by newer code (its fields would be dropped on a rewrite)."""
+    if version > known:
+        raise NewerRecordError(
+            f"{where}: {kind} schema_version {version} is newer than this code's {known}; "
+            "upgrade before reading or rewriting it"
+        )
+
+
+def capture_prefix(model: str) -> str:
+    """Where the captures of `model` live."""
+    return f"{CAPTURES_PREFIX}{validate_model_name(model)}/"
+
+
+def partition_prefix(model: str, hour: datetime) -> str:
+    """The partition (one hour) that rows captured at `hour` go to."""
+    hour = hour.astimezone(UTC)
+    return f"{capture_prefix(model)}dt={hour:%Y-%m-%d}/hour={hour:%H}/"
+
+
+def partition_hour(key: str) -> datetime | None:
+    """The hour a capture key's partition names, or None for a key outside the scheme."""
+    parts = key.split("/")
+    if len(parts) != 5 or not parts[2].startswith("dt=") or not parts[3].startswith("hour="):
+        return None
+    try:
+        return datetime.strptime(f"{parts[2][3:]} {parts[3][5:]}", "%Y-%m-%d %H").replace(
+            tzinfo=UTC
+        )
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Pending:
+    """A request's rows, kept as the arrays serving already had until the batch is written."""
+
+    at: float
+    capture_id: str
+    request_id: str
+    version: int
+    served_by: str
+    role: str
+    numeric_names: Sequence[str]
+    numeric: np.ndarray  # [rows, numeric features], NaN = missing
+    categorical: dict[str, np.ndarray]  # name -> [rows] str, "" = missing
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    classes: Sequence[str | int] | None
+
+    @property
+    def rows(self) -> int:
+        return int(self.predictions.shape[0])
+
+
+@dataclass
+class _Batch:
+    hour: int  # hours since the epoch: a batch never spans two partitions
+    first_at: float
+    rows: int = 0
+    pending: list[_Pending] = field(default_factory=list)
+
+
+def encode_rows(model: str, pending: Sequence[_Pending]) -> bytes:
+    """The JSON Lines of some requests' rows (NaN and missing become null)."""
+    encoder = msgspec.json.Encoder()
+    lines: list[bytes] = []
+    for item in pending:
+        at = datetime.fromtimestamp(item.at, UTC).isoformat().replace("+00:00", "Z")
+        numeric_rows = item.numeric.tolist()
+        categorical = {name: values.tolist() for name, values in item.categorical.items()}
+        predictions = item.predictions.tolist()
+        probabilities = item.probabilities.tolist() if item.probabilities is not None else None
+        class_names = [str(c) for c in item.classes] if item.classes is not None else None
+        for i in range(item.rows):
+            features: dict[str, FeatureValue] = {
+                name: (None if value != value else value)  # NaN -> null
+                for name, value in zip(item.numeric_names, numeric_rows[i], strict=True)
+            }
+            for name, values in categorical.items():
+                features[name] = values[i] or None  # "" is the missing marker
+            probs = None
+            if probabilities is not None and class_names is not None:
+                probs = dict(zip(class_names, probabilities[i], strict=True))
+            lines.append(
+                encoder.encode(
+                    CaptureRow(
+                        capture_id=item.capture_id,
+                        row=i,
+                        request_id=item.request_id,
+                        model=model,
+                        version=item.version,
+                        served_by=item.served_by,
+                        role=item.role,
+                        at=at,
+                        features=features,
+                        prediction=predictions[i],
+                        probabilities=probs,
+                    )
+                )
+            )
+    return b"\n".join(lines) + b"\n"
+
+
+class CaptureWriter:
+    """A container's capture buffers, one per model; thread-safe for `chalice local`."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        sample: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.sample = sample
+        self.container = secrets.token_hex(4)
+        self._sequence = 0
+        self._batches: dict[str, _Batch] = {}
+        self._lock = threading.Lock()
+        # Counters a person (or a test) reads to see what capture did and failed to do.
+        self.written_rows = 0
+        self.written_objects = 0
+        self.failed_writes = 0
+        self.dropped_rows = 0
+
+    def add(
+        self,
+        settings: CaptureSettings,
+        *,
+        model: str,
+        version: int,
+        served_by: str,
+        request_id: str,
+        numeric_names: Sequence[str],
+        numeric: np.ndarray,
+        categorical: dict[str, np.ndarray],
+        predictions: np.ndarray,
+        probabilities: np.ndarray | None,
+        classes: Sequence[str | int] | None,
+        role: str = "served",
+    ) -> str | None:
+        """Buffer one request's rows (if sampled); returns its capture id. Never raises."""
+        if not settings.enabled or self.sample() >= settings.sample_rate:
+            return None
+        now = self.clock()
+        capture_id = secrets.token_hex(8)
+        item = _Pending(
+            now,
+            capture_id,
+            request_id,
+            version,
+            served_by,
+            role,
+            numeric_names,
+            numeric,
+            categorical,
+            predictions,
+            probabilities,
+            classes,
+        )
+        hour = int(now // 3600)
+        ready: list[tuple[str, _Batch]] = []
+        with self._lock:
+            batch = self._batches.get(model)
+            if batch is not None and batch.hour != hour:
+                ready.append((model, self._batches.pop(model)))
+                batch = None
+            if batch is None:
+                batch = self._batches[model] = _Batch(hour=hour, first_at=now)
+            batch.pending.append(item)
+            batch.rows += item.rows
+            if (
+                batch.rows >= settings.batch_rows
+                or now - batch.first_at >= settings.max_wait_seconds
+            ):
+                ready.append((model, self._batches.pop(model)))
+        for name, full in ready:
+            self._write(name, full)
+        return capture_id
+
+    def flush(self, *, older_than: float | None = None) -> int:
+        """Write every buffered batch (or those older than `older_than` seconds); rows written."""
+        now = self.clock()
+        with self._lock:
+            due = [
+                (model, batch)
+                for model, batch in self._batches.items()
+                if older_than is None or now - batch.first_at >= older_than
+            ]
+            for model, _ in due:
+                del self._batches[model]
+        return sum(self._write(model, batch) for model, batch in due)
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows waiting for their batch to be written."""
+        with self._lock:
+            return sum(batch.rows for batch in self._batches.values())
+
+    def _write(self, model: str, batch: _Batch) -> int:
+        # A capture must never fail a prediction: errors are counted and logged, and the
+        # batch is dropped rather than kept, so a store outage cannot grow memory.
+        try:
+            with self._lock:
+                self._sequence += 1
+                sequence = self._sequence
+            first = datetime.fromtimestamp(batch.first_at, UTC)
+            key = (
+                f"{partition_prefix(model, first)}{first:%Y%m%dT%H%M%S.%fZ}-"
+                f"{self.container}-{sequence:06d}.jsonl.gz"
+            )
+            body = gzip.compress(encode_rows(model, batch.pending), compresslevel=5, mtime=0)
+            self.store.put(key, body, if_none_match=True, content_type="application/x-ndjson")
+        except Exception:
+            self.failed_writes += 1
+            self.dropped_rows += batch.rows
+            logger.exception("capture of %d rows of %r could not be written", batch.rows, model)
+            return 0
+        self.written_rows += batch.rows
+        self.written_objects += 1
+        return batch.rows
+
+
+def decode_capture_file(body: bytes, key: str) -> list[CaptureRow]:
+    """The rows of one capture object; MlopsError naming the key and line if it is corrupt."""
+    try:
+        text = gzip.decompress(body)
+    except (OSError, EOFError) as exc:
+        raise MlopsError(f"{key}: not a gzip file ({exc})") from None
+    decoder = msgspec.json.Decoder(CaptureRow)
+    rows: list[CaptureRow] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise MlopsError(f"{key} line {number}: {str(exc)[:200]}") from None
+        check_schema("capture", row.schema_version, CAPTURE_SCHEMA_VERSION, f"{key} line {number}")
+        rows.append(row)
+    return rows
