@@ -26,9 +26,11 @@ from shared.errors import (
     SpecError,
     VersionNotFound,
 )
+from shared.monitoring.capture import CaptureWriter
 from shared.serving import binary_tensors, inference_v2, records_api
-from shared.serving.cache import ModelCache, predict
+from shared.serving.cache import LoadedModel, ModelCache, Prediction, predict
 from shared.serving.inputs import decode_body, is_request_id, request_id
+from shared.serving.runtime import ModelInput
 from shared.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class HttpResult:
 
 
 _cache: ModelCache | None = None
+_capture: CaptureWriter | None = None
 
 
 def model_cache() -> ModelCache:
@@ -60,10 +63,43 @@ def model_cache() -> ModelCache:
     return _cache
 
 
-def reset_cache(cache: ModelCache | None = None) -> None:
-    """Drop (or replace) the container's cache: tests and a store change need it."""
-    global _cache
+def capture_writer() -> CaptureWriter:
+    """The container's capture buffers, over the cache's store."""
+    global _capture
+    if _capture is None:
+        _capture = CaptureWriter(model_cache().store)
+    return _capture
+
+
+def reset_cache(cache: ModelCache | None = None, capture: CaptureWriter | None = None) -> None:
+    """Drop (or replace) the container's cache and capture buffers (tests, a store change).
+
+    Rows still buffered are written first, so that nothing captured is dropped silently.
+    """
+    global _cache, _capture
+    if _capture is not None:
+        _capture.flush()
     _cache = cache
+    _capture = capture
+
+
+def _record(
+    loaded: LoadedModel, ref: str | None, rid: str, batch: ModelInput, out: Prediction
+) -> None:
+    # After the answer is computed and before it is returned; CaptureWriter.add never raises.
+    capture_writer().add(
+        model_cache().capture_settings(loaded.model),
+        model=loaded.model,
+        version=loaded.version,
+        served_by=ref or "production",
+        request_id=rid,
+        numeric_names=loaded.onnx.numeric_names,
+        numeric=batch.numeric,
+        categorical=batch.categorical,
+        predictions=out.values,
+        probabilities=out.probabilities,
+        classes=out.classes,
+    )
 
 
 # Most specific first: the first matching class decides the status.
@@ -167,6 +203,7 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
             )
         batch = inference_v2.parse_inputs(decoded, loaded)
         prediction = predict(loaded, batch)
+        _record(loaded, version, rid, batch, prediction)
         response, binary = inference_v2.inference_response(loaded, wanted, prediction, rid)
         if not binary:
             return HttpResult(200, response, {REQUEST_ID_HEADER: rid})
@@ -198,6 +235,7 @@ def predict_records(
         loaded = model_cache().get(name, version)
         columns = records_api.parse_records(document, loaded)
         prediction = predict(loaded, columns)
+        _record(loaded, version, rid, columns, prediction)
         return HttpResult(
             200,
             records_api.records_response(loaded, prediction, rid),

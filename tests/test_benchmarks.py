@@ -82,7 +82,8 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
     steps = results["train_overhead_ratio_100k"]["details"]["steps_median_s"]
     assert {"read", "prepare", "fit", "export", "parity", "metrics", "profile"} <= set(steps)
     s3 = results["s3_requests_per_1000_predictions"]["details"]
-    assert s3["cold_request_calls"] == ["GetObject"] * 3
+    # registry.json, metadata.json, model.onnx, and the spec (capture settings)
+    assert s3["cold_request_calls"] == ["GetObject"] * 4
     assert results["run"]["quick"] is True
     assert results["run"]["failed"] == []
     machine = results["machine"]

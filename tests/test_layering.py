@@ -51,6 +51,9 @@ def test_the_checkout_keeps_every_contract(tree: Path) -> None:
         ("functions/inference.py", "import skl2onnx", "inference function never loads"),
         ("shared/registry/audit.py", "import chalice", "Only functions/"),
         ("shared/serving/cache.py", "import boto3", "Only the store talks to AWS"),
+        ("shared/monitoring/summary.py", "import scipy", "never load the training stack"),
+        ("shared/monitoring/summary.py", "import onnxruntime", "never runs a model"),
+        ("shared/monitoring/capture.py", "from shared.training import job", "Lifecycle layers"),
     ],
 )
 def test_breaking_a_contract_fails(tree: Path, module: str, line: str, contract: str) -> None:

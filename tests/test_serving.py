@@ -450,7 +450,7 @@ def test_warm_requests_read_the_store_once_per_freshness_window(
         warm = len(calls) - cold
         clock.now += 11
         post(client, "/models/churn/predict", {"records": [ROW]})
-    assert cold == 3  # registry, metadata, artifact
+    assert cold == 4  # registry, metadata, artifact, spec (capture settings)
     assert warm == 0
     assert calls[-1] == "GetObject"
     assert len(calls) == cold + 1

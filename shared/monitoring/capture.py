@@ -29,6 +29,7 @@ import numpy as np
 
 from shared.data.spec import CaptureSettings, validate_model_name
 from shared.errors import MlopsError
+from shared.monitoring.schema import check_schema
 from shared.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -54,19 +55,6 @@ class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):
     features: dict[str, FeatureValue]  # by feature name; null = missing
     prediction: int | float | str | None
     probabilities: dict[str, float] | None = None  # classification: by class
-
-
-class NewerRecordError(MlopsError):
-    """A stored record has a schema newer than this code knows: refuse rather than lose fields."""
-
-
-def check_schema(kind: str, version: int, known: int, where: str) -> None:
-    """Refuse a record written by newer code (its fields would be dropped on a rewrite)."""
-    if version > known:
-        raise NewerRecordError(
-            f"{where}: {kind} schema_version {version} is newer than this code's {known}; "
-            "upgrade before reading or rewriting it"
-        )
 
 
 def capture_prefix(model: str) -> str:

@@ -5,6 +5,7 @@ Keys sort by time, so listing the prefix reads the trail in order.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from shared.data.spec import validate_model_name
+from shared.errors import PreconditionFailed
 from shared.store.base import ObjectStore
 
 AuditEventName = Literal[
@@ -23,6 +25,9 @@ AuditEventName = Literal[
     "training_failed",
     "duplicate_ignored",
     "artifact_rejected",
+    "verdict_changed",
+    "labels_rejected",
+    "monitoring_failed",
 ]
 
 
@@ -31,7 +36,9 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     at: str
     model: str
-    event: AuditEventName
+    # Read as a plain string: an event name added by a newer version must not make an
+    # older container fail to read the trail (writers still use AuditEventName).
+    event: str
     details: dict[str, Any]
 
 
@@ -55,6 +62,29 @@ def record_event(
     key = f"{audit_prefix(model)}{stamp}-{event}-{uuid.uuid4().hex[:8]}.json"
     store.put(key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json")
     return entry
+
+
+def record_event_once(
+    store: ObjectStore,
+    model: str,
+    event: AuditEventName,
+    *,
+    at: datetime,
+    dedupe: str,
+    **details: Any,
+) -> bool:
+    """Append an event under a key made from `at` and `dedupe`: whoever writes it second
+    (a retried or concurrent run doing the same thing) writes nothing. True if written."""
+    entry = AuditEvent(at=utc_now().isoformat(), model=model, event=event, details=details)
+    digest = hashlib.sha256(dedupe.encode()).hexdigest()[:16]
+    key = f"{audit_prefix(model)}{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{event}-{digest}.json"
+    try:
+        store.put(
+            key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json"
+        )
+    except PreconditionFailed:
+        return False
+    return True
 
 
 def read_trail(store: ObjectStore, model: str) -> Iterator[AuditEvent]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.data.spec import validate_model_name
+from shared.data.spec import CaptureSettings, load_spec, validate_model_name
 from shared.errors import (
     ArtifactRejected,
     ModelNotFound,
@@ -37,6 +37,8 @@ from shared.store.base import ObjectStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "production"
+# Capture settings change rarely; one spec read a minute per model is enough.
+CAPTURE_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ModelCache:
         # A model with no registry is remembered too (with why), so that requests for it
         # do not list the store each time.
         self._records: dict[str, tuple[float, RegistryRecord | ModelNotFound | ModelNotReady]] = {}
+        self._capture: dict[str, tuple[float, CaptureSettings]] = {}
         self._sessions: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._last_served: dict[tuple[str, str], int] = {}
         self._refused: dict[tuple[str, int], str] = {}
@@ -118,6 +121,24 @@ class ModelCache:
             # The same instance is raised on every request: drop the traceback the last
             # raise attached, or it would grow for as long as the container lives.
             raise cached[1].with_traceback(None)
+
+    def capture_settings(self, model: str) -> CaptureSettings:
+        """The spec's capture settings, re-read at most once per CAPTURE_TTL seconds.
+
+        A spec that cannot be read falls back to the defaults: capture must never fail
+        or slow a prediction (a broken spec fails the next training run, visibly).
+        """
+        cached = self._capture.get(model)
+        now = self.clock()
+        if cached is not None and now - cached[0] < CAPTURE_TTL:
+            return cached[1]
+        try:
+            settings = load_spec(self.store, model)[0].monitoring.capture
+        except Exception as exc:  # any store or spec error: keep serving, with defaults
+            logger.warning("capture settings of %r unreadable, using defaults: %s", model, exc)
+            settings = CaptureSettings()
+        self._capture[model] = (now, settings)
+        return settings
 
     def _explain_missing(self, model: str) -> ModelNotFound | ModelNotReady:
         # Only on the error path: say why a model that was uploaded has no version.

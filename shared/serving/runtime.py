@@ -53,6 +53,7 @@ class OnnxModel:
         self.features = tuple(features)
         self.numeric_features = tuple(f for f in self.features if f.kind == "numeric")
         self.categorical_features = tuple(f for f in self.features if f.kind == "categorical")
+        self.numeric_names = tuple(f.name for f in self.numeric_features)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def feed(self, batch: ModelInput) -> dict[str, np.ndarray]:

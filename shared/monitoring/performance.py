@@ -1,0 +1,139 @@
+"""The served version's metrics on labelled captured rows, with an interval: pure numpy.
+
+The same metrics training reports (accuracy, F1, ROC AUC, log loss; RMSE, MAE, R2),
+computed from what the model answered (the captured outputs) against the labels, so
+they sit next to the training figures. The primary metric gets an interval (Wilson for
+accuracy, a seeded percentile bootstrap otherwise); the version has decayed only when the
+whole interval is worse than its training figure by more than `max_metric_drop`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.data.spec import LOWER_IS_BETTER, MonitoringSettings
+from shared.monitoring import statistics
+from shared.monitoring.report import Performance
+from shared.registry.metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """A captured row that a label joined: what was answered, and the truth."""
+
+    label: str
+    prediction: int | float | str | None
+    probabilities: dict[str, float] | None
+
+
+def _classification(
+    meta: ModelMetadata, rows: Sequence[LabelledRow]
+) -> dict[str, Callable[[np.ndarray], float]]:
+    classes = [str(c) for c in meta.classes or []]
+    position = {c: i for i, c in enumerate(classes)}
+    truth = np.array([position.get(r.label, -1) for r in rows])
+    answered = np.array([position.get(str(r.prediction), -2) for r in rows])
+    probs = np.array(
+        [[(r.probabilities or {}).get(c, math.nan) for c in classes] for r in rows],
+        dtype=np.float64,
+    ).reshape(len(rows), len(classes))
+    scored = (truth >= 0) & ~np.isnan(probs).any(axis=1)
+
+    def f1(idx: np.ndarray) -> float:
+        if len(classes) == 2:
+            return statistics.f1(truth[idx], answered[idx], 1)
+        return float(
+            np.mean([statistics.f1(truth[idx], answered[idx], k) for k in range(len(classes))])
+        )
+
+    def auc(idx: np.ndarray) -> float:
+        idx = idx[scored[idx]]
+        if len(classes) == 2:
+            return statistics.roc_auc(truth[idx] == 1, probs[idx, 1])
+        per_class = [
+            statistics.roc_auc(truth[idx] == k, probs[idx, k]) for k in range(len(classes))
+        ]
+        return float(np.mean(per_class))
+
+    def log_loss(idx: np.ndarray) -> float:
+        idx = idx[scored[idx]]
+        return statistics.log_loss(truth[idx], probs[idx]) if idx.size else math.nan
+
+    return {
+        "accuracy": lambda idx: statistics.accuracy(truth[idx], answered[idx]),
+        "f1": f1,
+        "roc_auc": auc,
+        "log_loss": log_loss,
+    }
+
+
+def _regression(rows: Sequence[LabelledRow]) -> dict[str, Callable[[np.ndarray], float]]:
+    def number(value: object) -> float:
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return math.nan
+
+    truth = np.array([number(r.label) for r in rows])
+    answered = np.array([number(r.prediction) for r in rows])
+    valid = ~(np.isnan(truth) | np.isnan(answered))
+
+    def on_valid(
+        metric: Callable[[np.ndarray, np.ndarray], float],
+    ) -> Callable[[np.ndarray], float]:
+        def compute(idx: np.ndarray) -> float:
+            idx = idx[valid[idx]]
+            return metric(truth[idx], answered[idx]) if idx.size else math.nan
+
+        return compute
+
+    return {
+        "rmse": on_valid(statistics.rmse),
+        "mae": on_valid(statistics.mae),
+        "r2": on_valid(statistics.r2),
+    }
+
+
+def measure(meta: ModelMetadata, rows: Sequence[LabelledRow], s: MonitoringSettings) -> Performance:
+    """The version's metrics on `rows`, the primary one with an interval and the decay rule."""
+    primary = meta.primary_metric
+    training = float(meta.metrics[primary])
+    lower_better = primary in LOWER_IS_BETTER
+    threshold = (
+        training * (1 + s.max_metric_drop) if lower_better else training * (1 - s.max_metric_drop)
+    )
+    metrics = _classification(meta, rows) if meta.task == "classification" else _regression(rows)
+    everything = np.arange(len(rows))
+    values = {name: fn(everything) for name, fn in metrics.items()} if rows else {}
+    value = values.get(primary)
+    interval: list[float] | None = None
+    method = "none"
+    if rows and value is not None and not math.isnan(value):
+        if primary == "accuracy":
+            correct = round(value * len(rows))
+            low, high = statistics.wilson_interval(correct, len(rows), s.confidence)
+            method = "wilson"
+        else:
+            low, high = statistics.bootstrap_interval(metrics[primary], len(rows), s.confidence)
+            method = "bootstrap (200 resamples, seed 0)"
+        interval = [round(low, 6), round(high, 6)]
+    decided = len(rows) >= s.min_labelled_rows and interval is not None
+    decayed = False
+    if decided and interval is not None:
+        decayed = interval[0] > threshold if lower_better else interval[1] < threshold
+    return Performance(
+        metric=primary,
+        labelled_rows=len(rows),
+        value=None if value is None or math.isnan(value) else round(value, 6),
+        interval=interval,
+        method=method,
+        training_value=round(training, 6),
+        threshold=round(threshold, 6),
+        decided=decided,
+        decayed=decayed,
+        metrics={k: round(v, 6) for k, v in sorted(values.items()) if not math.isnan(v)},
+    )

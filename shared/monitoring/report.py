@@ -1,0 +1,198 @@
+"""The monitoring report of one window (``monitoring/<model>/<window>.json``), as stored.
+
+Written by the check, read by people (through the HTML page beside it), by the next
+check (the verdict history and its plots) and, later, by maintenance (retraining on a
+verdict). Readers check `schema_version` and refuse a newer one rather than rewrite it
+without the fields they do not know.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from shared.data.spec import validate_model_name
+from shared.errors import MlopsError
+from shared.monitoring.schema import check_schema
+
+REPORT_SCHEMA_VERSION = 1
+MONITORING_PREFIX = "monitoring/"
+
+Verdict = Literal["ok", "drift", "decay", "insufficient_data"]
+# Worst first: a window's verdict is the worst of its versions'.
+VERDICT_ORDER: tuple[Verdict, ...] = ("decay", "drift", "ok", "insufficient_data")
+
+
+class Histogram(msgspec.Struct, frozen=True, kw_only=True):
+    """Baseline and current shares over the same bins, for the report's plots."""
+
+    bins: list[str]  # bin labels: value ranges, categories, classes
+    baseline: list[float]  # shares, each list sums to 1 (or is all 0)
+    current: list[float]
+
+
+class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """One feature of one version in one window, against that version's baseline."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    rows: int  # rows in the window, missing ones included
+    test: Literal["ks", "chi2"]
+    statistic: float
+    p_value: float
+    distance_name: Literal["wasserstein_normed", "jensen_shannon"]
+    distance: float
+    psi: float
+    psi_band: Literal["stable", "moderate", "major"]
+    missing_rate: float
+    baseline_missing_rate: float
+    missing_p_value: float
+    out_of_range: float | None = None  # numeric: share outside the training range
+    unseen: float | None = None  # categorical: share of categories the model never saw
+    ks_error_bound: float | None = None  # numeric: the exact KS lies within D + this
+    drifted: bool
+    reasons: list[str]
+    histogram: Histogram
+
+
+class OutputDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """The predictions' distribution (needs no labels) against the held-out predictions."""
+
+    what: str  # "predicted class" or "predicted value"
+    test: Literal["ks", "chi2"]
+    statistic: float
+    p_value: float
+    distance_name: Literal["wasserstein_normed", "jensen_shannon"]
+    distance: float
+    psi: float
+    drifted: bool
+    histogram: Histogram
+    probability: Histogram | None = None  # classification: positive/first class probability
+
+
+class Performance(msgspec.Struct, frozen=True, kw_only=True):
+    """The served version's metric on the labelled rows, next to its training figure."""
+
+    metric: str
+    labelled_rows: int
+    value: float | None
+    interval: list[float] | None  # [low, high] at the settings' confidence
+    method: str  # how the interval was computed
+    training_value: float
+    threshold: float  # decay when the whole interval is worse than this
+    decided: bool  # enough labelled rows to decide anything
+    decayed: bool
+    metrics: dict[str, float]  # every metric on the labelled rows
+
+
+class VersionSection(msgspec.Struct, frozen=True, kw_only=True):
+    """What one version served in the window, compared with its own baseline."""
+
+    version: int
+    rows: int
+    resolution: Literal["percentiles", "deciles"]  # deciles: trained before schema 2
+    features: list[FeatureDrift]
+    drifted_features: list[str]
+    drift_share: float
+    output: OutputDrift | None
+    performance: Performance | None
+    verdict: Verdict
+    reasons: list[str]
+
+
+class FileProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """A capture or label file that was skipped, and why."""
+
+    key: str
+    error: str
+
+
+class LabelSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """How the uploaded labels met the captured rows."""
+
+    files: int
+    labels: int
+    matched: int  # labels joined to exactly one captured row in the label window
+    unmatched: int  # no captured row has that request id and row
+    ambiguous: int  # several captured requests share that client request id: not used
+    duplicates: int  # the same (request id, row) labelled again: the last upload wins
+
+
+class HistoryPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One earlier window, for the trend plots."""
+
+    window: str
+    verdict: Verdict
+    rows: int
+    drift_share: float
+    metric: str | None = None
+    metric_value: float | None = None
+
+
+class DriftReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The monitoring report of one model over one window."""
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    model: str
+    window: str  # e.g. 2026-11-30T10-1h: start hour (UTC) and length
+    start: str
+    end: str
+    verdict: Verdict
+    reasons: list[str]
+    rows: int
+    capture_files: int
+    skipped_files: list[FileProblem]
+    labels: LabelSummary
+    versions: list[VersionSection]
+    history: list[HistoryPoint]
+    settings: dict[str, object]
+
+
+def window_id(start: datetime, hours: int) -> str:
+    """The name of the window that starts at `start` (a whole UTC hour)."""
+    return f"{start.astimezone(UTC):%Y-%m-%dT%H}-{hours}h"
+
+
+def parse_window_id(window: str) -> tuple[datetime, datetime]:
+    """(start, end) of a window name such as 2026-11-30T10-1h."""
+    try:
+        stamp, length = window.rsplit("-", 1)
+        start = datetime.strptime(stamp, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        if not (length.endswith("h") and length[:-1].isascii() and length[:-1].isdigit()):
+            raise ValueError(length)
+        hours = int(length[:-1])
+    except ValueError:
+        raise MlopsError(
+            f"window {window[:40]!r} is not like 2026-11-30T10-1h (UTC start hour, hours)"
+        ) from None
+    if not 1 <= hours <= 24 * 7:
+        raise MlopsError(f"window {window[:40]!r}: length must be 1 to 168 hours")
+    return start, start + timedelta(hours=hours)
+
+
+def report_prefix(model: str) -> str:
+    """Where the reports of `model` live."""
+    return f"{MONITORING_PREFIX}{validate_model_name(model)}/"
+
+
+def report_key(model: str, window: str, extension: str = "json") -> str:
+    """The key of one window's report (json) or page (html)."""
+    return f"{report_prefix(model)}{window}.{extension}"
+
+
+def encode_report(report: DriftReport) -> bytes:
+    """The report as indented JSON (people read it too); same report, same bytes."""
+    return msgspec.json.format(msgspec.json.encode(report), indent=2)
+
+
+def decode_report(body: bytes, key: str) -> DriftReport:
+    """A stored report; NewerRecordError if a newer version of this code wrote it."""
+    head = msgspec.json.decode(body, type=_Versioned)
+    check_schema("report", head.schema_version, REPORT_SCHEMA_VERSION, key)
+    return msgspec.json.decode(body, type=DriftReport)
+
+
+class _Versioned(msgspec.Struct):
+    schema_version: int = 1

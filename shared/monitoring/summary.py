@@ -1,0 +1,315 @@
+"""Mergeable counts of captured rows, over the bins of each version's training baseline.
+
+Every capture file is summarised on its own, then the summaries are added up: a window
+can be split by file, hour or partition (or computed by an engine such as Athena, see
+sql.py) and merged, and a check never keeps raw rows. Each row is counted against the
+baseline of the version that answered it, so a window that spans a promotion compares
+each version's traffic with its own training data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from shared.data.profile import (
+    LEGACY_OTHER,
+    PROBABILITY_EDGES,
+    CategoricalProfile,
+    NumericProfile,
+)
+from shared.errors import MlopsError
+from shared.monitoring.capture import CaptureRow
+from shared.registry.metadata import ModelMetadata
+
+# A hostile or high-cardinality feature must not grow a summary without bound: past this
+# many distinct values, further new categories are counted together in `overflow`.
+MAX_TRACKED_CATEGORIES = 1000
+
+
+class NumericCounts(msgspec.Struct, kw_only=True):
+    """A numeric feature's rows in the baseline's bins (side='right', as at training)."""
+
+    counts: list[int]
+    missing: int = 0
+    below: int = 0  # under the training minimum
+    above: int = 0  # over the training maximum
+    low: float | None = None  # smallest value seen
+    high: float | None = None
+
+
+class CategoricalCounts(msgspec.Struct, kw_only=True):
+    """A categorical feature's rows by category (those past the cap pooled in overflow)."""
+
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    missing: int = 0
+    overflow: int = 0
+
+
+class PredictionCounts(msgspec.Struct, kw_only=True):
+    """Predicted classes and class-probability histograms, or predicted values in bins."""
+
+    class_counts: dict[str, int] = msgspec.field(default_factory=dict)
+    probability_counts: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    value_counts: list[int] = msgspec.field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+
+
+class VersionCounts(msgspec.Struct, kw_only=True):
+    """What one version answered in a window."""
+
+    version: int
+    rows: int = 0
+    features: dict[str, NumericCounts | CategoricalCounts] = msgspec.field(default_factory=dict)
+    predictions: PredictionCounts = msgspec.field(default_factory=PredictionCounts)
+
+
+class WindowCounts(msgspec.Struct, kw_only=True):
+    """The counts of a window (or of one file of it), by version."""
+
+    versions: dict[int, VersionCounts] = msgspec.field(default_factory=dict)
+    rows: int = 0
+    files: int = 0
+    unknown_version_rows: int = 0  # rows of a version with no readable metadata
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The bins one version's traffic is counted in, read from its metadata."""
+
+    metadata: ModelMetadata
+
+    @property
+    def version(self) -> int:
+        return self.metadata.version
+
+    @property
+    def fine(self) -> bool:
+        """Percentile bins (metadata schema 2) rather than the deciles of older versions."""
+        return self.metadata.schema_version >= 2
+
+    def numeric(self, name: str) -> NumericProfile:
+        profile = self.metadata.baseline.features[name]
+        assert isinstance(profile, NumericProfile)
+        return profile
+
+    def categorical(self, name: str) -> CategoricalProfile:
+        """The categorical profile, with schema-1's pooled '__other__' moved to `other`."""
+        profile = self.metadata.baseline.features[name]
+        assert isinstance(profile, CategoricalProfile)
+        if not self.fine and LEGACY_OTHER in profile.counts:
+            counts = dict(profile.counts)
+            pooled = counts.pop(LEGACY_OTHER)
+            return msgspec.structs.replace(profile, counts=counts, other=profile.other + pooled)
+        return profile
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _add_lists(a: list[int], b: list[int]) -> list[int]:
+    if not a:
+        return list(b)
+    if not b:
+        return list(a)
+    if len(a) != len(b):
+        raise MlopsError("counts over different bins cannot be merged")
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def _merge_categories(a: CategoricalCounts, b: CategoricalCounts) -> CategoricalCounts:
+    counts = dict(a.counts)
+    overflow = a.overflow + b.overflow
+    for category, n in b.counts.items():
+        if category in counts:
+            counts[category] += n
+        elif len(counts) < MAX_TRACKED_CATEGORIES:
+            counts[category] = n
+        else:
+            overflow += n
+    return CategoricalCounts(counts=counts, missing=a.missing + b.missing, overflow=overflow)
+
+
+def _merge_feature(
+    a: NumericCounts | CategoricalCounts, b: NumericCounts | CategoricalCounts
+) -> NumericCounts | CategoricalCounts:
+    if isinstance(a, NumericCounts) and isinstance(b, NumericCounts):
+        return NumericCounts(
+            counts=_add_lists(a.counts, b.counts),
+            missing=a.missing + b.missing,
+            below=a.below + b.below,
+            above=a.above + b.above,
+            low=_min(a.low, b.low),
+            high=_max(a.high, b.high),
+        )
+    if isinstance(a, CategoricalCounts) and isinstance(b, CategoricalCounts):
+        return _merge_categories(a, b)
+    raise MlopsError("a feature counted as numeric and as categorical cannot be merged")
+
+
+def _merge_predictions(a: PredictionCounts, b: PredictionCounts) -> PredictionCounts:
+    classes = Counter(a.class_counts)
+    classes.update(b.class_counts)
+    probabilities = dict(a.probability_counts)
+    for label, counts in b.probability_counts.items():
+        probabilities[label] = _add_lists(probabilities.get(label, []), counts)
+    return PredictionCounts(
+        class_counts=dict(sorted(classes.items())),
+        probability_counts=dict(sorted(probabilities.items())),
+        value_counts=_add_lists(a.value_counts, b.value_counts),
+        low=_min(a.low, b.low),
+        high=_max(a.high, b.high),
+    )
+
+
+def merge_versions(a: VersionCounts, b: VersionCounts) -> VersionCounts:
+    """Two summaries of one version's rows, added."""
+    features = dict(a.features)
+    for name, counts in b.features.items():
+        features[name] = _merge_feature(features[name], counts) if name in features else counts
+    return VersionCounts(
+        version=a.version,
+        rows=a.rows + b.rows,
+        features=features,
+        predictions=_merge_predictions(a.predictions, b.predictions),
+    )
+
+
+def merge_windows(a: WindowCounts, b: WindowCounts) -> WindowCounts:
+    """Two window summaries, added version by version."""
+    versions = dict(a.versions)
+    for version, counts in b.versions.items():
+        versions[version] = (
+            merge_versions(versions[version], counts) if version in versions else counts
+        )
+    return WindowCounts(
+        versions=dict(sorted(versions.items())),
+        rows=a.rows + b.rows,
+        files=a.files + b.files,
+        unknown_version_rows=a.unknown_version_rows + b.unknown_version_rows,
+    )
+
+
+def _numeric_column(rows: Sequence[CaptureRow], name: str) -> np.ndarray:
+    values = [row.features.get(name) for row in rows]
+    try:
+        # None (missing) becomes NaN.
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in values if v is not None and not isinstance(v, int | float))
+        raise MlopsError(f"numeric feature {name!r} holds {str(bad)[:40]!r}") from None
+
+
+def count_numeric(values: np.ndarray, profile: NumericProfile) -> NumericCounts:
+    """A column's counts in a numeric baseline's bins (NaN = missing)."""
+    present = values[~np.isnan(values)]
+    edges = np.asarray(profile.edges, dtype=np.float64)
+    bins = np.searchsorted(edges, present, side="right")
+    counts = np.bincount(bins, minlength=len(profile.edges) + 1)
+    low = float(present.min()) if present.size else None
+    high = float(present.max()) if present.size else None
+    return NumericCounts(
+        counts=[int(c) for c in counts],
+        missing=int(values.size - present.size),
+        below=int((present < profile.min).sum()) if profile.min is not None else 0,
+        above=int((present > profile.max).sum()) if profile.max is not None else 0,
+        low=low,
+        high=high,
+    )
+
+
+def count_categorical(values: Iterable[object]) -> CategoricalCounts:
+    """A column's counts by category (None = missing)."""
+    counter = Counter(values)
+    missing = counter.pop(None, 0)
+    counts: dict[str, int] = {}
+    overflow = 0
+    for category, n in counter.most_common():
+        if len(counts) < MAX_TRACKED_CATEGORIES:
+            counts[str(category)] = n
+        else:
+            overflow += n
+    return CategoricalCounts(
+        counts=dict(sorted(counts.items())), missing=missing, overflow=overflow
+    )
+
+
+def count_predictions(rows: Sequence[CaptureRow], baseline: Baseline) -> PredictionCounts:
+    """Predicted classes and probability histograms, or values in the baseline's bins."""
+    meta = baseline.metadata
+    if meta.task == "classification":
+        classes = Counter(str(row.prediction) for row in rows)
+        histograms: dict[str, list[int]] = {}
+        for label in [str(c) for c in meta.classes or []]:
+            probs = np.array(
+                [(row.probabilities or {}).get(label) for row in rows], dtype=np.float64
+            )
+            present = probs[~np.isnan(probs)]
+            if present.size:
+                bins = np.searchsorted(PROBABILITY_EDGES, present, side="right")
+                histograms[label] = [
+                    int(c) for c in np.bincount(bins, minlength=len(PROBABILITY_EDGES) + 1)
+                ]
+        return PredictionCounts(
+            class_counts=dict(sorted(classes.items())), probability_counts=histograms
+        )
+    values = np.array([row.prediction for row in rows], dtype=np.float64)
+    present = values[~np.isnan(values)]
+    edges = meta.baseline.predictions.edges
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), present, side="right")
+    return PredictionCounts(
+        value_counts=[int(c) for c in np.bincount(bins, minlength=len(edges) + 1)],
+        low=float(present.min()) if present.size else None,
+        high=float(present.max()) if present.size else None,
+    )
+
+
+def count_rows(rows: Sequence[CaptureRow], baseline: Baseline) -> VersionCounts:
+    """The counts of some rows that `baseline`'s version answered."""
+    features: dict[str, NumericCounts | CategoricalCounts] = {}
+    for feature in baseline.metadata.features:
+        if feature.kind == "numeric":
+            column = _numeric_column(rows, feature.name)
+            features[feature.name] = count_numeric(column, baseline.numeric(feature.name))
+        else:
+            features[feature.name] = count_categorical(
+                row.features.get(feature.name) for row in rows
+            )
+    return VersionCounts(
+        version=baseline.version,
+        rows=len(rows),
+        features=features,
+        predictions=count_predictions(rows, baseline),
+    )
+
+
+def summarise(rows: Sequence[CaptureRow], baselines: dict[int, Baseline | None]) -> WindowCounts:
+    """The counts of one file's served rows, each against its own version's baseline.
+
+    `baselines` maps every version in `rows` to its baseline (None: its metadata cannot
+    be read, and its rows are only counted as such). Shadow rows are left out: they
+    repeat served inputs.
+    """
+    by_version: dict[int, list[CaptureRow]] = {}
+    for row in rows:
+        if row.role == "served":
+            by_version.setdefault(row.version, []).append(row)
+    window = WindowCounts(files=1)
+    for version, version_rows in sorted(by_version.items()):
+        baseline = baselines.get(version)
+        window.rows += len(version_rows)
+        if baseline is None:
+            window.unknown_version_rows += len(version_rows)
+            continue
+        window.versions[version] = count_rows(version_rows, baseline)
+    return window
