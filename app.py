@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import msgspec
-from chalice.app import Chalice, Response, S3Event
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response, S3Event
 
 from functions import inference
 from functions.inference import HttpResult
@@ -128,3 +128,12 @@ def on_dataset_uploaded(event: S3Event) -> None:
     from functions import training
 
     training.handle_s3_event(event.to_dict())
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def check_monitoring(event: CloudWatchEvent) -> None:
+    """Every hour: drift and decay checks of each model's last complete window."""
+    # Imported here: the serving function never loads the monitoring check.
+    from functions import monitoring
+
+    monitoring.handle_schedule(event.to_dict())

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from typing import Any
 from functions import inference
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError
+from shared.monitoring.job import check_model
+from shared.monitoring.report import decode_report
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import version_prefix
@@ -134,6 +137,7 @@ def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     print(f"serving {store.uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+    inference.reset_cache()  # writes the rows still buffered for capture
     return 0
 
 
@@ -203,6 +207,7 @@ def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:
             args.model, args.version, json.dumps(document).encode(), {}
         )
         status, body = result.status, result.body
+        inference.reset_cache()  # writes the captured rows before the process ends
     print(json.dumps(body, indent=2))
     return 0 if status == 200 else 1
 
@@ -282,6 +287,29 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
     return 0 if status == 200 else 1
 
 
+def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops monitor: check a model's window (default: the last complete one)."""
+    started = time.monotonic()
+    shown = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal shown
+        # Only on a terminal, and only once the check takes more than a moment.
+        if sys.stderr.isatty() and (shown or time.monotonic() - started > 1.0):
+            shown = True
+            print(f"\rchecking {args.model}: {done}/{total} capture files", end="", file=sys.stderr)
+
+    outcome = check_model(store, args.model, args.window, progress=progress)
+    if shown:
+        print(file=sys.stderr)
+    report = decode_report(store.get(outcome.report_key).body, outcome.report_key)
+    print(f"{report.model} {report.window}: {report.verdict} ({report.rows} rows)")
+    for reason in report.reasons:
+        print(f"  {reason}")
+    print(f"report: {outcome.report_key} (and .html)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each sub-command maps to one function above."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
@@ -325,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
     )
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("monitor", help="check a model's captured traffic for drift and decay")
+    p.add_argument("model")
+    p.add_argument(
+        "--window",
+        help="e.g. 2026-11-30T10-1h (UTC start hour and length); default: the last complete one",
+    )
+    p.set_defaults(func=cmd_monitor)
     p = sub.add_parser("demo", help="train the breast-cancer model, serve it, predict over HTTP")
     p.add_argument("--workdir", default=".mlops-demo", help="where to write the demo CSV")
     p.set_defaults(func=cmd_demo)

@@ -69,6 +69,7 @@ STAGE = "dev"
 # function names), and ours for the layer and the bucket (infra/template.json).
 SERVING_FUNCTION = "APIHandler"
 TRAINING_FUNCTION = "OnDatasetUploaded"
+MONITORING_FUNCTION = "CheckMonitoring"
 LAYER_RESOURCE = "TrainingLayer"
 BUCKET_RESOURCE = "DataBucket"
 APP_ZIP = "deployment.zip"
@@ -346,23 +347,26 @@ def check_template(template: dict[str, Any], cfn_dir: Path) -> None:
     resources = template["Resources"]
     serving = resources[SERVING_FUNCTION]["Properties"]
     training = resources[TRAINING_FUNCTION]["Properties"]
-    for function in (serving, training):
+    monitoring = resources[MONITORING_FUNCTION]["Properties"]
+    for function in (serving, training, monitoring):
         if function["Runtime"] != f"python{PYTHON_VERSION}" or function["Architectures"] != [
             "x86_64"
         ]:
             raise BuildError(f"a function is not python{PYTHON_VERSION} on x86_64: {function}")
-    if "Layers" in serving:
-        raise BuildError(f"{SERVING_FUNCTION} must have no layer, has {serving['Layers']}")
+    for name, function in ((SERVING_FUNCTION, serving), (MONITORING_FUNCTION, monitoring)):
+        if "Layers" in function:
+            raise BuildError(f"{name} must have no layer, has {function['Layers']}")
     if training.get("Layers") != [{"Ref": LAYER_RESOURCE}]:
         raise BuildError(f"{TRAINING_FUNCTION} must have the training layer only")
     content_uri = resources[LAYER_RESOURCE]["Properties"]["ContentUri"]
     if not (cfn_dir / content_uri).is_file():
         raise BuildError(f"the layer's ContentUri {content_uri} is not next to the template")
     bucket = resources[BUCKET_RESOURCE]["Properties"]["BucketName"]
-    env = training["Environment"]["Variables"]
-    if env.get("MLOPS_BUCKET") != bucket or env.get("MLOPS_STORE") != f"s3://{bucket}":
-        raise BuildError(f"the functions' MLOPS_BUCKET/MLOPS_STORE do not name bucket {bucket}")
-    for function in (serving, training):
+    for function in (training, monitoring):
+        env = function["Environment"]["Variables"]
+        if env.get("MLOPS_BUCKET") != bucket or env.get("MLOPS_STORE") != f"s3://{bucket}":
+            raise BuildError(f"the functions' MLOPS_BUCKET/MLOPS_STORE do not name bucket {bucket}")
+    for function in (serving, training, monitoring):
         role = resources[function["Role"]["Fn::GetAtt"][0]]
         if f"arn:aws:s3:::{bucket}" not in json.dumps(role["Properties"]["Policies"]):
             raise BuildError(f"role {role} grants nothing on bucket {bucket}")
@@ -434,6 +438,7 @@ def measure(cfn_dir: Path) -> dict[str, Any]:
     for function, parts in (
         ("api_handler", [APP_ZIP]),
         ("on_dataset_uploaded", [APP_ZIP, LAYER_ZIP]),
+        ("check_monitoring", [APP_ZIP]),
     ):
         unzipped = sum(artifacts[p]["unzipped_bytes"] for p in parts)
         zipped = sum(artifacts[p]["zipped_bytes"] for p in parts)

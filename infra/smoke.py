@@ -42,12 +42,16 @@ def check_app(folders: list[str]) -> None:
     import onnxruntime
 
     import app
+    from functions import monitoring
+    from shared.store.local import LocalStore
 
-    for module in (app, numpy, onnxruntime, botocore.session):
+    for module in (app, numpy, onnxruntime, botocore.session, monitoring):
         loaded_from(module, folders)
+    # The scheduled monitoring function runs from the same zip, with no layer.
+    monitoring.handle_schedule({"time": "2026-11-30T12:00:00Z"}, LocalStore(Path.cwd() / "m"))
     training = sorted({m.split(".")[0] for m in sys.modules} & set(TRAINING_ONLY))
     if training:
-        raise SystemExit(f"import app loaded training packages: {training}")
+        raise SystemExit(f"import app and the monitoring check loaded {training}")
     # The registry's compare-and-swap needs PutObject's If-None-Match and If-Match.
     s3 = botocore.session.get_session().get_service_model("s3")
     shape = s3.operation_model("PutObject").input_shape

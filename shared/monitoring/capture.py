@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 CAPTURE_SCHEMA_VERSION = 1
 CAPTURES_PREFIX = "captures/"
 
-FeatureValue = float | str | None
+FeatureValue = int | float | str | None
 
 
 class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):

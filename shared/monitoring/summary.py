@@ -127,17 +127,23 @@ def _add_lists(a: list[int], b: list[int]) -> list[int]:
     return [x + y for x, y in zip(a, b, strict=True)]
 
 
+def _capped(counts: dict[str, int], overflow: int) -> CategoricalCounts:
+    """Keep the MAX_TRACKED_CATEGORIES most frequent (ties by name), pool the rest."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(sorted(ranked[:MAX_TRACKED_CATEGORIES]))
+    return CategoricalCounts(
+        counts=kept, overflow=overflow + sum(n for _, n in ranked[MAX_TRACKED_CATEGORIES:])
+    )
+
+
 def _merge_categories(a: CategoricalCounts, b: CategoricalCounts) -> CategoricalCounts:
-    counts = dict(a.counts)
-    overflow = a.overflow + b.overflow
-    for category, n in b.counts.items():
-        if category in counts:
-            counts[category] += n
-        elif len(counts) < MAX_TRACKED_CATEGORIES:
-            counts[category] = n
-        else:
-            overflow += n
-    return CategoricalCounts(counts=counts, missing=a.missing + b.missing, overflow=overflow)
+    # Either order of merging gives the same result; past the cap, which categories were
+    # pooled still depends on how the window was split (the totals do not).
+    counts = Counter(a.counts)
+    counts.update(b.counts)
+    merged = _capped(dict(counts), a.overflow + b.overflow)
+    merged.missing = a.missing + b.missing
+    return merged
 
 
 def _merge_feature(
@@ -232,16 +238,9 @@ def count_categorical(values: Iterable[object]) -> CategoricalCounts:
     """A column's counts by category (None = missing)."""
     counter = Counter(values)
     missing = counter.pop(None, 0)
-    counts: dict[str, int] = {}
-    overflow = 0
-    for category, n in counter.most_common():
-        if len(counts) < MAX_TRACKED_CATEGORIES:
-            counts[str(category)] = n
-        else:
-            overflow += n
-    return CategoricalCounts(
-        counts=dict(sorted(counts.items())), missing=missing, overflow=overflow
-    )
+    counted = _capped({str(c): n for c, n in counter.items()}, 0)
+    counted.missing = missing
+    return counted
 
 
 def count_predictions(rows: Sequence[CaptureRow], baseline: Baseline) -> PredictionCounts:
