@@ -503,3 +503,40 @@ def test_the_hourly_schedule_checks_the_last_window_through_chalice(
         assert s3.get(report_key(MODEL, WINDOW, "html")).body.startswith(b"<!doctype html>")
         changes = [e for e in read_trail(s3, MODEL) if e.event == "verdict_changed"]
         assert len(changes) == 1
+
+
+def test_a_version_trained_before_fine_bins_is_checked_on_deciles(store: LocalStore) -> None:
+    # Rewrite v1's metadata as the first metadata schema stored it: deciles, and the
+    # pooled categories under a '__other__' key.
+    import msgspec
+
+    from shared.data.profile import CategoricalProfile, profile_numeric, quantile_edges
+    from shared.registry.metadata import encode_metadata
+
+    key = version_prefix(MODEL, 1) + "metadata.json"
+    meta = decode_metadata(store.get(key).body)
+    reference = draw(4000, seed=0)
+    features: dict[str, Any] = {}
+    for name, profile in meta.baseline.features.items():
+        if isinstance(profile, CategoricalProfile):
+            counts = dict(profile.counts)
+            rare = min(counts, key=lambda c: counts[c])
+            counts["__other__"] = counts.pop(rare)
+            features[name] = msgspec.structs.replace(profile, counts=counts, other=0)
+        else:
+            values = reference[name].astype(np.float64)
+            features[name] = profile_numeric(values, quantile_edges(values[~np.isnan(values)], 10))
+    old = msgspec.structs.replace(
+        meta,
+        schema_version=1,
+        baseline=msgspec.structs.replace(meta.baseline, features=features),
+    )
+    store.delete(key)
+    store.put(key, encode_metadata(old))
+    serve(draw(600, seed=14, shift={"x0": 1.5, "x1": 1.5, "x2": -1.5, "region": 1}), "req")
+    report = decode_report(store.get(check_model(store, MODEL, WINDOW).report_key).body, "r")
+    (section,) = report.versions
+    assert section.resolution == "deciles"
+    assert report.verdict == "drift"
+    x0 = next(f for f in section.features if f.name == "x0")
+    assert len(x0.histogram.bins) <= 10
