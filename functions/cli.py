@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from functions import inference
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError
 from shared.monitoring.job import check_model
-from shared.monitoring.report import decode_report
+from shared.monitoring.report import decode_report, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import version_prefix
@@ -284,7 +285,15 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
         print(json.dumps(body))
     truth = [row["diagnosis"] for row in rows]
     print(f"true diagnoses of those rows: {truth}")
-    return 0 if status == 200 else 1
+    if status != 200:
+        return 1
+    # The predictions above were captured; check this hour's window of them.
+    inference.reset_cache()
+    now = datetime.now(UTC)
+    window = window_id(now.replace(minute=0, second=0, microsecond=0), 1)
+    print()
+    cmd_monitor(store, argparse.Namespace(model="breast-cancer", window=window))
+    return 0
 
 
 def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
