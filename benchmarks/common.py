@@ -91,6 +91,14 @@ class Sizes:
     train_reps: int
     s3_predictions: int
     profile_calls: int
+    capture_flush_reps: int  # timed flushes of a full 1,000-row capture buffer
+    monitor_train_rows: int  # rows the monitored model is trained on
+    monitor_rows_small: int  # captured rows of the three checked windows (1 h, 2 h, 4 h)
+    monitor_rows: int  # the headline window
+    monitor_rows_large: int
+    monitor_batch_rows: int  # rows per capture file
+    monitor_distinct_files: int  # capture files encoded per hour (the others are copies)
+    monitor_reps: int  # checks of the headline window (the others are checked once)
 
     @classmethod
     def full(cls) -> Sizes:
@@ -110,6 +118,14 @@ class Sizes:
             train_reps=3,
             s3_predictions=1000,
             profile_calls=500,
+            capture_flush_reps=20,
+            monitor_train_rows=20_000,
+            monitor_rows_small=100_000,
+            monitor_rows=1_000_000,
+            monitor_rows_large=3_000_000,
+            monitor_batch_rows=10_000,
+            monitor_distinct_files=4,
+            monitor_reps=3,
         )
 
     @classmethod
@@ -130,6 +146,14 @@ class Sizes:
             train_reps=1,
             s3_predictions=50,
             profile_calls=20,
+            capture_flush_reps=3,
+            monitor_train_rows=2_000,
+            monitor_rows_small=2_000,
+            monitor_rows=10_000,
+            monitor_rows_large=20_000,
+            monitor_batch_rows=1_000,
+            monitor_distinct_files=10,
+            monitor_reps=1,
         )
 
 

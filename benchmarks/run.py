@@ -38,7 +38,14 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 def _figures() -> dict[str, Callable[[Workspace], Figure]]:
     # Imported here so that `--help` answers at once.
-    from benchmarks import cold_start, package_size, predict, s3_requests, training
+    from benchmarks import (
+        cold_start,
+        monitoring,
+        package_size,
+        predict,
+        s3_requests,
+        training,
+    )
 
     return {
         "predict_warm_1row_ratio_vs_ort": predict.predict_warm_1row_ratio_vs_ort,
@@ -50,6 +57,8 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "train_overhead_ratio_100k": training.train_overhead_ratio_100k,
         "train_100k_max_rss_mb": training.train_100k_max_rss_mb,
         "s3_requests_per_1000_predictions": s3_requests.s3_requests_per_1000_predictions,
+        "capture_overhead_us": monitoring.capture_overhead_us,
+        "monitor_1m_rows_seconds": monitoring.monitor_1m_rows_seconds,
         "package_unzipped_mb": package_size.package_unzipped_mb,
     }
 
@@ -64,6 +73,8 @@ FIGURES = (
     "train_overhead_ratio_100k",
     "train_100k_max_rss_mb",
     "s3_requests_per_1000_predictions",
+    "capture_overhead_us",
+    "monitor_1m_rows_seconds",
     "package_unzipped_mb",
 )
 

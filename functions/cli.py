@@ -44,6 +44,12 @@ def _print_outcome(outcome: TrainingOutcome) -> None:
         )
     elif outcome.status == "duplicate":
         print(f"{outcome.data_key} was already trained as version {outcome.version}; nothing to do")
+    elif outcome.status == "rejected":
+        print(
+            f"{outcome.model} version {outcome.version} was trained but rejected, "
+            f"never served: {outcome.reason}",
+            file=sys.stderr,
+        )
     else:
         print(f"training of {outcome.model} failed: {outcome.reason}", file=sys.stderr)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from shared.errors import ModelNotFound, RegistryError, VersionNotFound
 from shared.registry.audit import read_trail
 from shared.registry.records import (
     PENDING_LEASE,
+    AliasConflict,
     RegistryRecord,
     abandoned,
     claim_version,
@@ -121,8 +125,14 @@ def test_alias_moves_are_recorded_in_the_audit_trail(store: ObjectStore) -> None
     for source in ("a", "b"):
         entry, _ = registry.claim(run_id=source, source=source, data_key="k")
         registry.complete(entry.version, sha256="x", primary_metric="f1", metric_value=0.9)
-    registry.set_alias("production", 2, reason="manual")
-    assert registry.load().aliases == {"production": 2, "staging": 2}
+    registry.set_alias("production", 2, reason="manual", actor="cli")
+    # Promoted to production, version 2 leaves staging: no alias names it twice.
+    assert registry.load().aliases == {"production": 2}
+    history = registry.load().alias_history
+    assert [(c.alias, c.version, c.actor) for c in history[-2:]] == [
+        ("production", 2, "cli"),
+        ("staging", None, "cli"),
+    ]
     events = [(e.event, e.details.get("version")) for e in read_trail(store, "m")]
     assert events == [
         ("version_claimed", 1),
@@ -163,3 +173,114 @@ def test_completing_twice_with_the_same_artifact_is_a_no_op() -> None:
 def test_a_ready_version_is_never_marked_failed() -> None:
     record = ready_versions(1)
     assert fail_version(record, 1, reason="late error", now=T0) == record
+
+
+def _ready_versions(registry: ModelRegistry, n: int) -> None:
+    for source in [f"s{i}" for i in range(n)]:
+        entry, _ = registry.claim(run_id=source, source=source, data_key="k")
+        registry.complete(entry.version, sha256=source, primary_metric="f1", metric_value=0.9)
+
+
+def test_an_alias_move_can_require_where_the_alias_points_now(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    _ready_versions(registry, 3)
+    registry.set_alias("production", 2, reason="better", actor="cli", expected=1)
+    with pytest.raises(AliasConflict, match="points at version 2, not version 1 as expected"):
+        registry.set_alias("production", 3, reason="stale", actor="cli", expected=1)
+    assert registry.load().aliases["production"] == 2
+
+
+def test_rollback_after_two_promotions_goes_back_two_steps(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    _ready_versions(registry, 3)
+    registry.set_alias("production", 2, reason="promoted", actor="rule")
+    registry.set_alias("production", 3, reason="promoted", actor="rule")
+    assert registry.rollback(reason="bad release", actor="cli")[1:] == (3, 2)
+    assert registry.rollback(reason="still bad", actor="cli")[1:] == (2, 1)
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback(reason="again", actor="cli")
+    assert registry.load().aliases["production"] == 1
+    rolled = [e.details for e in read_trail(store, "m") if e.event == "rolled_back"]
+    assert [(d["previous"], d["version"], d["actor"]) for d in rolled] == [
+        (3, 2, "cli"),
+        (2, 1, "cli"),
+    ]
+
+
+def test_a_rejected_version_is_never_served_and_moves_no_alias(store: ObjectStore) -> None:
+    registry = ModelRegistry(store, "m")
+    _ready_versions(registry, 1)
+    entry, _ = registry.claim(run_id="r", source="r", data_key="k")
+    registry.reject(
+        entry.version,
+        sha256="x",
+        primary_metric="roc_auc",
+        metric_value=0.5,
+        reason="no better than chance",
+        figures={"roc_auc": 0.5},
+    )
+    record = registry.load()
+    assert record.entry(2).status == "rejected"
+    assert record.aliases == {"production": 1}
+    with pytest.raises(RegistryError, match="rejected, not ready"):
+        registry.set_alias("production", 2, reason="by hand", actor="cli")
+
+
+def test_a_registry_written_by_newer_code_still_reads() -> None:
+    body = msgspec.json.encode(
+        {
+            "model": "m",
+            "versions": [
+                {
+                    "version": 1,
+                    "status": "archived",
+                    "run_id": "r",
+                    "source": "s",
+                    "data_key": "k",
+                    "created_at": "t",
+                    "updated_at": "t",
+                }
+            ],
+            "aliases": {"canary": 1},
+            "alias_history": [
+                {"alias": "canary", "version": 1, "previous": None, "at": "t", "reason": "x"}
+            ],
+        }
+    )
+    record = msgspec.json.decode(body, type=RegistryRecord)
+    assert record.entry(1).status == "archived"
+    assert record.aliases == {"canary": 1}
+
+
+def test_twenty_racing_promotions_lose_no_write(racing_store: ObjectStore) -> None:
+    registry = ModelRegistry(racing_store, "m")
+    _ready_versions(registry, 5)
+
+    def promote(i: int) -> None:
+        mine = ModelRegistry(racing_store, "m")
+        if i % 4 == 3:
+            with contextlib.suppress(RegistryError):
+                mine.rollback(reason=f"r{i}", actor=f"user{i}")
+        else:
+            mine.set_alias("production", 1 + i % 5, reason=f"p{i}", actor=f"user{i}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(promote, range(20)))
+    record = registry.load()
+    production = [c for c in record.alias_history if c.alias == "production"]
+    # Replaying the history in its order gives the final aliases: any sequential order
+    # of the same moves could have produced this record, and no move was lost.
+    current = None
+    for change in production:
+        assert change.previous == current
+        current = change.version
+    assert record.aliases["production"] == current
+    # Every move that reported success (it left an audit record) is in the history.
+    trail = read_trail(racing_store, "m")
+    reported = sorted(
+        e.details["actor"]
+        for e in trail
+        if e.event in ("alias_moved", "rolled_back") and e.details.get("alias") == "production"
+    )
+    assert reported == sorted(c.actor for c in production if c.actor.startswith("user"))
+    assert len(reported) >= 5

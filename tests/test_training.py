@@ -22,7 +22,7 @@ from shared.store.base import ObjectStore, StoredObject
 from shared.store.local import LocalStore
 from shared.training.job import source_fingerprint, train_from_dataset
 from shared.training.pipeline import classification_metrics
-from tests.factories import classification_csv, regression_csv
+from tests.factories import classification_csv, regression_csv, to_csv
 
 
 @pytest.fixture
@@ -327,3 +327,52 @@ def test_an_upload_outside_a_model_folder_fails_without_a_retry(local: LocalStor
     outcome = train_from_dataset(local, "datasets/bad..name/a.csv", trigger="test")
     assert outcome.status == "failed"
     assert "model name" in (outcome.reason or "")
+
+
+def test_the_quality_gate_rejects_random_labels_and_passes_a_real_model(
+    local: LocalStore,
+) -> None:
+    rng = np.random.default_rng(0)
+    rows = [[*map(float, rng.normal(size=4)), str(rng.choice(["a", "b"]))] for _ in range(400)]
+    local.put("datasets/noise/data.csv", to_csv(["w", "x", "y", "z", "target"], rows))
+    outcome = train_from_dataset(local, "datasets/noise/data.csv", trigger="test")
+    assert outcome.status == "rejected"
+    assert outcome.reason is not None
+    assert (
+        "does not beat the trivial predictor (majority class and class priors: 0.5000)"
+        in outcome.reason
+    )
+    record = ModelRegistry(local, "noise").load()
+    assert record.entry(1).status == "rejected"
+    assert record.aliases == {}  # no alias moves: nothing is served
+    meta = decode_metadata(local.get(version_prefix("noise", 1) + "metadata.json").body)
+    assert meta.gate is not None
+    assert not meta.gate.passed
+    assert meta.trivial_metrics["roc_auc"] == 0.5
+    rejected = [e for e in read_trail(local, "noise") if e.event == "version_rejected"]
+    assert rejected[0].details["figures"]["trivial"] == 0.5
+
+    local.put("datasets/churn/data.csv", classification_csv())
+    good = train_from_dataset(local, "datasets/churn/data.csv", trigger="test")
+    assert good.status == "registered"
+    meta = decode_metadata(local.get(version_prefix("churn", 1) + "metadata.json").body)
+    assert meta.gate is not None
+    assert meta.gate.passed
+    assert meta.gate.improvement > 0.2
+
+
+def test_a_spec_floor_on_the_primary_metric_rejects_too(local: LocalStore) -> None:
+    local.put("specs/churn.json", json.dumps({"gate": {"minimum": 0.999}}).encode())
+    local.put("datasets/churn/data.csv", classification_csv())
+    outcome = train_from_dataset(local, "datasets/churn/data.csv", trigger="test")
+    assert outcome.status == "rejected"
+    assert "the spec requires at least 0.999" in (outcome.reason or "")
+
+
+def test_a_regression_no_better_than_the_mean_is_rejected(local: LocalStore) -> None:
+    rng = np.random.default_rng(1)
+    rows = [[*map(float, rng.normal(size=3)), float(rng.normal())] for _ in range(400)]
+    local.put("datasets/flat/data.csv", to_csv(["a", "b", "c", "target"], rows))
+    outcome = train_from_dataset(local, "datasets/flat/data.csv", trigger="test")
+    assert outcome.status == "rejected"
+    assert "training mean" in (outcome.reason or "")

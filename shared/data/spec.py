@@ -108,6 +108,23 @@ class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         self.capture.check()
 
 
+class GateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a version must show on its held-out rows to be served at all."""
+
+    # Over the trivial predictor (majority class and class priors; the mean for
+    # regression), on the primary metric: absolute for accuracy, F1, ROC AUC and R2,
+    # relative (a share of the trivial value) for log loss, RMSE and MAE.
+    min_improvement: float = 0.02
+    minimum: float | None = None  # the primary metric's floor (ceiling when lower is better)
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        if not 0.0 <= self.min_improvement <= 1.0:
+            raise SpecError(
+                f"gate.min_improvement: must be between 0 and 1, got {self.min_improvement}"
+            )
+
+
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to train for one model; see the README's "Model spec" section."""
 
@@ -124,6 +141,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     min_rows: int = 20
     parity: ParityTolerance = msgspec.field(default_factory=ParityTolerance)
     monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
+    gate: GateSettings = msgspec.field(default_factory=GateSettings)
 
     def __post_init__(self) -> None:
         # msgspec has checked types; these are the rules between fields.
@@ -156,6 +174,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if self.primary_metric is not None and self.primary_metric not in known:
             raise SpecError(f"primary_metric: {self.primary_metric!r} is not one of {list(known)}")
         self.monitoring.check()
+        self.gate.check()
         if self.task is not None:
             self.check_task(self.task)
 
@@ -222,6 +241,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "REGRESSION_METRICS",
     "CaptureSettings",
+    "GateSettings",
     "ModelSpec",
     "MonitoringSettings",
     "ParityTolerance",

@@ -26,6 +26,9 @@ AuditEventName = Literal[
     "duplicate_ignored",
     "artifact_rejected",
     "verdict_changed",
+    "version_rejected",
+    "rolled_back",
+    "promotion_decided",
     "labels_rejected",
     "monitoring_failed",
 ]

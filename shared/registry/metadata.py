@@ -75,6 +75,20 @@ class OnnxArtifact(msgspec.Struct, frozen=True, kw_only=True):
     probabilities_output: str | None
 
 
+class GateReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gate compared and decided (stored in the version's metadata)."""
+
+    metric: str
+    value: float
+    trivial: float  # the trivial predictor's value on the same held-out rows
+    trivial_predictor: str
+    improvement: float  # in the metric's better direction; relative when lower is better
+    required_improvement: float
+    minimum: float | None
+    passed: bool
+    reasons: list[str]
+
+
 class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     """Everything known about one registered version."""
 
@@ -97,6 +111,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     baseline: BaselineProfile
     lineage: Lineage
     timings: dict[str, float]
+    gate: GateReport | None = None  # None: registered before the quality gate existed
+    trivial_metrics: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 def encode_metadata(metadata: ModelMetadata) -> bytes:

@@ -17,15 +17,33 @@ from shared.errors import RegistryError, VersionNotFound
 
 Alias = Literal["production", "staging"]
 ALIASES: tuple[Alias, ...] = ("production", "staging")
-VersionStatus = Literal["pending", "ready", "failed"]
+# pending -> ready | failed | rejected (trained and checked, but refused by the quality gate).
+VersionStatus = Literal["pending", "ready", "failed", "rejected"]
 REGISTRY_SCHEMA_VERSION = 1
+
+
+class _Unset:
+    """No expectation about an alias's current value (the default of a move)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+Expected = int | None | _Unset  # the version an alias must point at now (None: unset)
+
+
+class AliasConflict(RegistryError):
+    """An alias did not point where the caller expected: someone moved it first."""
 
 
 class VersionEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One version number and what became of it."""
 
     version: int
-    status: VersionStatus
+    # Read as a plain string: a status added by newer code must not make an older
+    # container fail to read the registry during a rolling deploy (it serves only "ready").
+    status: str
     run_id: str
     source: str  # fingerprint of (data object, spec): the same event twice -> same source
     data_key: str
@@ -38,13 +56,14 @@ class VersionEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
-    """An alias moved (or was set for the first time)."""
+    """An alias moved, was set for the first time, or was cleared (version None)."""
 
-    alias: Alias
-    version: int
+    alias: str  # a plain string for the same reason as VersionEntry.status
+    version: int | None
     previous: int | None
     at: str
     reason: str
+    actor: str = "system"  # who moved it: an IAM principal, "cli", "rule", "training"
 
 
 class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,7 +100,7 @@ class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
             f"use a version number, {', '.join(ALIASES)} or latest"
         )
 
-    def alias_at(self, alias: Alias, when: datetime) -> int | None:
+    def alias_at(self, alias: str, when: datetime) -> int | None:
         """Which version `alias` pointed at, at time `when` (None: not yet set)."""
         current: int | None = None
         for change in self.alias_history:
@@ -136,10 +155,35 @@ def _replace_entry(record: RegistryRecord, entry: VersionEntry) -> RegistryRecor
     return msgspec.structs.replace(record, versions=versions)
 
 
+def _check_expected(record: RegistryRecord, alias: str, expected: Expected) -> None:
+    if isinstance(expected, _Unset):
+        return
+    current = record.aliases.get(alias)
+    if current != expected:
+        raise AliasConflict(
+            f"{alias} of {record.model!r} points at "
+            f"{'nothing' if current is None else f'version {current}'}, not "
+            f"{'nothing' if expected is None else f'version {expected}'} as expected: "
+            "it moved meanwhile; read the registry again and retry"
+        )
+
+
 def move_alias(
-    record: RegistryRecord, alias: Alias, version: int, *, reason: str, now: datetime
+    record: RegistryRecord,
+    alias: str,
+    version: int,
+    *,
+    reason: str,
+    now: datetime,
+    actor: str = "system",
+    expected: Expected = UNSET,
 ) -> RegistryRecord:
-    """Point `alias` at a ready `version`, keeping the history."""
+    """Point `alias` at a ready `version`, keeping the history.
+
+    With `expected`, the move happens only if the alias points there now: a compare-and-
+    swap on the alias itself, on top of the one on the registry file.
+    """
+    _check_expected(record, alias, expected)
     if record.entry(version).status != "ready":
         raise RegistryError(
             f"version {version} of {record.model!r} is {record.entry(version).status}, not ready"
@@ -150,11 +194,95 @@ def move_alias(
         previous=record.aliases.get(alias),
         at=now.isoformat(),
         reason=reason,
+        actor=actor,
     )
     return msgspec.structs.replace(
         record,
         aliases={**record.aliases, alias: version},
         alias_history=[*record.alias_history, change],
+    )
+
+
+def clear_alias(
+    record: RegistryRecord,
+    alias: str,
+    *,
+    reason: str,
+    now: datetime,
+    actor: str = "system",
+    expected: Expected = UNSET,
+) -> RegistryRecord:
+    """Make `alias` point at nothing (e.g. staging once its version was promoted)."""
+    _check_expected(record, alias, expected)
+    if alias not in record.aliases:
+        return record
+    change = AliasChange(
+        alias=alias,
+        version=None,
+        previous=record.aliases[alias],
+        at=now.isoformat(),
+        reason=reason,
+        actor=actor,
+    )
+    aliases = {k: v for k, v in record.aliases.items() if k != alias}
+    return msgspec.structs.replace(
+        record, aliases=aliases, alias_history=[*record.alias_history, change]
+    )
+
+
+def promote(
+    record: RegistryRecord,
+    version: int,
+    *,
+    reason: str,
+    now: datetime,
+    actor: str,
+    alias: str = "production",
+    expected: Expected = UNSET,
+) -> RegistryRecord:
+    """Point `alias` at `version`; a version promoted to production leaves staging."""
+    if record.aliases.get(alias) == version and isinstance(expected, _Unset):
+        return record  # already there: a retried promotion changes nothing
+    record = move_alias(
+        record, alias, version, reason=reason, now=now, actor=actor, expected=expected
+    )
+    if alias == "production" and record.aliases.get("staging") == version:
+        record = clear_alias(
+            record, "staging", reason=f"v{version} promoted to production", now=now, actor=actor
+        )
+    return record
+
+
+def rollback_target(record: RegistryRecord) -> int:
+    """The version production pointed at before the change that put the current one there.
+
+    Rollbacks themselves are skipped, so that rolling back twice after two promotions
+    goes back two steps (v3 -> v2 -> v1), not back and forth.
+    """
+    current = record.aliases.get("production")
+    if current is None:
+        raise RegistryError(f"{record.model!r} has no production version to roll back")
+    for change in reversed(record.alias_history):
+        if change.alias != "production" or change.version != current:
+            continue
+        if change.reason.startswith("rollback"):
+            continue
+        if change.previous is None:
+            break
+        return change.previous
+    raise RegistryError(
+        f"production of {record.model!r} (version {current}) has no earlier version to go back to"
+    )
+
+
+def rollback(
+    record: RegistryRecord, *, reason: str, now: datetime, actor: str, expected: Expected = UNSET
+) -> RegistryRecord:
+    """Move production back to the version before its current one (see rollback_target)."""
+    _check_expected(record, "production", expected)
+    target = rollback_target(record)
+    return move_alias(
+        record, "production", target, reason=f"rollback: {reason}", now=now, actor=actor
     )
 
 
@@ -189,7 +317,38 @@ def complete_version(
     )
     record = _replace_entry(record, ready)
     alias: Alias = "production" if "production" not in record.aliases else "staging"
-    return move_alias(record, alias, version, reason="registered", now=now), alias
+    return (
+        move_alias(record, alias, version, reason="registered", now=now, actor="training"),
+        alias,
+    )
+
+
+def reject_version(
+    record: RegistryRecord,
+    version: int,
+    *,
+    sha256: str,
+    primary_metric: str,
+    metric_value: float,
+    reason: str,
+    now: datetime,
+) -> RegistryRecord:
+    """Mark a pending version rejected by the quality gate: kept, never served, no alias."""
+    entry = record.entry(version)
+    if entry.status == "rejected" and entry.sha256 == sha256:
+        return record  # our own earlier write, retried
+    if entry.status != "pending":
+        raise RegistryError(f"version {version} of {record.model!r} is {entry.status}, not pending")
+    rejected = msgspec.structs.replace(
+        entry,
+        status="rejected",
+        sha256=sha256,
+        primary_metric=primary_metric,
+        metric_value=metric_value,
+        reason=reason,
+        updated_at=now.isoformat(),
+    )
+    return _replace_entry(record, rejected)
 
 
 def fail_version(

@@ -16,15 +16,19 @@ from shared.data.spec import validate_model_name
 from shared.errors import ModelNotFound, ObjectNotFound, PreconditionFailed, RegistryError
 from shared.registry.audit import record_event, utc_now
 from shared.registry.records import (
+    UNSET,
     Alias,
+    Expected,
     RegistryRecord,
     VersionEntry,
     abandoned,
     claim_version,
     complete_version,
     fail_version,
-    move_alias,
+    promote,
     registry_key,
+    reject_version,
+    rollback,
     source_of,
 )
 from shared.store.base import ObjectStore
@@ -138,13 +142,104 @@ class ModelRegistry:
         self.update(lambda r: fail_version(r, version, reason=reason, now=utc_now()))
         record_event(self.store, self.model, "version_failed", version=version, reason=reason)
 
-    def set_alias(self, alias: Alias, version: int, *, reason: str) -> RegistryRecord:
-        """Point `alias` at `version` (recorded in the history and the audit trail)."""
-        record = self.update(lambda r: move_alias(r, alias, version, reason=reason, now=utc_now()))
-        record_event(
-            self.store, self.model, "alias_moved", alias=alias, version=version, reason=reason
+    def reject(
+        self,
+        version: int,
+        *,
+        sha256: str,
+        primary_metric: str,
+        metric_value: float,
+        reason: str,
+        figures: dict[str, object],
+    ) -> None:
+        """Mark `version` rejected by the quality gate (recorded with the figures)."""
+        self.update(
+            lambda r: reject_version(
+                r,
+                version,
+                sha256=sha256,
+                primary_metric=primary_metric,
+                metric_value=metric_value,
+                reason=reason,
+                now=utc_now(),
+            )
         )
+        record_event(
+            self.store,
+            self.model,
+            "version_rejected",
+            version=version,
+            reason=reason,
+            figures=figures,
+        )
+
+    def set_alias(
+        self,
+        alias: str,
+        version: int,
+        *,
+        reason: str,
+        actor: str = "system",
+        expected: Expected = UNSET,
+    ) -> RegistryRecord:
+        """Point `alias` at `version` (recorded in the history and the audit trail).
+
+        A version promoted to production leaves staging. With `expected`, AliasConflict
+        unless the alias points there when the write happens.
+        """
+        before: list[int | None] = []
+
+        def change(record: RegistryRecord) -> RegistryRecord:
+            before[:] = [record.aliases.get(alias)]
+            return promote(
+                record,
+                version,
+                alias=alias,
+                reason=reason,
+                now=utc_now(),
+                actor=actor,
+                expected=expected,
+            )
+
+        record = self.update(change)
+        if before and before[0] != version:
+            record_event(
+                self.store,
+                self.model,
+                "alias_moved",
+                alias=alias,
+                version=version,
+                previous=before[0],
+                reason=reason,
+                actor=actor,
+            )
         return record
+
+    def rollback(
+        self, *, reason: str, actor: str, expected: Expected = UNSET
+    ) -> tuple[RegistryRecord, int, int]:
+        """Production back to the version before its current one: (record, from, to)."""
+        moved: list[tuple[int, int]] = []
+
+        def change(record: RegistryRecord) -> RegistryRecord:
+            moved.clear()
+            updated = rollback(record, reason=reason, now=utc_now(), actor=actor, expected=expected)
+            moved.append((record.aliases["production"], updated.aliases["production"]))
+            return updated
+
+        record = self.update(change)
+        source, target = moved[0]
+        record_event(
+            self.store,
+            self.model,
+            "rolled_back",
+            alias="production",
+            version=target,
+            previous=source,
+            reason=reason,
+            actor=actor,
+        )
+        return record, source, target
 
 
 def list_models(store: ObjectStore) -> Iterator[str]:

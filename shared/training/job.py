@@ -58,6 +58,7 @@ from shared.training.export import (
     onnx_input_names,
     opsets_of,
 )
+from shared.training.gate import judge
 from shared.training.model_card import render_model_card
 from shared.training.pipeline import (
     classification_metrics,
@@ -65,6 +66,7 @@ from shared.training.pipeline import (
     fit_pipeline,
     regression_metrics,
     split_rows,
+    trivial_metrics,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class TrainingOutcome:
     model: str
     data_key: str
     run_id: str
-    status: Literal["registered", "duplicate", "failed"]
+    status: Literal["registered", "rejected", "duplicate", "failed"]
     version: int | None = None
     alias: str | None = None
     reason: str | None = None
@@ -226,6 +228,14 @@ def _build_candidate(
         else:
             predictions = outputs[REGRESSION_OUTPUT].ravel()
             metrics = regression_metrics(y_test, predictions)
+        trivial, trivial_name = trivial_metrics(
+            data.task,
+            data.y[split.train],
+            y_test,
+            np.asarray(pipeline.classes_) if data.task == "classification" else None,
+        )
+        primary = spec.metric_for(data.task)
+        gate = judge(primary, metrics[primary], trivial[primary], trivial_name, spec.gate)
     with watch.step("profile"):
         baseline = _baseline(data, schema, predictions, probabilities, classes)
     metadata = ModelMetadata(
@@ -270,6 +280,8 @@ def _build_candidate(
             trigger=trigger,
         ),
         timings={},
+        gate=gate,
+        trivial_metrics={k: round(v, 6) for k, v in trivial.items()},
     )
     return _Candidate(onnx_bytes=onnx_bytes, metadata_without_version=metadata)
 
@@ -331,6 +343,25 @@ def _register(
             )
             # metadata.json last: its presence means the folder is complete.
             _put_once(store, prefix + "metadata.json", encode_metadata(final), "application/json")
+            if final.gate is not None and not final.gate.passed:
+                reason = "quality gate: " + "; ".join(final.gate.reasons)
+                registry.reject(
+                    entry.version,
+                    sha256=final.onnx.sha256,
+                    primary_metric=final.primary_metric,
+                    metric_value=final.metrics[final.primary_metric],
+                    reason=reason,
+                    figures=msgspec.to_builtins(final.gate),
+                )
+                return TrainingOutcome(
+                    model=meta.model,
+                    data_key=meta.lineage.data.key,
+                    run_id=meta.run_id,
+                    status="rejected",
+                    version=entry.version,
+                    reason=reason,
+                    metrics=dict(final.metrics),
+                )
             alias = registry.complete(
                 entry.version,
                 sha256=final.onnx.sha256,

@@ -7,6 +7,7 @@ of the exported ONNX graph and serving takes raw feature values by name.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,28 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
         "mae": float(mean_absolute_error(y_true, predicted)),
         "r2": float(r2_score(y_true, predicted)),
     }
+
+
+def trivial_metrics(
+    task: str, y_train: np.ndarray, y_test: np.ndarray, classes: np.ndarray | None
+) -> tuple[dict[str, float], str]:
+    """The metrics of a predictor that ignores the features, on the held-out rows.
+
+    Classification: the training rows' majority class as the label and their class
+    shares as the probabilities; regression: the training rows' mean.
+    """
+    if task == "classification" and classes is not None:
+        counts = np.array([(y_train == c).sum() for c in classes], dtype=np.float64)
+        priors = counts / counts.sum()
+        labels = np.full(len(y_test), classes[int(np.argmax(counts))], dtype=classes.dtype)
+        probabilities = np.tile(priors, (len(y_test), 1))
+        with warnings.catch_warnings():
+            # F1 of a predictor that never predicts the positive class is 0, with a warning.
+            warnings.simplefilter("ignore")
+            metrics = classification_metrics(y_test, labels, probabilities, classes)
+        return metrics, "majority class and class priors"
+    mean = float(np.mean(y_train.astype(np.float64)))
+    return regression_metrics(y_test, np.full(len(y_test), mean)), "training mean"
 
 
 def effective_params(pipeline: Pipeline) -> dict[str, Any]:
