@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import getpass
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
-from shared.registry.records import version_prefix
+from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 from shared.store.local import LocalStore
@@ -302,6 +303,53 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
     return 0
 
 
+def _cli_actor() -> str:
+    # Who moved an alias from this machine: recorded in the alias history and the audit.
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _expected(value: str | None) -> Expected:
+    if value is None:
+        return UNSET
+    if value == "none":
+        return None
+    if not is_version_number(value):
+        raise BadRequest(f"--expect takes a version number or 'none', got {value[:20]!r}")
+    return int(value)
+
+
+def cmd_promote(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops promote: point an alias (production by default) at a version, by hand."""
+    if not is_version_number(args.version):
+        raise BadRequest(f"version must be a number, got {args.version[:20]!r}")
+    registry = ModelRegistry(store, args.model)
+    registry.load()
+    record = registry.set_alias(
+        args.alias,
+        int(args.version),
+        reason=args.reason,
+        actor=_cli_actor(),
+        expected=_expected(args.expect),
+    )
+    aliases = ", ".join(f"{a}={v}" for a, v in sorted(record.aliases.items()))
+    print(f"{args.model}: {aliases}")
+    return 0
+
+
+def cmd_rollback(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops rollback: production back to the version it pointed at before."""
+    registry = ModelRegistry(store, args.model)
+    registry.load()
+    _, source, target = registry.rollback(
+        reason=args.reason, actor=_cli_actor(), expected=_expected(args.expect)
+    )
+    print(f"{args.model}: production {source} -> {target}")
+    return 0
+
+
 def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     """mlops monitor: check a model's window (default: the last complete one)."""
     started = time.monotonic()
@@ -368,6 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
     )
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("promote", help="point production (or --alias) at a version")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--alias", default="production", choices=["production", "staging"])
+    p.add_argument("--reason", default="promoted by hand")
+    p.add_argument(
+        "--expect", help="only if the alias points at this version now (a number or 'none')"
+    )
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("rollback", help="production back to the version it pointed at before")
+    p.add_argument("model")
+    p.add_argument("--reason", default="rolled back by hand")
+    p.add_argument("--expect", help="only if production points at this version now")
+    p.set_defaults(func=cmd_rollback)
     p = sub.add_parser("monitor", help="check a model's captured traffic for drift and decay")
     p.add_argument("model")
     p.add_argument(

@@ -106,3 +106,28 @@ def test_a_bad_spec_is_refused_before_anything_is_uploaded(
     assert code == 2
     assert "estimator" in capsys.readouterr().err
     assert not (tmp_path / "s" / "datasets").exists()
+
+
+def test_promote_and_rollback_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ["--store", str(tmp_path / "store")]
+    for seed in (0, 1, 2):
+        data = tmp_path / f"churn{seed}.csv"
+        data.write_bytes(classification_csv(seed=seed))
+        assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    capsys.readouterr()
+    assert main([*store, "promote", "churn", "2", "--expect", "1"]) == 0
+    assert main([*store, "promote", "churn", "3"]) == 0
+    assert "churn: production=3" in capsys.readouterr().out
+    # Someone else moved production since: the expectation protects the later move.
+    assert main([*store, "promote", "churn", "1", "--expect", "2"]) == 2
+    assert "points at version 3, not version 2 as expected" in capsys.readouterr().err
+    assert main([*store, "rollback", "churn"]) == 0
+    assert main([*store, "rollback", "churn"]) == 0
+    out = capsys.readouterr().out
+    assert "production 3 -> 2" in out
+    assert "production 2 -> 1" in out
+    assert main([*store, "audit", "churn"]) == 0
+    trail = capsys.readouterr().out
+    assert trail.count("rolled_back") == 2
+    assert '"actor": "cli' in trail
+    assert main([*store, "promote", "churn", "x"]) == 2
