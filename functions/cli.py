@@ -25,6 +25,7 @@ from typing import Any
 from functions import inference
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError
+from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report, window_id
 from shared.registry.audit import read_trail
@@ -55,6 +56,16 @@ def _print_outcome(outcome: TrainingOutcome) -> None:
         print(f"training of {outcome.model} failed: {outcome.reason}", file=sys.stderr)
 
 
+def _challenge(store: ObjectStore, outcome: TrainingOutcome) -> None:
+    """On a local store, judge a new staging version at once, as the deployed trigger does."""
+    if outcome.status != "registered" or outcome.alias != "staging":
+        return
+    result = consider(store, outcome.model, actor="rule")
+    if result.decision is not None:
+        verb = "promoted to production" if result.promoted else "kept in staging"
+        print(f"{outcome.model} v{result.decision.challenger} {verb}: {result.note}")
+
+
 def upload(
     store: ObjectStore, path: Path, model: str, spec_path: Path | None
 ) -> TrainingOutcome | None:
@@ -78,6 +89,7 @@ def cmd_upload(store: ObjectStore, args: argparse.Namespace) -> int:
     outcome = upload(store, Path(args.file), args.model, Path(args.spec) if args.spec else None)
     if outcome is not None:
         _print_outcome(outcome)
+        _challenge(store, outcome)
         return 1 if outcome.status == "failed" else 0
     return 0
 
@@ -86,6 +98,7 @@ def cmd_train(store: ObjectStore, args: argparse.Namespace) -> int:
     """mlops train: train from a dataset key already in the store."""
     outcome = train_from_dataset(store, args.data_key, trigger="mlops train")
     _print_outcome(outcome)
+    _challenge(store, outcome)
     return 1 if outcome.status == "failed" else 0
 
 

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.training import challenge
 from shared.monitoring.job import CheckOutcome, check_all
+from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,8 @@ def handle_schedule(
     """
     when = event.get("time")
     now = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else None
-    outcomes = check_all(store or open_store(), now or datetime.now(UTC))
+    store = store or open_store()
+    outcomes = check_all(store, now or datetime.now(UTC))
     for outcome in outcomes:
         logger.info(
             "monitored %s %s: %s (%d rows)",
@@ -32,4 +35,9 @@ def handle_schedule(
             outcome.verdict,
             outcome.rows,
         )
+    # The labelled rows the check just counted may be what a waiting challenger needs.
+    for model in list_models(store):
+        record, _ = ModelRegistry(store, model).read()
+        if record.aliases.get("staging") not in (None, record.aliases.get("production")):
+            challenge(store, model)
     return outcomes

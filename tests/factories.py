@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.datasets import make_classification, make_regression
 
 
-def to_csv(header: list[str], rows: list[list[object]]) -> bytes:
+def to_csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:
     """Rows as CSV bytes with a header line."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

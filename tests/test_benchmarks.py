@@ -84,6 +84,26 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
     s3 = results["s3_requests_per_1000_predictions"]["details"]
     # registry.json, metadata.json, model.onnx, and the spec (capture settings)
     assert s3["cold_request_calls"] == ["GetObject"] * 4
+    small = Sizes.small()
+    monitor = results["monitor_1m_rows_seconds"]["details"]
+    windows = list(monitor["sizes"].values())
+    assert [w["rows"] for w in windows] == [
+        small.monitor_rows_small,
+        small.monitor_rows,
+        small.monitor_rows_large,
+    ]
+    for window in windows:
+        assert window["files"] == window["rows"] // small.monitor_batch_rows
+        assert window["bytes_on_disk"] > 0
+        assert window["verdict"] in ("ok", "drift")  # a verdict, not insufficient_data
+        for key in ("ours_peak_rss_mib", "floor_peak_rss_mib", "ours_s_per_million_rows"):
+            assert _number(window[key]), key
+    assert monitor["rows"] == small.monitor_rows
+    capture = results["capture_overhead_us"]["details"]
+    assert capture["capture_on_us"]["n"] == capture["capture_off_us"]["n"] == small.calls_1row
+    assert capture["median_includes_a_batch_write"] is False
+    assert capture["flush"]["rows_per_flush"] == 1000
+    assert _number(capture["amortised_write_us_per_row"])
     assert results["run"]["quick"] is True
     assert results["run"]["failed"] == []
     machine = results["machine"]

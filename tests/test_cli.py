@@ -110,11 +110,14 @@ def test_a_bad_spec_is_refused_before_anything_is_uploaded(
 
 def test_promote_and_rollback_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = ["--store", str(tmp_path / "store")]
+    spec = tmp_path / "spec.json"
+    # Manual promotion: the rule records its decisions and leaves the moves to people.
+    spec.write_text(json.dumps({"promotion": {"mode": "manual"}}))
     for seed in (0, 1, 2):
         data = tmp_path / f"churn{seed}.csv"
         data.write_bytes(classification_csv(seed=seed))
-        assert main([*store, "upload", str(data), "--model", "churn"]) == 0
-    capsys.readouterr()
+        assert main([*store, "upload", str(data), "--model", "churn", "--spec", str(spec)]) == 0
+    assert "kept in staging" in capsys.readouterr().out
     assert main([*store, "promote", "churn", "2", "--expect", "1"]) == 0
     assert main([*store, "promote", "churn", "3"]) == 0
     assert "churn: production=3" in capsys.readouterr().out

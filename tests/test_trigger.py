@@ -45,6 +45,7 @@ def test_upload_event_trains_and_registers(bucket: str) -> None:
     keys = {i.key for i in store.list("models/churn/versions/1/")}
     assert keys == {
         "models/churn/versions/1/model.onnx",
+        "models/churn/versions/1/holdout.jsonl.gz",
         "models/churn/versions/1/metadata.json",
         "models/churn/versions/1/model_card.md",
     }

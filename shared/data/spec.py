@@ -125,6 +125,33 @@ class GateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             )
 
 
+class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When a challenger (a new ready version in staging) replaces production."""
+
+    mode: Literal["auto", "manual"] = "auto"  # manual: decisions are recorded, never acted on
+    metric: str | None = None  # None: the primary metric
+    # The challenger must beat production by at least this (absolute, in the metric's
+    # better direction) on every set of rows compared, and strictly on at least one.
+    min_improvement: float = 0.0
+    # Labelled captured rows both versions must be scored on before an automatic move;
+    # 0: the challenger's held-out rows are enough.
+    min_labelled_rows: int = 0
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        known = CLASSIFICATION_METRICS + REGRESSION_METRICS
+        if self.metric is not None and self.metric not in known:
+            raise SpecError(f"promotion.metric: {self.metric!r} is not one of {list(known)}")
+        if not 0.0 <= self.min_improvement <= 1.0:
+            raise SpecError(
+                f"promotion.min_improvement: must be between 0 and 1, got {self.min_improvement}"
+            )
+        if not 0 <= self.min_labelled_rows <= 10_000_000:
+            raise SpecError(
+                f"promotion.min_labelled_rows: must be 0 to 10000000, got {self.min_labelled_rows}"
+            )
+
+
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to train for one model; see the README's "Model spec" section."""
 
@@ -142,6 +169,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     parity: ParityTolerance = msgspec.field(default_factory=ParityTolerance)
     monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
     gate: GateSettings = msgspec.field(default_factory=GateSettings)
+    promotion: PromotionSettings = msgspec.field(default_factory=PromotionSettings)
 
     def __post_init__(self) -> None:
         # msgspec has checked types; these are the rules between fields.
@@ -175,6 +203,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise SpecError(f"primary_metric: {self.primary_metric!r} is not one of {list(known)}")
         self.monitoring.check()
         self.gate.check()
+        self.promotion.check()
         if self.task is not None:
             self.check_task(self.task)
 
@@ -245,6 +274,7 @@ __all__ = [
     "ModelSpec",
     "MonitoringSettings",
     "ParityTolerance",
+    "PromotionSettings",
     "Task",
     "load_spec",
     "parse_spec",

@@ -390,6 +390,37 @@ def _store_report(store: ObjectStore, report: DriftReport, key: str) -> CheckOut
     )
 
 
+def labelled_captures(
+    store: ObjectStore, model: str, start: datetime, end: datetime, target: str
+) -> list[tuple[CaptureRow, str]]:
+    """Served rows captured in [start, end) that a label names unambiguously, with it.
+
+    Maintenance scores such rows with two versions; a row carries its inputs and its
+    label, and an ambiguous or unmatched label is left out, as in the check.
+    """
+    labels = _read_labels(store, model, target, [])
+    if not labels.values:
+        return []
+    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    found: dict[tuple[str, int], list[CaptureRow]] = {}
+    for info in capture_files(store, model, hour, end):
+        try:
+            rows = decode_capture_file(store.get(info.key).body, info.key)
+        except MlopsError as exc:
+            logger.warning("skipping %s: %s", info.key, exc)
+            continue
+        for row in rows:
+            key = (row.request_id, row.row)
+            at = datetime.fromisoformat(row.at.replace("Z", "+00:00"))
+            if row.role == "served" and key in labels.values and start <= at < end:
+                found.setdefault(key, []).append(row)
+    return [
+        (rows[0], labels.values[key])
+        for key, rows in sorted(found.items())
+        if len({r.capture_id for r in rows}) == 1
+    ]
+
+
 def has_traffic(store: ObjectStore, model: str, start: datetime, end: datetime) -> bool:
     """Whether `model` has a capture object in [start, end) (one listing per hour)."""
     hour = start

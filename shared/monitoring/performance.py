@@ -98,6 +98,15 @@ def _regression(rows: Sequence[LabelledRow]) -> dict[str, Callable[[np.ndarray],
     }
 
 
+def metric_values(meta: ModelMetadata, rows: Sequence[LabelledRow]) -> dict[str, float]:
+    """Every metric of `meta`'s task on `rows` (nan where undefined, e.g. one class only)."""
+    if not rows:
+        return {}
+    metrics = _classification(meta, rows) if meta.task == "classification" else _regression(rows)
+    everything = np.arange(len(rows))
+    return {name: fn(everything) for name, fn in metrics.items()}
+
+
 def measure(meta: ModelMetadata, rows: Sequence[LabelledRow], s: MonitoringSettings) -> Performance:
     """The version's metrics on `rows`, the primary one with an interval and the decay rule."""
     primary = meta.primary_metric

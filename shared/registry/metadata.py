@@ -112,6 +112,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     lineage: Lineage
     timings: dict[str, float]
     gate: GateReport | None = None  # None: registered before the quality gate existed
+    # The held-out rows stored beside the model (holdout.jsonl.gz); None: none stored.
+    holdout_sha256: str | None = None
     trivial_metrics: dict[str, float] = msgspec.field(default_factory=dict)
 
 

@@ -37,6 +37,7 @@ from shared.data.profile import (
 from shared.data.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
 from shared.errors import DataError, ExportError, MlopsError, PreconditionFailed
 from shared.registry.audit import record_event, utc_now
+from shared.registry.holdout import HOLDOUT_FILE, encode_holdout
 from shared.registry.metadata import (
     DataLineage,
     FeatureSchema,
@@ -183,6 +184,7 @@ class _Candidate:
     """A checked model, ready to be registered."""
 
     onnx_bytes: bytes
+    holdout_bytes: bytes
     metadata_without_version: ModelMetadata
 
 
@@ -238,6 +240,9 @@ def _build_candidate(
         gate = judge(primary, metrics[primary], trivial[primary], trivial_name, spec.gate)
     with watch.step("profile"):
         baseline = _baseline(data, schema, predictions, probabilities, classes)
+        holdout = encode_holdout(
+            [f.name for f in data.features], [f.kind for f in data.features], X_test, y_test
+        )
     metadata = ModelMetadata(
         model=model,
         version=0,  # set once a number is claimed
@@ -281,9 +286,12 @@ def _build_candidate(
         ),
         timings={},
         gate=gate,
+        holdout_sha256=sha256_hex(holdout),
         trivial_metrics={k: round(v, 6) for k, v in trivial.items()},
     )
-    return _Candidate(onnx_bytes=onnx_bytes, metadata_without_version=metadata)
+    return _Candidate(
+        onnx_bytes=onnx_bytes, holdout_bytes=holdout, metadata_without_version=metadata
+    )
 
 
 def _put_once(store: ObjectStore, key: str, body: bytes, content_type: str) -> None:
@@ -335,6 +343,7 @@ def _register(
             _put_once(
                 store, prefix + "model.onnx", candidate.onnx_bytes, "application/octet-stream"
             )
+            _put_once(store, prefix + HOLDOUT_FILE, candidate.holdout_bytes, "application/x-ndjson")
             _put_once(
                 store,
                 prefix + "model_card.md",
