@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -30,6 +31,7 @@ from shared.monitoring.capture import (
     decode_capture_file,
     partition_prefix,
 )
+from shared.monitoring.decoding import DICT_ACCESS, CaptureDecoder, FeatureAccess
 from shared.monitoring.labels import LabelFileError, Labels, labels_prefix, parse_labels
 from shared.monitoring.performance import LabelledRow, measure
 from shared.monitoring.report import (
@@ -55,7 +57,7 @@ from shared.monitoring.summary import (
 )
 from shared.registry.audit import record_event_once
 from shared.registry.metadata import decode_metadata
-from shared.registry.records import version_prefix
+from shared.registry.records import RegistryRecord, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
 from shared.store.base import ObjectInfo, ObjectStore
 
@@ -178,12 +180,47 @@ class _Join:
         default_factory=dict
     )
 
-    def add(self, row: CaptureRow | _SlimRow) -> None:
+    def add(self, row: Any) -> None:
         if row.role != "served":
             return
         self.answered.setdefault((row.request_id, row.row), []).append(
             (row.capture_id, row.version, row.prediction, row.probabilities)
         )
+
+
+def _decoder_for(
+    record: RegistryRecord, baselines: _Baselines, *, with_ids: bool
+) -> CaptureDecoder | None:
+    """A decoder typed for the features of the versions the aliases name (None: no alias)."""
+    kinds: dict[str, str] = {}
+    for version in sorted(set(record.aliases.values())):
+        baseline = baselines.get(version)
+        for feature in baseline.metadata.features if baseline is not None else ():
+            # A name that is numeric in one version and categorical in another takes any value.
+            kinds[feature.name] = (
+                feature.kind if kinds.get(feature.name, feature.kind) == feature.kind else "any"
+            )
+    return CaptureDecoder(kinds, with_ids=with_ids) if kinds else None
+
+
+def _decode(
+    decoder: CaptureDecoder | None, body: bytes, key: str, baselines: _Baselines
+) -> tuple[list[Any], FeatureAccess]:
+    """A file's rows, typed when the decoder knows every feature of their versions."""
+    if decoder is not None:
+        rows = decoder.decode(body, key)
+        known = set(decoder.fields)
+        covered = True
+        for version in {row.version for row in rows}:
+            baseline = baselines.get(version)
+            if baseline is not None and any(
+                f.name not in known for f in baseline.metadata.features
+            ):
+                covered = False
+        if covered:
+            return rows, decoder
+    # A version no alias names any more, with features the decoder does not know.
+    return list(decode_capture_file(body, key)), DICT_ACCESS
 
 
 def _join(labels: Labels, join: _Join) -> tuple[dict[int, list[LabelledRow]], LabelSummary]:
@@ -288,11 +325,13 @@ def check_model(
         done += 1
         if progress is not None:
             progress(done, total)
+    decoder = _decoder_for(record, baselines, with_ids=bool(labels.values))
     for info in in_window:
         try:
-            rows = decode_capture_file(store.get(info.key).body, info.key)
+            body = store.get(info.key).body
+            rows, access = _decode(decoder, body, info.key, baselines)
             versions = {row.version for row in rows}
-            part = summarise(rows, {v: baselines.get(v) for v in versions})
+            part = summarise(rows, {v: baselines.get(v) for v in versions}, access)
         except MlopsError as exc:
             problems.append(FileProblem(key=info.key, error=str(exc)[:300]))
         else:

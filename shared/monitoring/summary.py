@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -23,7 +24,7 @@ from shared.data.profile import (
     NumericProfile,
 )
 from shared.errors import MlopsError
-from shared.monitoring.capture import CaptureRow
+from shared.monitoring.decoding import DICT_ACCESS, FeatureAccess
 from shared.registry.metadata import ModelMetadata
 
 # A hostile or high-cardinality feature must not grow a summary without bound: past this
@@ -206,16 +207,6 @@ def merge_windows(a: WindowCounts, b: WindowCounts) -> WindowCounts:
     )
 
 
-def _numeric_column(rows: Sequence[CaptureRow], name: str) -> np.ndarray:
-    values = [row.features.get(name) for row in rows]
-    try:
-        # None (missing) becomes NaN.
-        return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        bad = next(v for v in values if v is not None and not isinstance(v, int | float))
-        raise MlopsError(f"numeric feature {name!r} holds {str(bad)[:40]!r}") from None
-
-
 def count_numeric(values: np.ndarray, profile: NumericProfile) -> NumericCounts:
     """A column's counts in a numeric baseline's bins (NaN = missing)."""
     present = values[~np.isnan(values)]
@@ -243,7 +234,7 @@ def count_categorical(values: Iterable[object]) -> CategoricalCounts:
     return counted
 
 
-def count_predictions(rows: Sequence[CaptureRow], baseline: Baseline) -> PredictionCounts:
+def count_predictions(rows: Sequence[Any], baseline: Baseline) -> PredictionCounts:
     """Predicted classes and probability histograms, or values in the baseline's bins."""
     meta = baseline.metadata
     if meta.task == "classification":
@@ -273,33 +264,39 @@ def count_predictions(rows: Sequence[CaptureRow], baseline: Baseline) -> Predict
     )
 
 
-def count_rows(rows: Sequence[CaptureRow], baseline: Baseline) -> VersionCounts:
+def count_rows(
+    rows: Sequence[Any], baseline: Baseline, access: FeatureAccess = DICT_ACCESS
+) -> VersionCounts:
     """The counts of some rows that `baseline`'s version answered."""
     features: dict[str, NumericCounts | CategoricalCounts] = {}
+    numeric = [f.name for f in baseline.metadata.features if f.kind == "numeric"]
+    matrix = access.numeric(rows, numeric)  # one pass over the rows for every number
+    for j, name in enumerate(numeric):
+        features[name] = count_numeric(matrix[:, j], baseline.numeric(name))
     for feature in baseline.metadata.features:
-        if feature.kind == "numeric":
-            column = _numeric_column(rows, feature.name)
-            features[feature.name] = count_numeric(column, baseline.numeric(feature.name))
-        else:
-            features[feature.name] = count_categorical(
-                row.features.get(feature.name) for row in rows
-            )
+        if feature.kind != "numeric":
+            features[feature.name] = count_categorical(access.column(rows, feature.name))
+    ordered = {f.name: features[f.name] for f in baseline.metadata.features}
     return VersionCounts(
         version=baseline.version,
         rows=len(rows),
-        features=features,
+        features=ordered,
         predictions=count_predictions(rows, baseline),
     )
 
 
-def summarise(rows: Sequence[CaptureRow], baselines: dict[int, Baseline | None]) -> WindowCounts:
+def summarise(
+    rows: Sequence[Any],
+    baselines: dict[int, Baseline | None],
+    access: FeatureAccess = DICT_ACCESS,
+) -> WindowCounts:
     """The counts of one file's served rows, each against its own version's baseline.
 
     `baselines` maps every version in `rows` to its baseline (None: its metadata cannot
     be read, and its rows are only counted as such). Shadow rows are left out: they
     repeat served inputs.
     """
-    by_version: dict[int, list[CaptureRow]] = {}
+    by_version: dict[int, list[Any]] = {}
     for row in rows:
         if row.role == "served":
             by_version.setdefault(row.version, []).append(row)
@@ -310,5 +307,5 @@ def summarise(rows: Sequence[CaptureRow], baselines: dict[int, Baseline | None])
         if baseline is None:
             window.unknown_version_rows += len(version_rows)
             continue
-        window.versions[version] = count_rows(version_rows, baseline)
+        window.versions[version] = count_rows(version_rows, baseline, access)
     return window
