@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from functions import inference
+from functions import inference, monitoring
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError
 from shared.maintenance.challenger import consider
@@ -383,6 +383,15 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     for reason in report.reasons:
         print(f"  {reason}")
     print(f"report: {outcome.report_key} (and .html)")
+    result = monitoring.retrain(store, outcome)
+    if result is not None and result.started and result.data_key is not None:
+        print(f"retraining: {result.reason} -> {result.data_key}")
+        if isinstance(store, LocalStore):  # S3 has the deployed trigger for that
+            trained = train_from_dataset(store, result.data_key, trigger="mlops monitor")
+            _print_outcome(trained)
+            _challenge(store, trained)
+    elif result is not None:
+        print(f"no retraining: {result.reason}")
     return 0
 
 

@@ -7,12 +7,33 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.training import challenge
+from functions.promotion import challenge
+from shared.errors import MlopsError
+from shared.maintenance.retraining import RetrainingOutcome, maybe_retrain
 from shared.monitoring.job import CheckOutcome, check_all
+from shared.monitoring.report import decode_report
 from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
+
+
+def retrain(store: ObjectStore, outcome: CheckOutcome) -> RetrainingOutcome | None:
+    """Act on a window's verdict: assemble a new training set if the spec says so.
+
+    On S3 the written CSV starts the ordinary training trigger; `mlops monitor` trains it
+    in-process on a local store.
+    """
+    try:
+        report = decode_report(store.get(outcome.report_key).body, outcome.report_key)
+        result = maybe_retrain(store, report)
+    except MlopsError as exc:
+        logger.error(
+            "retraining of %s after %s not started: %s", outcome.model, outcome.window, exc
+        )
+        return None
+    logger.info("retraining of %s after %s: %s", outcome.model, outcome.window, result.reason)
+    return result
 
 
 def handle_schedule(
@@ -35,6 +56,8 @@ def handle_schedule(
             outcome.verdict,
             outcome.rows,
         )
+    for outcome in outcomes:
+        retrain(store, outcome)
     # The labelled rows the check just counted may be what a waiting challenger needs.
     for model in list_models(store):
         record, _ = ModelRegistry(store, model).read()

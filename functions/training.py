@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from shared.errors import MlopsError
-from shared.maintenance.challenger import consider
+from functions.promotion import challenge
 from shared.store import ObjectStore, open_store
 from shared.training.job import TrainingOutcome, train_from_dataset
 
@@ -37,14 +36,3 @@ def handle_s3_event(
         if outcome.status in ("registered", "duplicate"):
             challenge(store, outcome.model)
     return outcomes
-
-
-def challenge(store: ObjectStore, model: str) -> None:
-    """Judge a new staging version against production (the hourly check does it again)."""
-    try:
-        result = consider(store, model)
-    except MlopsError as exc:
-        # The version is registered either way; the next hourly check judges it again.
-        logger.error("promotion of %s not decided: %s", model, exc)
-        return
-    logger.info("promotion of %s: %s", model, result.note)

@@ -152,6 +152,28 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             )
 
 
+class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When the monitoring check's verdict assembles a new training set by itself."""
+
+    enabled: bool = True
+    on: list[Literal["drift", "decay"]] = msgspec.field(default_factory=lambda: ["drift", "decay"])
+    min_interval_hours: int = 24  # at most one retraining per this many hours (window time)
+    # Rows of the parent's training data carried over (the most recent ones, at its end);
+    # None: all. A bound makes the training set a sliding window over recent data.
+    keep_base_rows: int | None = None
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        if not 1 <= self.min_interval_hours <= 24 * 365:
+            raise SpecError(
+                f"retraining.min_interval_hours: must be 1 to 8760, got {self.min_interval_hours}"
+            )
+        if self.keep_base_rows is not None and self.keep_base_rows < 0:
+            raise SpecError(
+                f"retraining.keep_base_rows: must be 0 or more, got {self.keep_base_rows}"
+            )
+
+
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to train for one model; see the README's "Model spec" section."""
 
@@ -170,6 +192,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
     gate: GateSettings = msgspec.field(default_factory=GateSettings)
     promotion: PromotionSettings = msgspec.field(default_factory=PromotionSettings)
+    retraining: RetrainingSettings = msgspec.field(default_factory=RetrainingSettings)
 
     def __post_init__(self) -> None:
         # msgspec has checked types; these are the rules between fields.
@@ -204,6 +227,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         self.monitoring.check()
         self.gate.check()
         self.promotion.check()
+        self.retraining.check()
         if self.task is not None:
             self.check_task(self.task)
 
@@ -249,6 +273,28 @@ def parse_spec(body: bytes, *, source: str = "spec") -> ModelSpec:
         raise SpecError(f"{source}: not valid JSON ({exc})") from None
 
 
+def dataset_spec_key(data_key: str) -> str:
+    """Where a dataset's own spec may sit: beside it, ``<name>.spec.json``."""
+    return data_key.removesuffix(".csv") + ".spec.json"
+
+
+def load_spec_for_dataset(
+    store: ObjectStore, model: str, data_key: str
+) -> tuple[ModelSpec, str, str | None]:
+    """The spec a dataset trains under: its own (beside it) if any, else the model's.
+
+    (spec, key it came from, ETag). Retraining writes one beside each set it assembles,
+    pinning what the parent version learnt (task, target, features).
+    """
+    key = dataset_spec_key(data_key)
+    try:
+        obj = store.get(key)
+    except ObjectNotFound:
+        spec, etag = load_spec(store, model)
+        return spec, spec_key(model), etag
+    return parse_spec(obj.body, source=key), key, obj.etag
+
+
 def load_spec(store: ObjectStore, model: str) -> tuple[ModelSpec, str | None]:
     """The spec of `model` and its ETag; the defaults (and None) when there is no spec."""
     key = spec_key(model)
@@ -275,8 +321,11 @@ __all__ = [
     "MonitoringSettings",
     "ParityTolerance",
     "PromotionSettings",
+    "RetrainingSettings",
     "Task",
+    "dataset_spec_key",
     "load_spec",
+    "load_spec_for_dataset",
     "parse_spec",
     "spec_key",
     "spec_to_dict",

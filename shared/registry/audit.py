@@ -29,6 +29,8 @@ AuditEventName = Literal[
     "version_rejected",
     "rolled_back",
     "promotion_decided",
+    "retraining_started",
+    "retraining_skipped",
     "labels_rejected",
     "monitoring_failed",
 ]

@@ -34,7 +34,12 @@ from shared.data.profile import (
     profile_numeric,
     profile_predictions,
 )
-from shared.data.spec import ModelSpec, load_spec, spec_key, spec_to_dict, validate_model_name
+from shared.data.spec import (
+    ModelSpec,
+    load_spec_for_dataset,
+    spec_to_dict,
+    validate_model_name,
+)
 from shared.errors import DataError, ExportError, MlopsError, PreconditionFailed
 from shared.registry.audit import record_event, utc_now
 from shared.registry.holdout import HOLDOUT_FILE, encode_holdout
@@ -192,6 +197,7 @@ def _build_candidate(
     model: str,
     data_obj: StoredObject,
     spec: ModelSpec,
+    spec_source: str,
     spec_etag: str | None,
     run_id: str,
     trigger: str,
@@ -278,7 +284,7 @@ def _build_candidate(
                 train_rows=int(split.train.size),
                 test_rows=int(split.test.size),
             ),
-            spec_key=spec_key(model),
+            spec_key=spec_source,
             spec_etag=spec_etag,
             code_version=_code_version(),
             packages=_package_versions(),
@@ -410,7 +416,7 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
     run_id = "pending"
     try:
         with watch.step("read"):
-            spec, spec_etag = load_spec(store, model)
+            spec, spec_source, spec_etag = load_spec_for_dataset(store, model, data_key)
             data_obj = store.get(data_key)
         source = source_fingerprint(data_obj, spec_etag)
         # Unique per run, even for two deliveries of one event in the same second.
@@ -427,7 +433,9 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
                 status="duplicate",
                 version=existing.version,
             )
-        candidate = _build_candidate(model, data_obj, spec, spec_etag, run_id, trigger, watch)
+        candidate = _build_candidate(
+            model, data_obj, spec, spec_source, spec_etag, run_id, trigger, watch
+        )
         return _register(store, registry, candidate, source, watch)
     except Exception as exc:
         # Bad data, spec or export: recorded and final. Anything else: recorded, and raised
