@@ -247,7 +247,13 @@ def breast_cancer_csv() -> bytes:
 
 
 def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
-    """Train the breast-cancer model end to end on the given store."""
+    """Train the breast-cancer model end to end on the given store (or the lifecycle)."""
+    if args.which == "lifecycle":
+        from functions.lifecycle_demo import simulate  # only this demo needs it
+
+        print(f"store: {store.uri}")
+        simulate(store, rows_per_week=args.rows, weeks=args.weeks)
+        return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     data_path = workdir / "breast_cancer.csv"
@@ -459,8 +465,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. 2026-11-30T10-1h (UTC start hour and length); default: the last complete one",
     )
     p.set_defaults(func=cmd_monitor)
-    p = sub.add_parser("demo", help="train the breast-cancer model, serve it, predict over HTTP")
+    p = sub.add_parser(
+        "demo",
+        help="breast-cancer: train, serve, predict over HTTP, monitor; lifecycle: eight "
+        "simulated weeks of a shop's model kept current",
+    )
+    p.add_argument(
+        "which", nargs="?", default="breast-cancer", choices=["breast-cancer", "lifecycle"]
+    )
     p.add_argument("--workdir", default=".mlops-demo", help="where to write the demo CSV")
+    p.add_argument("--rows", type=int, default=3000, help="lifecycle: shoppers per week")
+    p.add_argument("--weeks", type=int, default=8, help="lifecycle: weeks after week 0")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -134,3 +134,24 @@ def test_promote_and_rollback_by_hand(tmp_path: Path, capsys: pytest.CaptureFixt
     assert trail.count("rolled_back") == 2
     assert '"actor": "cli' in trail
     assert main([*store, "promote", "churn", "x"]) == 2
+
+
+def test_the_lifecycle_recovers_after_the_shift_and_never_promotes_worse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.lifecycle_demo import SHIFT_WEEK, simulate
+    from shared.store.local import LocalStore
+
+    weeks = simulate(LocalStore(tmp_path / "store"), rows_per_week=800, weeks=5, say=print)
+    printed = capsys.readouterr().out
+    assert "week 0: trained v1" in printed
+    before, at_shift, after = weeks[: SHIFT_WEEK - 1], weeks[SHIFT_WEEK - 1], weeks[SHIFT_WEEK:]
+    assert all(w.verdict == "ok" and w.production == 1 for w in before)
+    assert at_shift.verdict in ("decay", "drift")
+    assert at_shift.promoted == "v1 -> v2"
+    for week in after:
+        assert week.production == 2
+        assert week.maintained is not None
+        assert week.frozen is not None
+        # The maintained model recovered; the frozen one stays worse on the same rows.
+        assert week.maintained > week.frozen + 0.1

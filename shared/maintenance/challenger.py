@@ -81,9 +81,10 @@ def _labelled(prediction: Prediction, labels: Sequence[str]) -> list[LabelledRow
     return rows
 
 
-def _score(
+def score(
     loaded: LoadedModel, rows: Sequence[Row], labels: Sequence[str], metric: str
 ) -> float | None:
+    """`metric` of `loaded` on `rows` against `labels` (None for no rows)."""
     if not rows:
         return None
     prediction = predict(loaded, batch_of(loaded, rows))
@@ -115,15 +116,15 @@ def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> 
     held_out = compare(
         f"held-out rows of v{challenger}",
         len(held_rows),
-        _score(old, held_rows, held_labels, metric),
-        _score(new, held_rows, held_labels, metric),
+        score(old, held_rows, held_labels, metric),
+        score(new, held_rows, held_labels, metric),
         metric,
     )
     labelled = compare(
         "labelled captured rows",
         len(cap_rows),
-        _score(old, cap_rows, cap_labels, metric),
-        _score(new, cap_rows, cap_labels, metric),
+        score(old, cap_rows, cap_labels, metric),
+        score(new, cap_rows, cap_labels, metric),
         metric,
     )
     return decide(champion, challenger, metric, held_out, labelled, settings)

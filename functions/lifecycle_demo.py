@@ -1,0 +1,194 @@
+"""`mlops demo lifecycle`: a shop's recommendations kept current for eight simulated weeks.
+
+Customers browse; the model says whether they will buy the item shown. Week 0 trains
+version 1. Each week sends traffic through the serving path (captured as deployed), and
+the purchases arrive as labels a few days later; then the weekly monitoring check runs,
+and its verdict may retrain, gate and promote, all by the same code as deployed. At week
+3 preferences shift. Each week prints the verdict, what was retrained and promoted, and
+the metric of the maintained model next to a frozen version 1, on the same labelled rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from functions import inference, monitoring
+from functions.promotion import challenge
+from shared.maintenance.challenger import score
+from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.job import check_model
+from shared.monitoring.report import window_id
+from shared.registry.registry import ModelRegistry
+from shared.serving.cache import ModelCache
+from shared.store.base import ObjectStore
+from shared.training.job import train_from_dataset
+
+MODEL = "shop-recommendations"
+NUMERIC = ["pages_viewed", "minutes_on_site", "past_purchases", "days_since_visit", "discount"]
+CATEGORIES = ["books", "electronics", "fashion", "garden", "toys"]
+DEVICES = ["mobile", "desktop"]
+SHIFT_WEEK = 3
+START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday: week w is [START + w weeks, + 1 week)
+SPEC = {
+    "target": "bought",
+    "estimator": "gradient_boosting",
+    "params": {"max_iter": 60},
+    "monitoring": {"window_hours": 168, "label_window_hours": 168},
+    # After a change, the newest week says more than the old data: train on it alone.
+    "retraining": {"on": ["drift", "decay"], "min_interval_hours": 168, "keep_base_rows": 0},
+}
+
+
+def customers(n: int, week: int, seed: int) -> dict[str, np.ndarray]:
+    """A week of shoppers and whether they bought; preferences change from SHIFT_WEEK on."""
+    rng = np.random.default_rng(seed)
+    shifted = week >= SHIFT_WEEK
+    data: dict[str, np.ndarray] = {
+        "pages_viewed": rng.poisson(6, n).astype(np.float64),
+        "minutes_on_site": rng.gamma(2.0, 4.0, n),
+        "past_purchases": rng.poisson(2, n).astype(np.float64),
+        "days_since_visit": rng.exponential(10, n),
+        "discount": rng.choice([0.0, 0.1, 0.2, 0.3], n),
+    }
+    mix = [0.15, 0.2, 0.15, 0.35, 0.15] if shifted else [0.2, 0.3, 0.2, 0.1, 0.2]
+    data["category"] = rng.choice(CATEGORIES, n, p=mix).astype(object)
+    data["device"] = rng.choice(DEVICES, n, p=[0.6, 0.4]).astype(object)
+    appeal = {"books": 0.3, "electronics": 1.0, "fashion": 0.2, "garden": -0.8, "toys": 0.0}
+    if shifted:  # the season turns: gardens sell, gadgets do not, discounts stop working
+        appeal = {"books": 0.3, "electronics": -0.9, "fashion": 0.2, "garden": 1.2, "toys": 0.0}
+    discount_effect = -2.0 if shifted else 4.0
+    logit = (
+        0.25 * (data["pages_viewed"] - 6)
+        + 0.08 * (data["minutes_on_site"] - 8)
+        + 0.3 * data["past_purchases"]
+        - 0.05 * data["days_since_visit"]
+        + discount_effect * (data["discount"] - 0.15)
+        + np.array([appeal[c] for c in data["category"]])
+        - 0.6
+    )
+    bought = rng.random(n) < 1 / (1 + np.exp(-logit))
+    data["bought"] = np.where(bought, "yes", "no").astype(object)
+    missing = rng.random(n) < 0.03  # a tracker that sometimes fails
+    data["minutes_on_site"][missing] = np.nan
+    return data
+
+
+def to_csv(data: dict[str, np.ndarray]) -> bytes:
+    """Shoppers as a training CSV (empty cell = missing)."""
+    columns = [*NUMERIC, "category", "device", "bought"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for i in range(len(data["bought"])):
+        writer.writerow(
+            [
+                "" if isinstance(v, float) and np.isnan(v) else v
+                for v in (data[c][i] for c in columns)
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def _record(data: dict[str, np.ndarray], i: int) -> dict[str, int | float | str | None]:
+    record: dict[str, int | float | str | None] = {}
+    for name in NUMERIC:
+        value = float(data[name][i])
+        record[name] = None if np.isnan(value) else value
+    record["category"] = str(data["category"][i])
+    record["device"] = str(data["device"][i])
+    return record
+
+
+@dataclass(frozen=True)
+class Week:
+    """One printed line of the simulation."""
+
+    week: int
+    production: int
+    verdict: str
+    retrained: str
+    promoted: str
+    maintained: float | None
+    frozen: float | None
+
+
+def simulate(
+    store: ObjectStore, *, rows_per_week: int, weeks: int = 8, say: Callable[[str], None] = print
+) -> list[Week]:
+    """Run the weeks on `store` (a local store: training runs in-process) and report them."""
+    store.put(f"specs/{MODEL}.json", json.dumps(SPEC).encode())
+    store.put(f"datasets/{MODEL}/week-0.csv", to_csv(customers(rows_per_week * 2, 0, seed=0)))
+    first = train_from_dataset(store, f"datasets/{MODEL}/week-0.csv", trigger="demo week 0")
+    if first.version != 1:
+        raise RuntimeError(f"week 0 did not train version 1: {first.reason}")
+    auc = first.metrics["roc_auc"]
+    say(f"week 0: trained v1 on {rows_per_week * 2} shoppers (roc_auc {auc:.3f})")
+    heading = f"{'verdict':<18} {'retrained':<20} {'promoted':<12}"
+    say(f"week  prod  {heading} roc_auc: maintained  frozen v1")
+    results = []
+    for week in range(1, weeks + 1):
+        begins = START + timedelta(weeks=week)
+        data = customers(rows_per_week, week, seed=week)
+        # Serve the week's traffic as deployed: capture included, production answering.
+        clock = functools.partial(float, begins.timestamp() + 3600)
+        inference.reset_cache(ModelCache(store), CaptureWriter(store, clock=clock))
+        batch = 250
+        for start in range(0, rows_per_week, batch):
+            body = json.dumps(
+                {
+                    "id": f"w{week}-{start}",
+                    "records": [
+                        _record(data, i) for i in range(start, min(start + batch, rows_per_week))
+                    ],
+                }
+            )
+            answer = inference.predict_records(MODEL, None, body.encode(), {})
+            if answer.status != 200:
+                raise RuntimeError(f"week {week}: prediction failed: {answer.body}")
+        inference.reset_cache()  # writes the captured rows
+        # Purchases are known a few days later: the labels file, by request id and row.
+        labels = io.StringIO()
+        writer = csv.writer(labels, lineterminator="\n")
+        writer.writerow(["request_id", "row", "bought"])
+        for i in range(rows_per_week):
+            writer.writerow([f"w{week}-{i - i % batch}", i % batch, data["bought"][i]])
+        store.put(f"labels/{MODEL}/week-{week}.csv", labels.getvalue().encode())
+        production = ModelRegistry(store, MODEL).load().aliases["production"]
+        # Both models on the same labelled rows of the week: what the shop saw, and what it
+        # would have seen with nothing maintained.
+        rows = [_record(data, i) for i in range(rows_per_week)]
+        truth = [str(b) for b in data["bought"]]
+        cache = ModelCache(store)
+        maintained = score(cache.get(MODEL, str(production)), rows, truth, "roc_auc")
+        frozen = score(cache.get(MODEL, "1"), rows, truth, "roc_auc")
+        # The weekly check, then what the verdict leads to, as the scheduled function does.
+        window = window_id(begins, 168)
+        outcome = check_model(store, MODEL, window)
+        retrained = promoted = "-"
+        result = monitoring.retrain(store, outcome)
+        if result is not None and result.started and result.data_key is not None:
+            trained = train_from_dataset(store, result.data_key, trigger=f"demo week {week}")
+            retrained = f"v{trained.version} {trained.status}"
+            before = ModelRegistry(store, MODEL).load().aliases["production"]
+            challenge(store, MODEL)
+            after = ModelRegistry(store, MODEL).load().aliases["production"]
+            promoted = f"v{before} -> v{after}" if after != before else f"kept v{before}"
+        line = Week(week, production, outcome.verdict, retrained, promoted, maintained, frozen)
+        results.append(line)
+        say(
+            f"{week:>4}  v{production:<3} {outcome.verdict:<18} {retrained:<20} {promoted:<12} "
+            f"{_fmt(maintained):>19}  {_fmt(frozen):>9}"
+        )
+    return results
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
