@@ -51,6 +51,7 @@ class HttpResult:
 
 _cache: ModelCache | None = None
 _capture: CaptureWriter | None = None
+shadow_failures = 0  # shadow errors this container swallowed (a test or a person reads it)
 
 
 def model_cache() -> ModelCache:
@@ -86,9 +87,16 @@ def reset_cache(cache: ModelCache | None = None, capture: CaptureWriter | None =
 def _record(
     loaded: LoadedModel, ref: str | None, rid: str, batch: ModelInput, out: Prediction
 ) -> None:
-    # After the answer is computed and before it is returned; CaptureWriter.add never raises.
-    capture_writer().add(
-        model_cache().capture_settings(loaded.model),
+    """Capture the answer and, when the spec says so, shadow it with staging.
+
+    Runs after the response is computed; neither step can change it or fail it.
+    """
+    cache = model_cache()
+    capture, shadow = cache.settings(loaded.model)
+    writer = capture_writer()
+    shadowing = shadow.enabled and (ref or "production") == "production"
+    capture_id = writer.add(
+        capture,
         model=loaded.model,
         version=loaded.version,
         served_by=ref or "production",
@@ -99,7 +107,38 @@ def _record(
         predictions=out.values,
         probabilities=out.probabilities,
         classes=out.classes,
+        hold=shadowing,
     )
+    if not shadowing:
+        return
+    try:
+        if capture_id is None or writer.sample() >= shadow.sample_rate:
+            return
+        staging = cache.shadow_for(loaded)
+        if staging is None:
+            return
+        shadowed = predict(staging, batch)
+        writer.add(
+            capture,
+            model=loaded.model,
+            version=staging.version,
+            served_by="staging",
+            request_id=rid,
+            numeric_names=staging.onnx.numeric_names,
+            numeric=batch.numeric,
+            categorical=batch.categorical,
+            predictions=shadowed.values,
+            probabilities=shadowed.probabilities,
+            classes=shadowed.classes,
+            role="shadow",
+            capture_id=capture_id,
+        )
+    except Exception:  # the shadow's errors are logged and counted, never the caller's
+        global shadow_failures
+        shadow_failures += 1
+        logger.exception("shadow of %s v%s failed", loaded.model, loaded.version)
+    finally:
+        writer.settle(capture, loaded.model)
 
 
 # Most specific first: the first matching class decides the status.

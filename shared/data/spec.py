@@ -174,6 +174,18 @@ class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             )
 
 
+class ShadowSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Scoring the staging version on live requests, beside production, for comparison."""
+
+    enabled: bool = False
+    sample_rate: float = 0.1  # share of captured production requests also scored by staging
+
+    def check(self) -> None:
+        """Raise SpecError naming the first setting out of range."""
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise SpecError(f"shadow.sample_rate: must be between 0 and 1, got {self.sample_rate}")
+
+
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to train for one model; see the README's "Model spec" section."""
 
@@ -193,6 +205,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     gate: GateSettings = msgspec.field(default_factory=GateSettings)
     promotion: PromotionSettings = msgspec.field(default_factory=PromotionSettings)
     retraining: RetrainingSettings = msgspec.field(default_factory=RetrainingSettings)
+    shadow: ShadowSettings = msgspec.field(default_factory=ShadowSettings)
 
     def __post_init__(self) -> None:
         # msgspec has checked types; these are the rules between fields.
@@ -228,6 +241,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         self.gate.check()
         self.promotion.check()
         self.retraining.check()
+        self.shadow.check()
         if self.task is not None:
             self.check_task(self.task)
 
@@ -322,6 +336,7 @@ __all__ = [
     "ParityTolerance",
     "PromotionSettings",
     "RetrainingSettings",
+    "ShadowSettings",
     "Task",
     "dataset_spec_key",
     "load_spec",

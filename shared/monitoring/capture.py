@@ -190,12 +190,20 @@ class CaptureWriter:
         probabilities: np.ndarray | None,
         classes: Sequence[str | int] | None,
         role: str = "served",
+        capture_id: str | None = None,
+        hold: bool = False,
     ) -> str | None:
-        """Buffer one request's rows (if sampled); returns its capture id. Never raises."""
-        if not settings.enabled or self.sample() >= settings.sample_rate:
+        """Buffer one request's rows (if sampled); returns its capture id. Never raises.
+
+        A shadow's rows pass the capture id of the production answer they shadow (that
+        request was sampled already), so that the check can pair them row by row; with
+        `hold` the batch is not written yet, so that the shadow's rows land in the same
+        object as the answer's (`settle` writes it if it is due).
+        """
+        if capture_id is None and (not settings.enabled or self.sample() >= settings.sample_rate):
             return None
         now = self.clock()
-        capture_id = secrets.token_hex(8)
+        capture_id = capture_id or secrets.token_hex(8)
         item = _Pending(
             now,
             capture_id,
@@ -221,14 +229,26 @@ class CaptureWriter:
                 batch = self._batches[model] = _Batch(hour=hour, first_at=now)
             batch.pending.append(item)
             batch.rows += item.rows
-            if (
-                batch.rows >= settings.batch_rows
-                or now - batch.first_at >= settings.max_wait_seconds
-            ):
+            if not hold and self._due(batch, settings, now):
                 ready.append((model, self._batches.pop(model)))
         for name, full in ready:
             self._write(name, full)
         return capture_id
+
+    @staticmethod
+    def _due(batch: _Batch, settings: CaptureSettings, now: float) -> bool:
+        return (
+            batch.rows >= settings.batch_rows or now - batch.first_at >= settings.max_wait_seconds
+        )
+
+    def settle(self, settings: CaptureSettings, model: str) -> None:
+        """Write `model`'s batch if it is due (after rows added with `hold`)."""
+        with self._lock:
+            batch = self._batches.get(model)
+            if batch is None or not self._due(batch, settings, self.clock()):
+                return
+            del self._batches[model]
+        self._write(model, batch)
 
     def flush(self, *, older_than: float | None = None) -> int:
         """Write every buffered batch (or those older than `older_than` seconds); rows written."""

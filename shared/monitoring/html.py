@@ -26,6 +26,7 @@ from shared.monitoring.report import (
     LabelSummary,
     OutputDrift,
     Performance,
+    ShadowComparison,
     Verdict,
     VersionSection,
 )
@@ -95,6 +96,8 @@ def render_report(report: DriftReport) -> str:
             '<section class="card"><h2>Versions</h2>'
             '<p class="note">No version served traffic in this window.</p></section>'
         )
+    if report.shadows:
+        parts.append(_shadows(report.shadows))
     parts.append(_settings(report.settings))
     parts.append("</main></body></html>\n")
     return "".join(parts)
@@ -431,6 +434,33 @@ def _performance(performance: Performance | None) -> str:
         )
         others = f'<dl class="facts small">{cells}</dl>'
     return f"<h3>Performance {state}</h3>{text}{chart}{others}"
+
+
+def _shadows(shadows: Sequence[ShadowComparison]) -> str:
+    rows = []
+    for s in shadows:
+        if s.agreement is not None:
+            together = f"{_pct(s.agreement)} same class"
+        else:
+            together = f"mean |difference| {_num(s.mean_abs_difference)}"
+        mine, theirs = s.performance, s.served_performance
+        metrics = "—"
+        if mine is not None and theirs is not None and mine.value is not None:
+            metrics = (
+                f"{_e(mine.metric)}: shadow {_num(mine.value)} · served {_num(theirs.value)} "
+                f"on {_int(s.labelled_rows)} labelled rows"
+            )
+        rows.append(
+            f"<tr><td>v{s.version} beside v{s.served_version}</td><td>{_int(s.rows)}</td>"
+            f"<td>{_int(s.paired_rows)}</td><td>{together}</td><td>{metrics}</td></tr>"
+        )
+    return (
+        '<section class="card"><h2>Shadow</h2><p class="note">The staging version scored a '
+        "share of live requests beside production; callers only ever saw production's "
+        "answers.</p><table><thead><tr><th>versions</th><th>shadow rows</th><th>paired</th>"
+        f"<th>agreement</th><th>with labels</th></tr></thead><tbody>{''.join(rows)}"
+        "</tbody></table></section>"
+    )
 
 
 # -- charts ----------------------------------------------------------------------------

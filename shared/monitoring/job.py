@@ -40,6 +40,7 @@ from shared.monitoring.report import (
     HistoryPoint,
     LabelSummary,
     Performance,
+    ShadowComparison,
     decode_report,
     encode_report,
     parse_window_id,
@@ -188,6 +189,66 @@ class _Join:
         )
 
 
+@dataclass
+class _ShadowPairs:
+    """Shadow rows paired with the served rows of the same request (same capture id, row)."""
+
+    agree: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    rows: dict[int, int] = field(default_factory=dict)
+    labelled: dict[tuple[int, int], tuple[list[LabelledRow], list[LabelledRow]]] = field(
+        default_factory=dict
+    )
+
+    def add_file(self, rows: list[Any], labels: Labels, regression: bool) -> None:
+        served = {(r.capture_id, r.row): r for r in rows if r.role == "served"}
+        for shadow in rows:
+            if shadow.role != "shadow":
+                continue
+            self.rows[shadow.version] = self.rows.get(shadow.version, 0) + 1
+            answer = served.get((shadow.capture_id, shadow.row))
+            if answer is None:
+                continue
+            pair = (shadow.version, answer.version)
+            if regression:
+                score = abs(float(shadow.prediction) - float(answer.prediction))
+            else:
+                score = float(str(shadow.prediction) == str(answer.prediction))
+            self.agree.setdefault(pair, []).append(score)
+            label = labels.values.get((shadow.request_id, shadow.row))
+            if label is not None:
+                mine, theirs = self.labelled.setdefault(pair, ([], []))
+                mine.append(LabelledRow(label, shadow.prediction, shadow.probabilities))
+                theirs.append(LabelledRow(label, answer.prediction, answer.probabilities))
+
+    def comparisons(
+        self, baselines: _Baselines, settings: MonitoringSettings
+    ) -> list[ShadowComparison]:
+        out = []
+        for (version, served), scores in sorted(self.agree.items()):
+            shadow_base, served_base = baselines.get(version), baselines.get(served)
+            regression = shadow_base is not None and shadow_base.metadata.task == "regression"
+            mean = round(sum(scores) / len(scores), 6) if scores else None
+            mine, theirs = self.labelled.get((version, served), ([], []))
+            out.append(
+                ShadowComparison(
+                    version=version,
+                    served_version=served,
+                    rows=self.rows.get(version, 0),
+                    paired_rows=len(scores),
+                    agreement=None if regression else mean,
+                    mean_abs_difference=mean if regression else None,
+                    labelled_rows=len(mine),
+                    performance=measure(shadow_base.metadata, mine, settings)
+                    if shadow_base is not None and mine
+                    else None,
+                    served_performance=measure(served_base.metadata, theirs, settings)
+                    if served_base is not None and theirs
+                    else None,
+                )
+            )
+        return out
+
+
 def _decoder_for(
     record: RegistryRecord, baselines: _Baselines, *, with_ids: bool
 ) -> CaptureDecoder | None:
@@ -325,7 +386,9 @@ def check_model(
         done += 1
         if progress is not None:
             progress(done, total)
-    decoder = _decoder_for(record, baselines, with_ids=bool(labels.values))
+    shadowing = spec.shadow.enabled
+    decoder = _decoder_for(record, baselines, with_ids=bool(labels.values) or shadowing)
+    pairs = _ShadowPairs()
     for info in in_window:
         try:
             body = store.get(info.key).body
@@ -336,6 +399,10 @@ def check_model(
             problems.append(FileProblem(key=info.key, error=str(exc)[:300]))
         else:
             counts = merge_windows(counts, part)
+            if shadowing:
+                production = baselines.get(record.aliases.get("production", 0))
+                regression = production is not None and production.metadata.task == "regression"
+                pairs.add_file(rows, labels, regression)
             if labels.values:
                 for row in rows:
                     join.add(row)
@@ -379,6 +446,7 @@ def check_model(
         versions=sections,
         history=[],
         settings=msgspec.to_builtins(settings),
+        shadows=pairs.comparisons(baselines, settings),
     )
     history = [*_history(store, model, window), _point(report)]
     report = msgspec.structs.replace(report, history=history)

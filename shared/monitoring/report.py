@@ -120,6 +120,20 @@ class LabelSummary(msgspec.Struct, frozen=True, kw_only=True):
     duplicates: int  # the same (request id, row) labelled again: the last upload wins
 
 
+class ShadowComparison(msgspec.Struct, frozen=True, kw_only=True):
+    """A staging version scored on live requests beside production (shadow mode)."""
+
+    version: int  # the shadow
+    served_version: int  # what answered the same rows
+    rows: int  # shadow rows in the window
+    paired_rows: int  # shadow rows whose served row was found
+    agreement: float | None  # classification: share of paired rows with the same class
+    mean_abs_difference: float | None  # regression: mean |shadow - served|
+    labelled_rows: int
+    performance: Performance | None  # the shadow's metrics on the labelled paired rows
+    served_performance: Performance | None  # the served version's, on the same rows
+
+
 class HistoryPoint(msgspec.Struct, frozen=True, kw_only=True):
     """One earlier window, for the trend plots."""
 
@@ -148,6 +162,7 @@ class DriftReport(msgspec.Struct, frozen=True, kw_only=True):
     versions: list[VersionSection]
     history: list[HistoryPoint]
     settings: dict[str, object]
+    shadows: list[ShadowComparison] = msgspec.field(default_factory=list)
 
 
 def window_id(start: datetime, hours: int) -> str:

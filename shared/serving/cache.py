@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.data.spec import CaptureSettings, load_spec, validate_model_name
+from shared.data.spec import CaptureSettings, ShadowSettings, load_spec, validate_model_name
 from shared.errors import (
     ArtifactRejected,
     ModelNotFound,
@@ -37,8 +37,8 @@ from shared.store.base import ObjectStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "production"
-# Capture settings change rarely; one spec read a minute per model is enough.
-CAPTURE_TTL = 60.0
+# Capture and shadow settings change rarely; one spec read a minute per model is enough.
+SETTINGS_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ class ModelCache:
         # A model with no registry is remembered too (with why), so that requests for it
         # do not list the store each time.
         self._records: dict[str, tuple[float, RegistryRecord | ModelNotFound | ModelNotReady]] = {}
-        self._capture: dict[str, tuple[float, CaptureSettings]] = {}
+        self._settings: dict[str, tuple[float, CaptureSettings, ShadowSettings]] = {}
+        self._loading: set[tuple[str, int]] = set()
+        self._background: list[threading.Thread] = []
         self._sessions: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._last_served: dict[tuple[str, str], int] = {}
         self._refused: dict[tuple[str, int], str] = {}
@@ -122,23 +124,74 @@ class ModelCache:
             # raise attached, or it would grow for as long as the container lives.
             raise cached[1].with_traceback(None)
 
-    def capture_settings(self, model: str) -> CaptureSettings:
-        """The spec's capture settings, re-read at most once per CAPTURE_TTL seconds.
+    def settings(self, model: str) -> tuple[CaptureSettings, ShadowSettings]:
+        """The spec's capture and shadow settings, re-read at most once per SETTINGS_TTL s.
 
         A spec that cannot be read falls back to the defaults: capture must never fail
         or slow a prediction (a broken spec fails the next training run, visibly).
         """
-        cached = self._capture.get(model)
+        cached = self._settings.get(model)
         now = self.clock()
-        if cached is not None and now - cached[0] < CAPTURE_TTL:
-            return cached[1]
+        if cached is not None and now - cached[0] < SETTINGS_TTL:
+            return cached[1], cached[2]
         try:
-            settings = load_spec(self.store, model)[0].monitoring.capture
+            spec = load_spec(self.store, model)[0]
+            capture, shadow = spec.monitoring.capture, spec.shadow
         except Exception as exc:  # any store or spec error: keep serving, with defaults
-            logger.warning("capture settings of %r unreadable, using defaults: %s", model, exc)
-            settings = CaptureSettings()
-        self._capture[model] = (now, settings)
-        return settings
+            logger.warning("settings of %r unreadable, using defaults: %s", model, exc)
+            capture, shadow = CaptureSettings(), ShadowSettings()
+        self._settings[model] = (now, capture, shadow)
+        return capture, shadow
+
+    def shadow_for(self, production: LoadedModel) -> LoadedModel | None:
+        """The staging version to shadow `production` with, if it is loaded and comparable.
+
+        Never loads on the request path: the first call starts a background load and
+        returns None, so a shadow's cold start (download, hash check, session build)
+        never delays or fails a production answer.
+        """
+        model = production.model
+        with self._lock:
+            record = self.record(model)
+            version = record.aliases.get("staging")
+            if version is None or version == production.version:
+                return None
+            key = (model, version)
+            loaded = self._sessions.get(key)
+            if loaded is not None:
+                same = [(f.name, f.kind) for f in loaded.features] == [
+                    (f.name, f.kind) for f in production.features
+                ]
+                return loaded if same else None
+            if key in self._loading or key in self._refused:
+                return None
+            entry = record.entry(version)
+            if entry.status != "ready":
+                return None
+            self._loading.add(key)
+        worker = threading.Thread(target=self._load_in_background, args=(model, entry), daemon=True)
+        self._background.append(worker)
+        worker.start()
+        return None
+
+    def _load_in_background(self, model: str, entry: VersionEntry) -> None:
+        key = (model, entry.version)
+        try:
+            loaded = self._build(model, entry)
+        except Exception as exc:  # a shadow's failure is logged, never raised to a caller
+            logger.warning("shadow v%s of %r not loaded: %s", entry.version, model, exc)
+        else:
+            with self._lock:
+                self._keep(key, loaded)
+        finally:
+            with self._lock:
+                self._loading.discard(key)
+
+    def wait_for_background(self, timeout: float = 30.0) -> None:
+        """Let background loads finish (tests and benchmarks; serving never waits)."""
+        for worker in list(self._background):
+            worker.join(timeout)
+        self._background = [w for w in self._background if w.is_alive()]
 
     def _explain_missing(self, model: str) -> ModelNotFound | ModelNotReady:
         # Only on the error path: say why a model that was uploaded has no version.
@@ -196,6 +249,19 @@ class ModelCache:
             return cached
         if key in self._refused:
             raise ArtifactRejected(self._refused[key])
+        loaded = self._build(model, entry)
+        self._keep(key, loaded)
+        return loaded
+
+    def _keep(self, key: tuple[str, int], loaded: LoadedModel) -> None:
+        self._sessions[key] = loaded
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+
+    def _build(self, model: str, entry: VersionEntry) -> LoadedModel:
+        """Read, check and open one version's artifact (no cache lock needed)."""
+        key = (model, entry.version)
         prefix = version_prefix(model, entry.version)
         try:
             metadata = decode_metadata(self.store.get(prefix + "metadata.json").body)
@@ -216,13 +282,9 @@ class ModelCache:
                 self.store, model, "artifact_rejected", version=entry.version, reason=reason
             )
             raise ArtifactRejected(reason)
-        loaded = LoadedModel(
+        return LoadedModel(
             model=model,
             version=entry.version,
             metadata=metadata,
             onnx=OnnxModel(artifact, metadata.features),
         )
-        self._sessions[key] = loaded
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-        return loaded
