@@ -58,6 +58,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "train_100k_max_rss_mb": training.train_100k_max_rss_mb,
         "s3_requests_per_1000_predictions": s3_requests.s3_requests_per_1000_predictions,
         "capture_overhead_us": monitoring.capture_overhead_us,
+        "shadow_overhead_us": monitoring.shadow_overhead_us,
         "monitor_1m_rows_seconds": monitoring.monitor_1m_rows_seconds,
         "package_unzipped_mb": package_size.package_unzipped_mb,
     }
@@ -74,6 +75,7 @@ FIGURES = (
     "train_100k_max_rss_mb",
     "s3_requests_per_1000_predictions",
     "capture_overhead_us",
+    "shadow_overhead_us",
     "monitor_1m_rows_seconds",
     "package_unzipped_mb",
 )

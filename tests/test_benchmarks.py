@@ -104,6 +104,10 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
     assert capture["median_includes_a_batch_write"] is False
     assert capture["flush"]["rows_per_flush"] == 1000
     assert _number(capture["amortised_write_us_per_row"])
+    shadow = results["shadow_overhead_us"]["details"]
+    assert shadow["shadow_on_us"]["n"] == shadow["shadow_off_us"]["n"] == small.calls_1row
+    # Every timed and warm-up call captured its row and, shadowed, the staging row too.
+    assert shadow["rows_captured_during_timing"] == 3 * shadow["calls_timed_and_warmed"]
     assert results["run"]["quick"] is True
     assert results["run"]["failed"] == []
     machine = results["machine"]
