@@ -315,7 +315,7 @@ BAD_V2: list[tuple[Any, str]] = [
     ({"inputs": [*v2_inputs(ROW), {**v2_inputs(ROW)[0], "name": "zz"}]}, "unknown inputs ['zz']"),
     (
         {"inputs": [{**v2_inputs(ROW)[0], "datatype": "BYTES"}, *v2_inputs(ROW)[1:]]},
-        "datatype BYTES not accepted for a numeric feature",
+        "datatype 'BYTES' not accepted for a numeric feature",
     ),
     (
         {
