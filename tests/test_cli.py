@@ -106,3 +106,24 @@ def test_a_bad_spec_is_refused_before_anything_is_uploaded(
     assert code == 2
     assert "estimator" in capsys.readouterr().err
     assert not (tmp_path / "s" / "datasets").exists()
+
+
+def test_predict_failures_print_an_error_and_exit_as_the_readme_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"records": [{"x0": 1}]}))
+    capsys.readouterr()
+    with running_server() as url:
+        for where in ([], ["--url", url]):
+            assert main([*store, "predict", "ghost", "--json", str(body), *where]) == 2
+            # (The server in this process logs its requests to stderr too.)
+            errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+            assert errors == ["error: no model named 'ghost' is registered"]
+            assert main([*store, "predict", "churn", "--json", str(body), *where]) == 2
+            errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+            assert errors[0].startswith("error: records[0]: missing features")
