@@ -7,9 +7,10 @@ serving needs; the training stack is imported inside the training handler.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import msgspec
-from chalice.app import Chalice, CloudWatchEvent, Rate, Response, S3Event
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, S3Event
 
 from functions import inference
 from functions.inference import HttpResult
@@ -45,8 +46,39 @@ def _headers() -> dict[str, str]:
     request = app.current_request
     if request is None:
         return {}
-    wanted = (inference.REQUEST_ID_HEADER, binary_tensors.HEADER, "accept")
+    wanted = (
+        inference.REQUEST_ID_HEADER,
+        binary_tensors.HEADER,
+        inference.ACCEPT_HEADER,
+        inference.CONTENT_ENCODING_HEADER,
+    )
     return {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+
+
+_HINTS = {
+    405: " (the Allow header lists this route's methods)",
+    415: (
+        "; send Content-Type: application/json, or application/octet-stream for binary "
+        "tensor data to /infer"
+    ),
+}
+
+
+@app.middleware("http")
+def protocol_errors(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice's own refusals (415, 405, an unhandled 500) in the API's error object."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Message" in body:
+        # Chalice answers {"Code": ..., "Message": ...}; the protocol says {"error": ...}.
+        # Its messages quote request headers (e.g. the Content-Type): keep them short.
+        message = str(body["Message"])[:200] + _HINTS.get(response.status_code, "")
+        return Response(
+            body=msgspec.json.encode({"error": message}).decode(),
+            status_code=response.status_code,
+            headers={**response.headers, "Content-Type": "application/json"},
+        )
+    return response
 
 
 @app.route("/v2", methods=["GET"])

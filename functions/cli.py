@@ -174,7 +174,10 @@ def _http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        try:
+            return err.code, json.loads(err.read() or b"{}")
+        except json.JSONDecodeError:  # e.g. a proxy's HTML error page
+            return err.code, {"error": f"HTTP {err.code} {err.reason} from {url}"}
 
 
 def _feature_kinds(model: str, version: str | None, url: str | None) -> dict[str, str]:
@@ -229,8 +232,13 @@ def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:
         )
         status, body = result.status, result.body
         inference.reset_cache()  # writes the captured rows before the process ends
+    if status != 200:
+        # As every command says a failure: a client's mistake (unknown model, version or
+        # feature, bad value) is a domain error, exit 2; the server failing is exit 1.
+        print(f"error: {body.get('error', f'HTTP {status}')}", file=sys.stderr)
+        return 2 if 400 <= status < 500 else 1
     print(json.dumps(body, indent=2))
-    return 0 if status == 200 else 1
+    return 0
 
 
 def breast_cancer_csv() -> bytes:

@@ -29,7 +29,7 @@ from shared.errors import (
 from shared.monitoring.capture import CaptureWriter
 from shared.serving import binary_tensors, inference_v2, records_api
 from shared.serving.cache import LoadedModel, ModelCache, Prediction, predict
-from shared.serving.inputs import decode_body, is_request_id, request_id
+from shared.serving.inputs import decode_body, is_request_id, request_id, unpack_body
 from shared.serving.runtime import ModelInput
 from shared.store import open_store
 
@@ -37,6 +37,20 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = "serverless-mlops"
 REQUEST_ID_HEADER = "x-request-id"
+CONTENT_ENCODING_HEADER = "content-encoding"
+ACCEPT_HEADER = "accept"
+BINARY_TYPE = "application/octet-stream"
+
+
+def binary_response_deliverable(accept: str | None) -> bool:
+    """Whether a binary body reaches this client through every gateway we deploy behind.
+
+    API Gateway (REST) turns a function's base64 body back into bytes only when the first
+    media type of the request's Accept header is a binary media type; otherwise the client
+    would get base64 text. Chalice refuses to answer such a request with a binary body.
+    """
+    first = (accept or "").split(",", 1)[0].split(";", 1)[0]
+    return first.strip().lower() == BINARY_TYPE
 
 
 @dataclass(frozen=True)
@@ -228,18 +242,16 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
 
     def action() -> HttpResult:
         nonlocal rid
-        decoded = inference_v2.parse_request(body, headers.get(binary_tensors.HEADER))
+        unpacked = unpack_body(body, headers.get(CONTENT_ENCODING_HEADER))
+        decoded = inference_v2.parse_request(unpacked, headers.get(binary_tensors.HEADER))
         rid = request_id(decoded.request.id, rid)
         loaded = model_cache().get(name, version)
         wanted = inference_v2.wanted_outputs(decoded.request, loaded)
-        accept = headers.get("accept", "")
-        if any(binary for _, binary in wanted) and not (
-            "application/octet-stream" in accept or "*/*" in accept
-        ):
-            # API Gateway returns a binary body only to a request that accepts it.
-            raise BadRequest(
-                "binary outputs need the request header 'Accept: application/octet-stream'"
-            )
+        if not binary_response_deliverable(headers.get(ACCEPT_HEADER)):
+            # The parameters asked for binary outputs, but this response could not carry
+            # them: the same outputs go as JSON data, and no Inference-Header-Content-Length
+            # header tells the client (tritonclient reads either form).
+            wanted = [(output, False) for output, _ in wanted]
         batch = inference_v2.parse_inputs(decoded, loaded)
         prediction = predict(loaded, batch)
         _record(loaded, version, rid, batch, prediction)
@@ -252,7 +264,7 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
             response,
             {
                 REQUEST_ID_HEADER: rid,
-                "Content-Type": "application/octet-stream",
+                "Content-Type": BINARY_TYPE,
                 "Inference-Header-Content-Length": str(len(header)),
             },
             raw=header + binary,
@@ -269,7 +281,7 @@ def predict_records(
 
     def action() -> HttpResult:
         nonlocal rid
-        document = decode_body(body)
+        document = decode_body(unpack_body(body, headers.get(CONTENT_ENCODING_HEADER)))
         rid = request_id(document.get("id") if isinstance(document, dict) else None, rid)
         loaded = model_cache().get(name, version)
         columns = records_api.parse_records(document, loaded)

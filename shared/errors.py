@@ -3,6 +3,22 @@
 The edges turn them into HTTP 4xx bodies or failure records; nothing swallows them.
 """
 
+import reprlib
+
+# What a message may quote of a caller's input: enough to recognise it, never all of it
+# (a request with a 1 MB name must not get a 1 MB error back, nor a deep one a RecursionError).
+_QUOTE = reprlib.Repr(
+    maxlevel=2, maxlist=4, maxtuple=4, maxdict=4, maxset=4, maxstring=64, maxlong=40, maxother=64
+)
+
+
+def quoted(value: object) -> str:
+    """A short repr of `value` for an error message: long strings, lists and numbers cut."""
+    try:
+        return _QUOTE.repr(value)
+    except ValueError:  # an int beyond Python's 4,300-digit str() limit
+        return "<a number too long to show>"
+
 
 class MlopsError(Exception):
     """Base of every error this project raises on purpose."""

@@ -95,3 +95,34 @@ def racing_store(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> ObjectS
 
         monkeypatch.setattr(BotocoreStubber, "process_request", serialised)
     return store
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """A local store with two trained models, made once per run for the serving tests.
+
+    "churn": string labels, five numeric and two categorical features; "numbers": all
+    numeric (a, b, c, d), integer labels.
+    """
+    # Imported here: the training stack is slow to import and most tests do not need it.
+    from shared.training.job import train_from_dataset
+    from tests.factories import classification_csv, numeric_csv
+
+    store = LocalStore(tmp_path_factory.mktemp("served"))
+    for model, body in (("churn", classification_csv()), ("numbers", numeric_csv())):
+        key = f"datasets/{model}/data.csv"
+        store.put(key, body)
+        outcome = train_from_dataset(store, key, trigger="test")
+        assert outcome.status == "registered", outcome.reason
+    return store
+
+
+@pytest.fixture
+def served(trained_store: LocalStore) -> Iterator[LocalStore]:
+    """The serving function over `trained_store`, with a fresh per-container cache."""
+    from functions import inference
+    from shared.serving.cache import ModelCache
+
+    inference.reset_cache(ModelCache(trained_store))
+    yield trained_store
+    inference.reset_cache()

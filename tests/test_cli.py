@@ -155,3 +155,24 @@ def test_the_lifecycle_recovers_after_the_shift_and_never_promotes_worse(
         assert week.frozen is not None
         # The maintained model recovered; the frozen one stays worse on the same rows.
         assert week.maintained > week.frozen + 0.1
+
+
+def test_predict_failures_print_an_error_and_exit_as_the_readme_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"records": [{"x0": 1}]}))
+    capsys.readouterr()
+    with running_server() as url:
+        for where in ([], ["--url", url]):
+            assert main([*store, "predict", "ghost", "--json", str(body), *where]) == 2
+            # (The server in this process logs its requests to stderr too.)
+            errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+            assert errors == ["error: no model named 'ghost' is registered"]
+            assert main([*store, "predict", "churn", "--json", str(body), *where]) == 2
+            errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+            assert errors[0].startswith("error: records[0]: missing features")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.errors import ObjectNotFound, SpecError
+from shared.errors import ObjectNotFound, SpecError, quoted
 from shared.store.base import ObjectStore
 
 Task = Literal["classification", "regression"]
@@ -263,7 +263,7 @@ def validate_model_name(name: str) -> str:
     """Return `name` if it can name a model (and a key prefix), else raise SpecError."""
     if not _MODEL_NAME.fullmatch(name):
         raise SpecError(
-            f"model name {name!r} is invalid: use 1-64 letters, digits, '_' or '-', "
+            f"model name {quoted(name)} is invalid: use 1-64 letters, digits, '_' or '-', "
             "starting with a letter or digit"
         )
     return name

@@ -9,26 +9,34 @@ Large batches skip JSON number parsing entirely this way.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, quoted
 
 HEADER = "inference-header-content-length"
 NUMERIC_DTYPES: dict[str, str] = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
+
+
+def _input(name: str) -> str:
+    return f"input {quoted(name)}"
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """(JSON part, binary part) of a body, from the Inference-Header-Content-Length value."""
     if header_length is None:
         return body, b""
-    if not (header_length.isascii() and header_length.isdigit()) or not 0 < int(
-        header_length
-    ) <= len(body):
+    # Length checked before int(): Python refuses to parse more than 4,300 digits.
+    if (
+        not (header_length.isascii() and header_length.isdigit())
+        or len(header_length) > len(str(len(body)))
+        or not 0 < int(header_length) <= len(body)
+    ):
         raise BadRequest(
-            f"Inference-Header-Content-Length {header_length!r} must be the length of the "
-            f"JSON part of the {len(body)}-byte body"
+            f"Inference-Header-Content-Length {quoted(header_length)} must be the length of "
+            f"the JSON part of the {len(body)}-byte body"
         )
     length = int(header_length)
     return body[:length], body[length:]
@@ -53,11 +61,11 @@ def binary_sizes(binary: bytes, sizes: list[tuple[str, int]]) -> dict[str, bytes
 def decode_numbers(name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
     """A numeric tensor's bytes as float64 in its shape (NaN stays NaN: a missing value)."""
     dtype = np.dtype(NUMERIC_DTYPES[datatype])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise BadRequest(
-            f"input {name!r}: {datatype} {shape} needs {expected} bytes, binary_data_size "
-            f"gives {len(raw)}"
+            f"{_input(name)}: {datatype} {quoted(shape)} needs {expected} bytes, "
+            f"binary_data_size gives {len(raw)}"
         )
     return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(shape)
 
@@ -68,15 +76,15 @@ def decode_strings(name: str, raw: bytes) -> list[str]:
     offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
-            raise BadRequest(f"input {name!r}: BYTES data ends inside an element's length")
+            raise BadRequest(f"{_input(name)}: BYTES data ends inside an element's length")
         (length,) = struct.unpack_from("<I", raw, offset)
         offset += 4
         if offset + length > len(raw):
-            raise BadRequest(f"input {name!r}: BYTES element {len(values)} runs past the data")
+            raise BadRequest(f"{_input(name)}: BYTES element {len(values)} runs past the data")
         try:
             values.append(raw[offset : offset + length].decode("utf-8"))
         except UnicodeDecodeError:
-            raise BadRequest(f"input {name!r}: BYTES element {len(values)} is not UTF-8") from None
+            raise BadRequest(f"{_input(name)}: BYTES element {len(values)} is not UTF-8") from None
         offset += length
     return values
 

@@ -26,6 +26,7 @@ from shared.errors import (
     ModelNotReady,
     ObjectNotFound,
     VersionNotFound,
+    quoted,
 )
 from shared.registry.audit import read_trail, record_event
 from shared.registry.metadata import FeatureSchema, ModelMetadata, decode_metadata
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALIAS = "production"
 # Capture and shadow settings change rarely; one spec read a minute per model is enough.
 SETTINGS_TTL = 60.0
+# Registry records (or why a model has none) kept per container: a client sending random
+# model names must not grow a container's memory without bound; the least recently asked
+# for is dropped first (and re-read from the store if asked for again).
+MAX_RECORDS = 256
+# Longer than any version number or alias (an int() of over 4,300 digits even raises).
+MAX_REF_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class ModelCache:
         *,
         alias_ttl: float = 10.0,
         max_sessions: int = 4,
+        max_records: int = MAX_RECORDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -96,7 +104,10 @@ class ModelCache:
         self.clock = clock
         # A model with no registry is remembered too (with why), so that requests for it
         # do not list the store each time.
-        self._records: dict[str, tuple[float, RegistryRecord | ModelNotFound | ModelNotReady]] = {}
+        self._records: OrderedDict[
+            str, tuple[float, RegistryRecord | ModelNotFound | ModelNotReady]
+        ] = OrderedDict()
+        self.max_records = max_records
         self._settings: dict[str, tuple[float, CaptureSettings, ShadowSettings]] = {}
         self._loading: set[tuple[str, int]] = set()
         self._background: list[threading.Thread] = []
@@ -118,6 +129,9 @@ class ModelCache:
                     record if etag is not None else self._explain_missing(model),
                 )
                 self._records[model] = cached
+                while len(self._records) > self.max_records:
+                    self._records.popitem(last=False)
+            self._records.move_to_end(model)
             if isinstance(cached[1], RegistryRecord):
                 return cached[1]
             # The same instance is raised on every request: drop the traceback the last
@@ -207,6 +221,12 @@ class ModelCache:
     def get(self, model: str, ref: str | None = None) -> LoadedModel:
         """The version `ref` names (number, alias or 'latest'; default production), loaded."""
         ref = ref or DEFAULT_ALIAS
+        if len(ref) > MAX_REF_CHARS:
+            validate_model_name(model)
+            raise VersionNotFound(
+                f"model {model!r} has no version or alias {quoted(ref)}: a version is a number, "
+                "an alias or latest"
+            )
         with self._lock:
             if is_version_number(ref):
                 cached = self._sessions.get((model, int(ref)))

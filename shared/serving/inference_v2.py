@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, quoted
 from shared.serving import binary_tensors
 from shared.serving.cache import LoadedModel, Prediction
 from shared.serving.inputs import (
@@ -28,6 +28,8 @@ from shared.serving.inputs import (
     check_rows,
     feature_mismatch,
     float_matrix,
+    json_error,
+    quote_names,
     string_column,
 )
 from shared.serving.runtime import ModelInput
@@ -36,6 +38,8 @@ PLATFORM = "onnxruntime_onnx"
 NUMERIC_DATATYPES = frozenset({"FP32", "FP64", "INT32", "INT64"})
 INTEGER_DATATYPES = frozenset({"INT32", "INT64"})
 _INT_RANGE = {"INT32": 2**31, "INT64": 2**63}
+INT64_LIMIT = 2**63
+MAX_RANK = 8  # the model takes [N], [N, 1] or [N, F]; anything longer is refused later
 
 
 class RequestInput(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,22 +82,33 @@ def parse_request(body: bytes, header_length: str | None = None) -> DecodedReque
     try:
         request = msgspec.json.decode(json_part, type=InferenceRequest)
     except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid inference request: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"invalid inference request: {str(exc)[:200]}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise json_error(exc) from None
     sizes: list[tuple[str, int]] = []
     for tensor in request.inputs:
+        if len(tensor.shape) > MAX_RANK or any(d >= INT64_LIMIT for d in tensor.shape):
+            # Before anything multiplies or prints the dimensions (msgspec decodes integers
+            # of up to 4,300 digits): the protocol's dimensions are int64.
+            raise BadRequest(
+                f"{_input(tensor)}: shape {quoted(tensor.shape)} must have at most "
+                f"{MAX_RANK} int64 dimensions"
+            )
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is None:
             if tensor.data is None:
-                raise BadRequest(f"input {tensor.name!r} has neither data nor binary_data_size")
+                raise BadRequest(f"{_input(tensor)} has neither data nor binary_data_size")
             continue
         if type(size) is not int or size < 0:
-            raise BadRequest(f"input {tensor.name!r}: binary_data_size must be a byte count")
+            raise BadRequest(f"{_input(tensor)}: binary_data_size must be a byte count")
         if tensor.data is not None:
-            raise BadRequest(f"input {tensor.name!r} has both data and binary_data_size")
+            raise BadRequest(f"{_input(tensor)} has both data and binary_data_size")
         sizes.append((tensor.name, size))
     return DecodedRequest(request, binary_tensors.binary_sizes(binary, sizes))
+
+
+def _input(tensor: RequestInput) -> str:
+    return f"input {quoted(tensor.name)}"
 
 
 def _flatten(tensor: RequestInput) -> list[Any]:
@@ -114,12 +129,12 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     """The tensor's numbers as float64 in its shape; types, ranges and size checked."""
     if tensor.datatype not in NUMERIC_DATATYPES:
         raise BadRequest(
-            f"input {tensor.name!r}: datatype {tensor.datatype} not accepted for a numeric "
-            f"feature; use one of {sorted(NUMERIC_DATATYPES)}"
+            f"{_input(tensor)}: datatype {quoted(tensor.datatype)} not accepted for a "
+            f"numeric feature; use one of {sorted(NUMERIC_DATATYPES)}"
         )
 
     def where(i: int) -> str:
-        return f"input {tensor.name!r} element {i}"
+        return f"{_input(tensor)} element {i}"
 
     if raw is not None:
         _check_size(tensor, math.prod(tensor.shape))
@@ -138,15 +153,15 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     try:
         values = np.array(data, dtype=np.float64)
     except ValueError:
-        raise BadRequest(f"input {tensor.name!r}: nested data is ragged") from None
+        raise BadRequest(f"{_input(tensor)}: nested data is ragged") from None
     except OverflowError:
-        raise BadRequest(f"input {tensor.name!r}: a number is outside the float32 range") from None
+        raise BadRequest(f"{_input(tensor)}: a number is outside the float32 range") from None
     _check_size(tensor, values.size)
     if nested and list(values.shape) != tensor.shape:
         # Flat data is read row-major into the shape; nested data must mirror it.
         raise BadRequest(
-            f"input {tensor.name!r}: nested data has shape {list(values.shape)}, "
-            f"the tensor says {tensor.shape}"
+            f"{_input(tensor)}: nested data has shape {list(values.shape)}, "
+            f"the tensor says {quoted(tensor.shape)}"
         )
     if integer:
         limit = _INT_RANGE[tensor.datatype]
@@ -162,24 +177,24 @@ def _name_bad_element(tensor: RequestInput, integer: bool) -> None:
     flat = _flatten(tensor)
 
     def where(i: int) -> str:
-        return f"input {tensor.name!r} element {i}"
+        return f"{_input(tensor)} element {i}"
 
     if integer:
         for i, value in enumerate(flat):
             if type(value) is not int:
                 raise BadRequest(
-                    f"{where(i)}: expected an {tensor.datatype} integer, got {value!r}"
+                    f"{where(i)}: expected an {tensor.datatype} integer, got {quoted(value)}"
                 )
     check_numbers(flat, where, allow_null=False)
 
 
 def _check_size(tensor: RequestInput, size: int) -> None:
     if any(d < 0 for d in tensor.shape):
-        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
+        raise BadRequest(f"{_input(tensor)}: shape {quoted(tensor.shape)} has a negative dimension")
     if size != math.prod(tensor.shape):
         raise BadRequest(
-            f"input {tensor.name!r}: shape {tensor.shape} needs {math.prod(tensor.shape)} "
-            f"elements, data has {size}"
+            f"{_input(tensor)}: shape {quoted(tensor.shape)} needs "
+            f"{math.prod(tensor.shape)} elements, data has {size}"
         )
 
 
@@ -215,7 +230,7 @@ def parse_inputs(decoded: DecodedRequest, loaded: LoadedModel) -> ModelInput:
         tensor = by_name[feature.name]
         if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise BadRequest(
-                f"input {tensor.name!r}: shape must be [N] or [N, 1], got {tensor.shape}"
+                f"{_input(tensor)}: shape must be [N] or [N, 1], got {quoted(tensor.shape)}"
             )
         raw = binary.get(tensor.name)
         data = tensor.data or []
@@ -226,21 +241,19 @@ def parse_inputs(decoded: DecodedRequest, loaded: LoadedModel) -> ModelInput:
         if n_rows is None:
             n_rows = check_rows(tensor.shape[0])
         elif tensor.shape[0] != n_rows:
-            raise BadRequest(
-                f"input {tensor.name!r} has {tensor.shape[0]} rows, others have {n_rows}"
-            )
+            raise BadRequest(f"{_input(tensor)} has {tensor.shape[0]} rows, others have {n_rows}")
         if feature.kind == "numeric":
             if nested or raw is not None:
                 nested_columns[feature.name] = _numeric(tensor, raw).ravel()
         else:
             if tensor.datatype != "BYTES":
                 raise BadRequest(
-                    f"input {tensor.name!r}: categorical feature needs datatype BYTES, "
-                    f"got {tensor.datatype}"
+                    f"{_input(tensor)}: categorical feature needs datatype BYTES, "
+                    f"got {quoted(tensor.datatype)}"
                 )
 
             def where(i: int, name: str = tensor.name) -> str:
-                return f"input {name!r} element {i}"
+                return f"input {quoted(name)} element {i}"
 
             if raw is None:
                 values = _flatten(tensor)
@@ -285,7 +298,7 @@ def _floats_by_column(tensors: list[RequestInput], n_rows: int) -> np.ndarray | 
     names = [t.name for t in tensors]
 
     def where(i: int) -> str:
-        return f"input {names[i % len(names)]!r} element {i // len(names)}"
+        return f"input {quoted(names[i % len(names)])} element {i // len(names)}"
 
     return float_matrix(matrix, where)
 
@@ -300,7 +313,7 @@ def _parse_matrix(tensor: RequestInput, loaded: LoadedModel, raw: bytes | None) 
         )
     if tensor.shape[1] != len(features):
         raise BadRequest(
-            f"input {tensor.name!r}: shape {tensor.shape} has {tensor.shape[1]} columns, "
+            f"{_input(tensor)}: shape {quoted(tensor.shape)} has {tensor.shape[1]} columns, "
             f"the model takes {len(features)} features"
         )
     check_rows(tensor.shape[0])
@@ -349,9 +362,16 @@ def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[tuple
     all_binary = (request.parameters or {}).get("binary_data_output") is True
     if not request.outputs:
         return [(name, all_binary) for name in available]
-    unknown = sorted({o.name for o in request.outputs} - set(available))
+    asked = [o.name for o in request.outputs]
+    unknown = sorted(set(asked) - set(available))
     if unknown:
-        raise BadRequest(f"unknown outputs {unknown}; this model has {available}")
+        raise BadRequest(f"unknown outputs {quote_names(unknown)}; this model has {available}")
+    # Refused rather than merged: each copy would add the whole tensor to the response (5,000
+    # copies of one output made a 0.27 MB request answer 109 MB), and an answer with fewer
+    # outputs than asked for would misalign a client that reads them by position.
+    if len(set(asked)) != len(asked):
+        duplicate = sorted(name for name, count in Counter(asked).items() if count > 1)
+        raise BadRequest(f"duplicate outputs {quote_names(duplicate)}: ask for each output once")
     return [
         (o.name, (o.parameters or {}).get("binary_data", all_binary) is True)
         for o in request.outputs

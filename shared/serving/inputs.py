@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.errors import BadRequest, PayloadTooLarge
+from shared.errors import BadRequest, PayloadTooLarge, quoted
+from shared.serving import encoding
 
 # Lambda's synchronous invocation payload limit is 6 MB, the request event included;
 # a body close to it is refused here with a clear message rather than by the platform.
@@ -33,12 +34,34 @@ def check_body(body: bytes) -> bytes:
     return body
 
 
+def unpack_body(body: bytes, content_encoding: str | None) -> bytes:
+    """The body as sent (within the limit), then without its gzip/deflate coding (ditto)."""
+    if content_encoding is None:
+        return body
+    return encoding.decode_body(check_body(body), content_encoding, MAX_BODY_BYTES)
+
+
+# msgspec decodes nested arrays and objects recursively, and Python's recursion limit
+# stops it (RecursionError) at about a thousand levels: a client's mistake, not ours.
+TOO_DEEP = (
+    "request body nests arrays or objects too deeply; tensor data is flat or "
+    "[rows][columns], records are flat objects"
+)
+
+
+def json_error(exc: Exception) -> BadRequest:
+    """The 400 for a body msgspec could not decode, quoting at most a short piece of it."""
+    if isinstance(exc, RecursionError):
+        return BadRequest(TOO_DEEP)
+    return BadRequest(f"request body is not valid JSON: {str(exc)[:200]}")
+
+
 def decode_body(body: bytes) -> Any:
     """Strict JSON (NaN and Infinity are not JSON) within the size limit."""
     try:
         return msgspec.json.decode(check_body(body))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise json_error(exc) from None
 
 
 def check_rows(n_rows: int) -> int:
@@ -118,7 +141,7 @@ def check_numbers(values: Sequence[Any], where: Callable[[int], str], *, allow_n
         if kind is float or kind is int or (value is None and allow_null):
             continue
         expected = "a number or null" if allow_null else "a number"
-        raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
+        raise BadRequest(f"{where(i)}: expected {expected}, got {quoted(value)}")
 
 
 def float_matrix(values: Sequence[Any] | np.ndarray, where: Callable[[int], str]) -> np.ndarray:
@@ -146,5 +169,5 @@ def string_column(
         if type(value) is str or (value is None and allow_null):
             continue
         expected = "a string or null" if allow_null else "a string"
-        raise BadRequest(f"{where(i)}: expected {expected}, got {value!r}")
+        raise BadRequest(f"{where(i)}: expected {expected}, got {quoted(value)}")
     return np.array(["" if v is None else v for v in values], dtype=object)

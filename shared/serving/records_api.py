@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, quoted
 from shared.serving.cache import LoadedModel, Prediction
 from shared.serving.inputs import (
     check_numbers,
     check_rows,
     feature_mismatch,
     float_matrix,
+    quote_names,
     string_column,
 )
 from shared.serving.runtime import ModelInput
@@ -30,7 +31,9 @@ def parse_records(document: Any, loaded: LoadedModel) -> ModelInput:
         raise BadRequest('request body must be a JSON object like {"records": [{...}]}')
     unknown_fields = sorted(set(document) - {"records", "id"})
     if unknown_fields:
-        raise BadRequest(f"unknown request fields {unknown_fields}; expected 'records' and 'id'")
+        raise BadRequest(
+            f"unknown request fields {quote_names(unknown_fields)}; expected 'records' and 'id'"
+        )
     records = document.get("records")
     if not isinstance(records, list):
         raise BadRequest("'records' must be a list of objects, one per row")
@@ -38,7 +41,9 @@ def parse_records(document: Any, loaded: LoadedModel) -> ModelInput:
     expected = {f.name for f in loaded.features}
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            raise BadRequest(f"records[{i}] must be an object of feature values, got {record!r}")
+            raise BadRequest(
+                f"records[{i}] must be an object of feature values, got {quoted(record)}"
+            )
         if record.keys() != expected:
             error = feature_mismatch(
                 "features",
