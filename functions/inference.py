@@ -73,7 +73,10 @@ def model_cache() -> ModelCache:
     global _cache
     if _cache is None:
         _cache = ModelCache(
-            open_store(), alias_ttl=float(os.environ.get("MLOPS_ALIAS_TTL_SECONDS", "10"))
+            open_store(),
+            alias_ttl=float(os.environ.get("MLOPS_ALIAS_TTL_SECONDS", "10")),
+            # Production and a shadowed staging version take two sessions per model.
+            max_sessions=int(os.environ.get("MLOPS_MAX_SESSIONS", "8")),
         )
     return _cache
 
