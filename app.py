@@ -7,13 +7,17 @@ serving needs; the training stack is imported inside the training handler.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from chalice.app import Chalice, CloudWatchEvent, Rate, Response, S3Event
+from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Response, S3Event
 
 from functions import inference
 from functions.inference import HttpResult
 from shared.serving import binary_tensors
+
+if TYPE_CHECKING:
+    from functions.admin import Caller
 
 app = Chalice(app_name="serverless-mlops")
 # Chalice lower-cases and scans this list several times per request; its default holds ~30
@@ -23,6 +27,12 @@ app.api.binary_types = ["application/octet-stream"]
 # Chalice reads the bucket name when it builds the deployment, from the stage's
 # environment_variables in .chalice/config.json.
 DATA_BUCKET = os.environ.get("MLOPS_BUCKET", "serverless-mlops-data")
+
+
+# API Gateway lets only requests signed with IAM credentials (SigV4) reach the admin routes.
+# `chalice local` and Chalice's test client admit everyone, so functions.admin decides who
+# the caller is as well.
+ADMIN_AUTHORIZER = IAMAuthorizer()
 
 
 def _respond(result: HttpResult) -> Response:
@@ -47,6 +57,17 @@ def _headers() -> dict[str, str]:
         return {}
     wanted = (inference.REQUEST_ID_HEADER, binary_tensors.HEADER, "accept")
     return {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+
+
+def _caller() -> Caller:
+    # Only the admin routes read the Authorization header and the signed-in identity.
+    from functions.admin import Caller
+
+    request = app.current_request
+    if request is None:
+        return Caller(authorization=None, identity={})
+    identity = (request.context or {}).get("identity") or {}
+    return Caller(authorization=request.headers.get("authorization"), identity=identity)
 
 
 @app.route("/v2", methods=["GET"])
@@ -117,6 +138,39 @@ def predict(name: str) -> Response:
 def predict_version(name: str, version: str) -> Response:
     """POST /models/{name}/versions/{version}/predict."""
     return _respond(inference.predict_records(name, version, _body(), _headers()))
+
+
+@app.route("/admin/models/{name}", methods=["GET"], authorizer=ADMIN_AUTHORIZER)
+def admin_model(name: str) -> Response:
+    """GET /admin/models/{name}: the registry record (versions, aliases, alias history)."""
+    # Imported here, as in each admin handler: cold starts of the model routes never pay it.
+    from functions import admin
+
+    return _respond(admin.show_model(name, _caller()))
+
+
+@app.route("/admin/models/{name}/aliases/{alias}", methods=["PUT"], authorizer=ADMIN_AUTHORIZER)
+def admin_move_alias(name: str, alias: str) -> Response:
+    """PUT /admin/models/{name}/aliases/{alias}: point production or staging at a version."""
+    from functions import admin
+
+    return _respond(admin.move_alias(name, alias, _body(), _caller()))
+
+
+@app.route("/admin/models/{name}/rollback", methods=["POST"], authorizer=ADMIN_AUTHORIZER)
+def admin_rollback(name: str) -> Response:
+    """POST /admin/models/{name}/rollback: production back to its previous version."""
+    from functions import admin
+
+    return _respond(admin.roll_back(name, _body(), _caller()))
+
+
+@app.lambda_function(name="registry_admin")
+def registry_admin(event: Any, context: Any) -> dict[str, Any]:
+    """Perform one registry operation sent by the admin routes (its role may write the registry)."""
+    from functions import admin
+
+    return admin.handle_operation(event)
 
 
 @app.on_s3_event(
