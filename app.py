@@ -29,6 +29,18 @@ app.api.binary_types = ["application/octet-stream"]
 DATA_BUCKET = os.environ.get("MLOPS_BUCKET", "serverless-mlops-data")
 
 
+def _switch(name: str) -> bool:
+    value = os.environ.get(name, "0")
+    if value not in ("0", "1"):
+        raise RuntimeError(f"{name} must be 0 or 1, not {value!r}")
+    return value == "1"
+
+
+# API Gateway asks for an API key (header x-api-key, in a usage plan) on the model routes of
+# a stage whose environment_variables set MLOPS_REQUIRE_API_KEY=1. Like the bucket, it is
+# read when Chalice builds the deployment; `chalice local` never checks keys.
+REQUIRE_API_KEY = _switch("MLOPS_REQUIRE_API_KEY")
+
 # API Gateway lets only requests signed with IAM credentials (SigV4) reach the admin routes.
 # `chalice local` and Chalice's test client admit everyone, so functions.admin decides who
 # the caller is as well.
@@ -88,25 +100,29 @@ def server_ready() -> Response:
     return _respond(inference.server_ready())
 
 
-@app.route("/v2/models/{name}", methods=["GET"])
+@app.route("/v2/models/{name}", methods=["GET"], api_key_required=REQUIRE_API_KEY)
 def model_metadata(name: str) -> Response:
     """GET /v2/models/{name}: inputs, outputs and versions of production."""
     return _respond(inference.model_metadata(name))
 
 
-@app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
+@app.route(
+    "/v2/models/{name}/versions/{version}", methods=["GET"], api_key_required=REQUIRE_API_KEY
+)
 def model_version_metadata(name: str, version: str) -> Response:
     """GET /v2/models/{name}/versions/{version}."""
     return _respond(inference.model_metadata(name, version))
 
 
-@app.route("/v2/models/{name}/ready", methods=["GET"])
+@app.route("/v2/models/{name}/ready", methods=["GET"], api_key_required=REQUIRE_API_KEY)
 def model_ready(name: str) -> Response:
     """GET /v2/models/{name}/ready."""
     return _respond(inference.model_ready(name))
 
 
-@app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
+@app.route(
+    "/v2/models/{name}/versions/{version}/ready", methods=["GET"], api_key_required=REQUIRE_API_KEY
+)
 def model_version_ready(name: str, version: str) -> Response:
     """GET /v2/models/{name}/versions/{version}/ready."""
     return _respond(inference.model_ready(name, version))
@@ -116,25 +132,37 @@ def model_version_ready(name: str, version: str) -> Response:
 BODY_TYPES = ["application/json", "application/octet-stream"]
 
 
-@app.route("/v2/models/{name}/infer", methods=["POST"], content_types=BODY_TYPES)
+@app.route(
+    "/v2/models/{name}/infer",
+    methods=["POST"],
+    content_types=BODY_TYPES,
+    api_key_required=REQUIRE_API_KEY,
+)
 def infer(name: str) -> Response:
     """POST /v2/models/{name}/infer: the Open Inference Protocol, production answering."""
     return _respond(inference.infer(name, None, _body(), _headers()))
 
 
-@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=BODY_TYPES)
+@app.route(
+    "/v2/models/{name}/versions/{version}/infer",
+    methods=["POST"],
+    content_types=BODY_TYPES,
+    api_key_required=REQUIRE_API_KEY,
+)
 def infer_version(name: str, version: str) -> Response:
     """POST /v2/models/{name}/versions/{version}/infer."""
     return _respond(inference.infer(name, version, _body(), _headers()))
 
 
-@app.route("/models/{name}/predict", methods=["POST"])
+@app.route("/models/{name}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY)
 def predict(name: str) -> Response:
     """POST /models/{name}/predict: records by feature name, production answering."""
     return _respond(inference.predict_records(name, None, _body(), _headers()))
 
 
-@app.route("/models/{name}/versions/{version}/predict", methods=["POST"])
+@app.route(
+    "/models/{name}/versions/{version}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY
+)
 def predict_version(name: str, version: str) -> Response:
     """POST /models/{name}/versions/{version}/predict."""
     return _respond(inference.predict_records(name, version, _body(), _headers()))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -528,7 +531,76 @@ def test_a_failed_registry_admin_function_is_a_502(deployed: Stubber, store: Loc
     assert aliases(store) == {"production": 1, "staging": 3}
 
 
-def test_the_local_stage_signs_in_with_a_token_and_dev_with_iam() -> None:
+# The inference routes' API key ------------------------------------------------------------
+
+ROUTE_SETTINGS = """
+import json, sys
+from app import app
+admin_loaded = "functions.admin" in sys.modules
+from chalice.deploy.swagger import CFNSwaggerGenerator
+swagger = CFNSwaggerGenerator().generate_swagger(app)
+print(json.dumps({
+    "admin_loaded": admin_loaded,
+    "routes": {
+        f"{method} {path}": entry.api_key_required
+        for path, methods in app.routes.items() for method, entry in methods.items()
+    },
+    "api_key_paths": sorted(
+        path for path, methods in swagger["paths"].items()
+        if any({"api_key": []} in op.get("security", []) for op in methods.values())
+    ),
+}))
+"""
+
+
+def route_settings(value: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLOPS_REQUIRE_API_KEY"}
+    if value is not None:
+        env["MLOPS_REQUIRE_API_KEY"] = value
+    return subprocess.run(
+        [sys.executable, "-c", ROUTE_SETTINGS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_stage_can_require_an_api_key_on_the_model_routes() -> None:
+    done = route_settings("1")
+    assert done.returncode == 0, done.stderr
+    settings = json.loads(done.stdout)
+    keyed = {route for route, required in settings["routes"].items() if required}
+    assert keyed == {
+        "GET /v2/models/{name}",
+        "GET /v2/models/{name}/versions/{version}",
+        "GET /v2/models/{name}/ready",
+        "GET /v2/models/{name}/versions/{version}/ready",
+        "POST /v2/models/{name}/infer",
+        "POST /v2/models/{name}/versions/{version}/infer",
+        "POST /models/{name}/predict",
+        "POST /models/{name}/versions/{version}/predict",
+    }
+    assert len(settings["api_key_paths"]) == len(keyed)
+    # A cold start of the model routes does not load the admin module.
+    assert settings["admin_loaded"] is False
+
+
+def test_no_api_key_by_default_and_a_bad_setting_stops_the_build() -> None:
+    for value in (None, "0"):
+        done = route_settings(value)
+        assert done.returncode == 0, done.stderr
+        settings = json.loads(done.stdout)
+        assert not any(settings["routes"].values())
+        assert settings["api_key_paths"] == []
+    done = route_settings("yes")
+    assert done.returncode != 0
+    assert "MLOPS_REQUIRE_API_KEY must be 0 or 1, not 'yes'" in done.stderr
+
+
+def test_the_local_stage_needs_no_api_key_and_signs_in_with_a_token() -> None:
     stages = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]
+    assert stages["local"]["environment_variables"]["MLOPS_REQUIRE_API_KEY"] == "0"
     assert stages["local"]["environment_variables"]["MLOPS_ADMIN_AUTH"] == "token"
     assert stages["dev"]["environment_variables"]["MLOPS_ADMIN_AUTH"] == "iam"
