@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, S3Event
+from chalice.app import (
+    Chalice,
+    CloudWatchEvent,
+    IAMAuthorizer,
+    Rate,
+    Request,
+    Response,
+    S3Event,
+)
 
 from functions import inference
 from functions.inference import HttpResult
 from shared.serving import binary_tensors
+
+if TYPE_CHECKING:
+    from functions.admin import Caller
 
 app = Chalice(app_name="serverless-mlops")
 # Chalice lower-cases and scans this list several times per request; its default holds ~30
@@ -24,6 +36,24 @@ app.api.binary_types = ["application/octet-stream"]
 # Chalice reads the bucket name when it builds the deployment, from the stage's
 # environment_variables in .chalice/config.json.
 DATA_BUCKET = os.environ.get("MLOPS_BUCKET", "serverless-mlops-data")
+
+
+def _switch(name: str) -> bool:
+    value = os.environ.get(name, "0")
+    if value not in ("0", "1"):
+        raise RuntimeError(f"{name} must be 0 or 1, not {value!r}")
+    return value == "1"
+
+
+# API Gateway asks for an API key (header x-api-key, in a usage plan) on the model routes of
+# a stage whose environment_variables set MLOPS_REQUIRE_API_KEY=1. Like the bucket, it is
+# read when Chalice builds the deployment; `chalice local` never checks keys.
+REQUIRE_API_KEY = _switch("MLOPS_REQUIRE_API_KEY")
+
+# API Gateway lets only requests signed with IAM credentials (SigV4) reach the admin routes.
+# `chalice local` and Chalice's test client admit everyone, so functions.admin decides who
+# the caller is as well.
+ADMIN_AUTHORIZER = IAMAuthorizer()
 
 
 def _respond(result: HttpResult) -> Response:
@@ -81,6 +111,17 @@ def protocol_errors(event: Request, get_response: Callable[[Request], Response])
     return response
 
 
+def _caller() -> Caller:
+    # Only the admin routes read the Authorization header and the signed-in identity.
+    from functions.admin import Caller
+
+    request = app.current_request
+    if request is None:
+        return Caller(authorization=None, identity={})
+    identity = (request.context or {}).get("identity") or {}
+    return Caller(authorization=request.headers.get("authorization"), identity=identity)
+
+
 @app.route("/v2", methods=["GET"])
 def server_metadata() -> Response:
     """GET /v2: the server's name, version and protocol extensions."""
@@ -99,25 +140,29 @@ def server_ready() -> Response:
     return _respond(inference.server_ready())
 
 
-@app.route("/v2/models/{name}", methods=["GET"])
+@app.route("/v2/models/{name}", methods=["GET"], api_key_required=REQUIRE_API_KEY)
 def model_metadata(name: str) -> Response:
     """GET /v2/models/{name}: inputs, outputs and versions of production."""
     return _respond(inference.model_metadata(name))
 
 
-@app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
+@app.route(
+    "/v2/models/{name}/versions/{version}", methods=["GET"], api_key_required=REQUIRE_API_KEY
+)
 def model_version_metadata(name: str, version: str) -> Response:
     """GET /v2/models/{name}/versions/{version}."""
     return _respond(inference.model_metadata(name, version))
 
 
-@app.route("/v2/models/{name}/ready", methods=["GET"])
+@app.route("/v2/models/{name}/ready", methods=["GET"], api_key_required=REQUIRE_API_KEY)
 def model_ready(name: str) -> Response:
     """GET /v2/models/{name}/ready."""
     return _respond(inference.model_ready(name))
 
 
-@app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
+@app.route(
+    "/v2/models/{name}/versions/{version}/ready", methods=["GET"], api_key_required=REQUIRE_API_KEY
+)
 def model_version_ready(name: str, version: str) -> Response:
     """GET /v2/models/{name}/versions/{version}/ready."""
     return _respond(inference.model_ready(name, version))
@@ -127,28 +172,73 @@ def model_version_ready(name: str, version: str) -> Response:
 BODY_TYPES = ["application/json", "application/octet-stream"]
 
 
-@app.route("/v2/models/{name}/infer", methods=["POST"], content_types=BODY_TYPES)
+@app.route(
+    "/v2/models/{name}/infer",
+    methods=["POST"],
+    content_types=BODY_TYPES,
+    api_key_required=REQUIRE_API_KEY,
+)
 def infer(name: str) -> Response:
     """POST /v2/models/{name}/infer: the Open Inference Protocol, production answering."""
     return _respond(inference.infer(name, None, _body(), _headers()))
 
 
-@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=BODY_TYPES)
+@app.route(
+    "/v2/models/{name}/versions/{version}/infer",
+    methods=["POST"],
+    content_types=BODY_TYPES,
+    api_key_required=REQUIRE_API_KEY,
+)
 def infer_version(name: str, version: str) -> Response:
     """POST /v2/models/{name}/versions/{version}/infer."""
     return _respond(inference.infer(name, version, _body(), _headers()))
 
 
-@app.route("/models/{name}/predict", methods=["POST"])
+@app.route("/models/{name}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY)
 def predict(name: str) -> Response:
     """POST /models/{name}/predict: records by feature name, production answering."""
     return _respond(inference.predict_records(name, None, _body(), _headers()))
 
 
-@app.route("/models/{name}/versions/{version}/predict", methods=["POST"])
+@app.route(
+    "/models/{name}/versions/{version}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY
+)
 def predict_version(name: str, version: str) -> Response:
     """POST /models/{name}/versions/{version}/predict."""
     return _respond(inference.predict_records(name, version, _body(), _headers()))
+
+
+@app.route("/admin/models/{name}", methods=["GET"], authorizer=ADMIN_AUTHORIZER)
+def admin_model(name: str) -> Response:
+    """GET /admin/models/{name}: the registry record (versions, aliases, alias history)."""
+    # Imported here, as in each admin handler: cold starts of the model routes never pay it.
+    from functions import admin
+
+    return _respond(admin.show_model(name, _caller()))
+
+
+@app.route("/admin/models/{name}/aliases/{alias}", methods=["PUT"], authorizer=ADMIN_AUTHORIZER)
+def admin_move_alias(name: str, alias: str) -> Response:
+    """PUT /admin/models/{name}/aliases/{alias}: point production or staging at a version."""
+    from functions import admin
+
+    return _respond(admin.move_alias(name, alias, _body(), _caller()))
+
+
+@app.route("/admin/models/{name}/rollback", methods=["POST"], authorizer=ADMIN_AUTHORIZER)
+def admin_rollback(name: str) -> Response:
+    """POST /admin/models/{name}/rollback: production back to its previous version."""
+    from functions import admin
+
+    return _respond(admin.roll_back(name, _body(), _caller()))
+
+
+@app.lambda_function(name="registry_admin")
+def registry_admin(event: Any, context: Any) -> dict[str, Any]:
+    """Perform one registry operation sent by the admin routes (its role may write the registry)."""
+    from functions import admin
+
+    return admin.handle_operation(event)
 
 
 @app.on_s3_event(

@@ -5,7 +5,7 @@ Run from the repository root with the project's venv: ``.venv/bin/python infra/p
 ``deployment.zip`` and ``training-layer.zip``, ready for ``aws cloudformation package`` and
 ``deploy``; ``<out>/sizes.json`` records what each function weighs.
 
-One Chalice app is one zip shared by both functions, and AWS caps each function at 250 MB
+One Chalice app is one zip shared by every function, and AWS caps each function at 250 MB
 unzipped, code plus layers. So the zip holds what serving needs (numpy, onnxruntime, msgspec,
 boto3) and the training stack (scikit-learn, scipy, skl2onnx, onnx, ...) goes into a layer that
 only the training function gets. Even so, the training function fits only once tests, type
@@ -24,7 +24,8 @@ Steps, each a function below:
 5. The training layer: the training extra's distributions not already in the app zip, as
    manylinux wheels for CPython 3.12, trimmed and zipped.
 6. sizes.json.
-7. Checks: the template wires the layer, roles and bucket as intended; every dependency of
+7. Checks: the template wires the layer, roles and bucket as intended, the admin routes are
+   IAM-authorized and only the registry_admin role writes the registry; every dependency of
    every packaged distribution is packaged; a stdlib-only Python imports the app from the
    unzipped zip without scikit-learn, and trains and exports models with the layer added;
    no function is at or over the size limit.
@@ -65,11 +66,13 @@ CHALICE_CLI = INFRA / "chalice_cli.py"
 SMOKE = INFRA / "smoke.py"
 STAGE = "dev"
 
-# Logical ids in the template: Chalice's names for the two functions (CamelCase of the
+# Logical ids in the template: Chalice's names for the functions (CamelCase of the
 # function names), and ours for the layer and the bucket (infra/template.json).
 SERVING_FUNCTION = "APIHandler"
 TRAINING_FUNCTION = "OnDatasetUploaded"
 MONITORING_FUNCTION = "CheckMonitoring"
+ADMIN_FUNCTION = "RegistryAdmin"
+REST_API = "RestAPI"
 LAYER_RESOURCE = "TrainingLayer"
 BUCKET_RESOURCE = "DataBucket"
 APP_ZIP = "deployment.zip"
@@ -97,9 +100,10 @@ DROPPED_DEPENDENCY = re.compile(
 # (15 MB of model files under onnx/backend/test) and joblib's tests.
 TRIM_DIRS = frozenset({"tests", "test", "__pycache__"})
 TRIM_SUFFIXES = (".pyi", ".pxd", ".pyx", ".h", ".hpp", ".c", ".cpp")
-# botocore ships the models of ~400 AWS services (~20 MB unzipped); the code calls only S3.
-# STS stays for credential setups that assume a role (not Lambda's own, which uses env vars).
-BOTOCORE_SERVICES = frozenset({"s3", "sts"})
+# botocore ships the models of ~400 AWS services (~20 MB unzipped); the code calls only S3,
+# and Lambda (the admin routes invoke the registry_admin function). STS stays for credential
+# setups that assume a role (not Lambda's own, which uses env vars).
+BOTOCORE_SERVICES = frozenset({"s3", "lambda", "sts"})
 # onnxruntime's model-optimisation tools (pure Python, ~10 MB); `import onnxruntime` and
 # InferenceSession never load them.
 ONNXRUNTIME_TOOLS = ("transformers", "tools", "quantization")
@@ -348,12 +352,17 @@ def check_template(template: dict[str, Any], cfn_dir: Path) -> None:
     serving = resources[SERVING_FUNCTION]["Properties"]
     training = resources[TRAINING_FUNCTION]["Properties"]
     monitoring = resources[MONITORING_FUNCTION]["Properties"]
-    for function in (serving, training, monitoring):
+    admin = resources[ADMIN_FUNCTION]["Properties"]
+    for function in (serving, training, monitoring, admin):
         if function["Runtime"] != f"python{PYTHON_VERSION}" or function["Architectures"] != [
             "x86_64"
         ]:
             raise BuildError(f"a function is not python{PYTHON_VERSION} on x86_64: {function}")
-    for name, function in ((SERVING_FUNCTION, serving), (MONITORING_FUNCTION, monitoring)):
+    for name, function in (
+        (SERVING_FUNCTION, serving),
+        (MONITORING_FUNCTION, monitoring),
+        (ADMIN_FUNCTION, admin),
+    ):
         if "Layers" in function:
             raise BuildError(f"{name} must have no layer, has {function['Layers']}")
     if training.get("Layers") != [{"Ref": LAYER_RESOURCE}]:
@@ -366,10 +375,74 @@ def check_template(template: dict[str, Any], cfn_dir: Path) -> None:
         env = function["Environment"]["Variables"]
         if env.get("MLOPS_BUCKET") != bucket or env.get("MLOPS_STORE") != f"s3://{bucket}":
             raise BuildError(f"the functions' MLOPS_BUCKET/MLOPS_STORE do not name bucket {bucket}")
-    for function in (serving, training, monitoring):
+    for function in (serving, training, monitoring, admin):
         role = resources[function["Role"]["Fn::GetAtt"][0]]
         if f"arn:aws:s3:::{bucket}" not in json.dumps(role["Properties"]["Policies"]):
             raise BuildError(f"role {role} grants nothing on bucket {bucket}")
+    check_admin(template)
+
+
+def _statements(resources: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
+    role = resources[function["Role"]["Fn::GetAtt"][0]]
+    return [
+        statement
+        for policy in role["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _granted(statements: list[dict[str, Any]], action: str) -> list[str]:
+    """Resources on which `statements` allow `action` (or a wildcard covering it)."""
+    service = action.split(":")[0]
+    return [
+        resource
+        for s in statements
+        if s["Effect"] == "Allow"
+        and any(a in (action, f"{service}:*", "*") for a in _listed(s["Action"]))
+        for resource in _listed(s["Resource"])
+    ]
+
+
+def check_admin(template: dict[str, Any]) -> None:
+    """The admin routes are IAM-authorized, and registry writes stay out of the serving role.
+
+    The serving function may invoke the registry_admin function (named in its environment)
+    and nothing else, and put only captures; the registry_admin function may put only
+    registry records and audit events.
+    """
+    resources = template["Resources"]
+    serving = resources[SERVING_FUNCTION]["Properties"]
+    admin = resources[ADMIN_FUNCTION]["Properties"]
+    name = admin.get("FunctionName")
+    if not name or serving["Environment"]["Variables"].get("MLOPS_ADMIN_FUNCTION") != name:
+        raise BuildError(f"{SERVING_FUNCTION}'s MLOPS_ADMIN_FUNCTION does not name {name!r}")
+    serving_statements = _statements(resources, serving)
+    invokable = _granted(serving_statements, "lambda:InvokeFunction")
+    if not invokable or any(not r.endswith(f":function:{name}") for r in invokable):
+        raise BuildError(f"the serving role may invoke {invokable}, not just {name}")
+    serving_puts = _granted(serving_statements, "s3:PutObject")
+    if any(not r.endswith("/captures/*") for r in serving_puts):
+        raise BuildError(f"the serving role may write {serving_puts}: only captures/*")
+    admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
+    if any(not r.endswith(("/models/*/registry.json", "/audit/*")) for r in admin_puts):
+        raise BuildError(f"the registry_admin role may write {admin_puts}")
+    swagger = resources[REST_API]["Properties"]["DefinitionBody"]
+    sigv4 = swagger.get("securityDefinitions", {}).get("sigv4", {})
+    if sigv4.get("x-amazon-apigateway-authtype") != "awsSigv4":
+        raise BuildError(f"the API has no IAM (SigV4) security definition: {sigv4}")
+    admin_methods = [
+        (path, method, operation.get("security"))
+        for path, methods in swagger["paths"].items()
+        if path.startswith("/admin/")
+        for method, operation in methods.items()
+    ]
+    unprotected = [(p, m) for p, m, security in admin_methods if security != [{"sigv4": []}]]
+    if not admin_methods or unprotected:
+        raise BuildError(f"admin routes without IAM authorization: {unprotected or 'no routes'}")
 
 
 def check_dependencies_present(folders: Sequence[Path]) -> None:
@@ -439,6 +512,7 @@ def measure(cfn_dir: Path) -> dict[str, Any]:
         ("api_handler", [APP_ZIP]),
         ("on_dataset_uploaded", [APP_ZIP, LAYER_ZIP]),
         ("check_monitoring", [APP_ZIP]),
+        ("registry_admin", [APP_ZIP]),
     ):
         unzipped = sum(artifacts[p]["unzipped_bytes"] for p in parts)
         zipped = sum(artifacts[p]["zipped_bytes"] for p in parts)

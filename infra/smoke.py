@@ -7,7 +7,8 @@ that works here works because the package is in the zip (or the layer), not beca
 developer's venv has it.
 
 - app: the serving function's view (the app zip alone). `import app` works, loads neither
-  scikit-learn, scipy nor pandas, and the bundled botocore knows S3's conditional writes.
+  scikit-learn, scipy nor pandas, the bundled botocore knows S3's conditional writes and
+  Lambda's Invoke, and the registry_admin function refuses a payload it cannot parse.
 - training: the training function's view (zip + layer). A LogisticRegression converts with
   skl2onnx and runs in onnxruntime; then real training runs (each estimator kind) register
   versions in a local store in the current directory.
@@ -66,6 +67,14 @@ def check_app(folders: list[str]) -> None:
     url = client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"})
     if not url.startswith("https://") or ".amazonaws.com/" not in url:
         raise SystemExit(f"unexpected S3 URL from the bundled botocore: {url}")
+    # The admin routes invoke the registry_admin function: Lambda's model must have survived
+    # the trimming, and the function must answer (here: refuse an operation it cannot parse).
+    lambda_model = botocore.session.get_session().get_service_model("lambda")
+    if "Invoke" not in lambda_model.operation_names:
+        raise SystemExit("the bundled botocore cannot invoke a Lambda function")
+    refused = app.registry_admin({"op": "drop_everything", "model": "m"}, None)
+    if refused.get("status") != 400:
+        raise SystemExit(f"registry_admin accepted an unknown operation: {refused}")
     print(f"import app: ok; {len(sys.modules)} modules, none of {list(TRAINING_ONLY)}")
 
 

@@ -196,6 +196,7 @@ def packaged(unzipped: Path, store_root: Path) -> dict[str, Any]:
                 {"name": "nobody"},
                 {"records": [ROW]},
             ),
+            rest_event("GET", "/admin/models/{name}", "/admin/models/churn", {"name": "churn"}),
         ],
     )
 
@@ -265,8 +266,15 @@ def test_unknown_model_is_a_404(packaged: dict[str, Any]) -> None:
     assert "nobody" in json.loads(response["body"])["error"]
 
 
+def test_an_admin_route_from_the_zip_refuses_an_unsigned_caller(packaged: dict[str, Any]) -> None:
+    # No IAM principal in the event and no MLOPS_ADMIN_TOKEN in the environment.
+    response = packaged["responses"][3]
+    assert response["statusCode"] == 403
+    assert "MLOPS_ADMIN_TOKEN" in json.loads(response["body"])["error"]
+
+
 def test_every_function_fits_lambdas_size_limit() -> None:
     _zip_is_current()
     sizes = json.loads(SIZES.read_text())
-    for name in ("api_handler", "on_dataset_uploaded"):
+    for name in ("api_handler", "on_dataset_uploaded", "check_monitoring", "registry_admin"):
         assert sizes["functions"][name]["unzipped_bytes"] < sizes["limit_unzipped_bytes"], name
