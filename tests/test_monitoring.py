@@ -388,7 +388,9 @@ def _predict(b: Baseline, columns: dict[str, np.ndarray]) -> np.ndarray:
 @pytest.mark.parametrize("rows", [50, 500, 50_000])
 def test_no_false_alarm_at_any_sample_size(store: LocalStore, rows: int) -> None:
     b = baseline(store)
-    settings = MonitoringSettings()
+    # min_rows 10: even the 50-row windows get a verdict (by default they would be
+    # insufficient_data, which says nothing about false alarms).
+    settings = MonitoringSettings(min_rows=10)
     verdicts = []
     alarms = 0
     trials = 0
@@ -540,3 +542,182 @@ def test_a_version_trained_before_fine_bins_is_checked_on_deciles(store: LocalSt
     assert report.verdict == "drift"
     x0 = next(f for f in section.features if f.name == "x0")
     assert len(x0.histogram.bins) <= 10
+
+
+# --- found in review: each failed before its fix ---------------------------------------
+
+
+def _measured(store: LocalStore, correct: int, wrong: int, *, min_rows: int = 100) -> Any:
+    import msgspec
+
+    from shared.monitoring.performance import LabelledRow, measure
+
+    meta = msgspec.structs.replace(
+        baseline(store).metadata,
+        primary_metric="accuracy",
+        metrics={**baseline(store).metadata.metrics, "accuracy": 0.9},
+    )
+    rows = [LabelledRow("yes", "yes", None)] * correct + [LabelledRow("yes", "no", None)] * wrong
+    return measure(meta, rows, MonitoringSettings(min_labelled_rows=min_rows))
+
+
+def test_decay_needs_the_whole_interval_below_the_threshold(store: LocalStore) -> None:
+    # 84% right on 100 rows: below the 85.5% threshold, but the interval reaches above it.
+    straddling = _measured(store, correct=84, wrong=16)
+    assert straddling.decided
+    assert straddling.interval[0] < straddling.threshold < straddling.interval[1]
+    assert not straddling.decayed
+    assert _measured(store, correct=600, wrong=400).decayed
+
+
+def test_too_few_labelled_rows_decide_nothing(store: LocalStore) -> None:
+    few = _measured(store, correct=10, wrong=40)
+    assert not few.decided
+    assert not few.decayed
+
+
+def test_a_label_that_is_no_class_of_the_model_is_not_a_wrong_answer(store: LocalStore) -> None:
+    data = draw(300, seed=40)
+    serve(data, "req")
+    # The right answers, capitalised: "Yes" is not a class of the model ("yes"/"no").
+    pairs = [
+        (f"req-{100 * (i // 100)}", i % 100, str(data["target"][i]).title()) for i in range(300)
+    ]
+    store.put("labels/shop/typo.csv", _labels_csv(pairs))
+    report = decode_report(store.get(check_model(store, MODEL, WINDOW).report_key).body, "r")
+    assert report.verdict == "ok"
+    performance = report.versions[0].performance
+    assert performance is not None
+    assert (performance.labelled_rows, performance.unusable_labels) == (0, 300)
+
+
+def test_a_window_spanning_a_promotion_compares_each_version_with_its_own_baseline(
+    store: LocalStore,
+) -> None:
+    from shared.registry.registry import ModelRegistry
+
+    header = [*NUMERIC, "region", "plan", "target"]
+    moved = draw(4000, seed=41, shift={"x0": 2.0})
+    rows = [
+        ["" if n in NUMERIC and np.isnan(moved[n][i]) else moved[n][i] for n in header]
+        for i in range(4000)
+    ]
+    store.put(f"datasets/{MODEL}/moved.csv", to_csv(header, rows))
+    assert train_from_dataset(store, f"datasets/{MODEL}/moved.csv", trigger="t").version == 2
+    traffic = draw(400, seed=42, shift={"x0": 2.0})
+    serve({k: v[:200] for k, v in traffic.items()}, "before")  # v1 answers
+    ModelRegistry(store, MODEL).set_alias("production", 2, reason="test", actor="test")
+    inference.model_cache().record(MODEL)  # the alias moved; serving sees it after its TTL
+    inference.reset_cache(
+        ModelCache(store, alias_ttl=0.0), CaptureWriter(store, clock=lambda: HOUR.timestamp() + 900)
+    )
+    serve({k: v[200:] for k, v in traffic.items()}, "after")  # v2 answers
+    report = decode_report(store.get(check_model(store, MODEL, WINDOW).report_key).body, "r")
+    by_version = {s.version: s for s in report.versions}
+    assert (by_version[1].rows, by_version[2].rows) == (200, 200)
+    assert "x0" in by_version[1].drifted_features  # x0 moved away from v1's training data
+    assert "x0" not in by_version[2].drifted_features  # and is what v2 was trained on
+
+
+def test_a_line_of_the_wrong_kind_skips_its_file_only(store: LocalStore) -> None:
+    serve(draw(200, seed=43), "req")
+    line = json.dumps(
+        {
+            "capture_id": "c",
+            "row": 0,
+            "request_id": "r",
+            "model": MODEL,
+            "version": 1,
+            "served_by": "production",
+            "at": "2026-11-30T10:00:00Z",
+            "prediction": "yes",
+            "features": {
+                "x0": "not a number",
+                "x1": 1.0,
+                "x2": 1.0,
+                "x3": 1.0,
+                "x4": 1.0,
+                "region": "north",
+                "plan": "pro",
+            },
+        }
+    ).encode()
+    bad = f"captures/{MODEL}/dt=2026-11-30/hour=10/zz-typed.jsonl.gz"
+    store.put(bad, gzip.compress(line + b"\n"))
+    report = decode_report(store.get(check_model(store, MODEL, WINDOW).report_key).body, "r")
+    assert [p.key for p in report.skipped_files] == [bad]
+    assert report.rows == 200
+
+
+def test_one_wild_value_does_not_make_a_tiny_shift_drift(store: LocalStore) -> None:
+    b = baseline(store)
+    settings = MonitoringSettings()
+    columns = draw(50_000, seed=44, shift={"x2": 0.06})
+    columns["x2"][0] = 1e4
+    section = assess_version(b, _counts(b, columns, _predict(b, columns)), None, settings)
+    assert "x2" not in section.drifted_features
+
+
+def test_values_beyond_a_constant_training_column_drift(store: LocalStore) -> None:
+    from shared.data.profile import profile_numeric
+    from shared.monitoring.assessment import assess_numeric
+
+    profile = profile_numeric(np.full(1000, 5.0))
+    counts = count_numeric(np.full(500, 1000.0), profile)
+    drift = assess_numeric("flag", profile, counts, MonitoringSettings())
+    assert drift.drifted
+    assert "outside the training range" in drift.reasons[0]
+    same = assess_numeric(
+        "flag", profile, count_numeric(np.full(500, 5.0), profile), MonitoringSettings()
+    )
+    assert not same.drifted
+
+
+def test_a_quiet_model_s_rows_are_written_when_another_model_is_served(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    clock = Clock(HOUR.timestamp())
+    writer = CaptureWriter(store, clock=clock)
+    settings = CaptureSettings(max_wait_seconds=60)
+    add(writer, settings, 1)  # MODEL, then silence
+    clock.now += 61
+    writer.add(
+        settings,
+        model="other",
+        version=1,
+        served_by="production",
+        request_id="o",
+        numeric_names=["a"],
+        numeric=np.zeros((1, 1)),
+        categorical={},
+        predictions=np.array([1.0]),
+        probabilities=None,
+        classes=None,
+    )
+    assert [k.key.split("/")[1] for k in store.list("captures/")] == [MODEL]
+
+
+@pytest.mark.parametrize("window", ["2026-11-30T10-01h", "2026-11-30T10-1H", "9999-12-31T23-2h"])
+def test_a_window_has_one_name(window: str) -> None:
+    from shared.monitoring.report import parse_window_id
+
+    with pytest.raises(MlopsError, match="is not like 2026-11-30T10-1h"):
+        parse_window_id(window)
+
+
+def test_a_verdict_change_is_recorded_even_if_the_first_delivery_died_after_the_report(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.monitoring.job as job
+
+    serve(draw(600, seed=45, shift={"x0": 1.5, "x1": 1.5, "x2": -1.5, "region": 1}), "req")
+
+    def dies(*args: Any, **kwargs: Any) -> bool:
+        raise OSError("the container was reaped")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(job, "record_event_once", dies)
+        with pytest.raises(OSError, match="reaped"):
+            check_model(store, MODEL, WINDOW)
+    retried = check_model(store, MODEL, WINDOW)
+    assert (retried.written, retried.verdict_recorded) == (False, True)
+    assert [e.event for e in read_trail(store, MODEL)].count("verdict_changed") == 1

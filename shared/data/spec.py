@@ -67,6 +67,7 @@ class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     numeric_distance: float = 0.1  # ...and its normalised Wasserstein distance above this
     categorical_distance: float = 0.1  # ...or its Jensen-Shannon distance above this
     missing_rate_change: float = 0.05  # a significant change of the missing share this large
+    out_of_range_change: float = 0.05  # values beyond the training range, this share more
     drift_share: float = 0.5  # the window drifts when at least this share of features does
     psi_bands: list[float] = msgspec.field(default_factory=lambda: [0.1, 0.25])
     min_labelled_rows: int = 100  # below this, labels are reported but decide nothing
@@ -82,6 +83,7 @@ class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             "numeric_distance": (self.numeric_distance, 0.0, 10.0),
             "categorical_distance": (self.categorical_distance, 0.0, 1.0),
             "missing_rate_change": (self.missing_rate_change, 0.0, 1.0),
+            "out_of_range_change": (self.out_of_range_change, 0.0, 1.0),
             "drift_share": (self.drift_share, 0.0, 1.0),
             "max_metric_drop": (self.max_metric_drop, 0.0, 1.0),
             "confidence": (self.confidence, 0.5, 0.999),

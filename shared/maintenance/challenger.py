@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
 
 from shared.data.spec import load_spec
-from shared.errors import RegistryError
+from shared.errors import ArtifactRejected, RegistryError
 from shared.maintenance.promotion import PromotionDecision, compare, decide
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import LabelledRow, metric_values
@@ -28,7 +28,7 @@ from shared.registry.metadata import ModelMetadata
 from shared.registry.records import AliasConflict, version_prefix
 from shared.registry.registry import ModelRegistry
 from shared.serving.cache import LoadedModel, ModelCache, Prediction, predict
-from shared.serving.runtime import ModelInput
+from shared.serving.runtime import ModelInput, sha256_hex
 from shared.store.base import ObjectStore
 
 Row = dict[str, int | float | str | None]
@@ -106,11 +106,21 @@ def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> 
             reason=why_not,
         )
     key = version_prefix(model, challenger) + HOLDOUT_FILE
-    held = decode_holdout(store.get(key).body, key)
+    body = store.get(key).body
+    if new.metadata.holdout_sha256 is not None and sha256_hex(body) != new.metadata.holdout_sha256:
+        # Rows that are not the ones stored at registration must not decide a promotion.
+        raise ArtifactRejected(
+            f"{key} does not match the sha256 in v{challenger}'s metadata: not compared"
+        )
+    held = decode_holdout(body, key)
     held_rows: list[Row] = [h.features for h in held]
     held_labels = [str(h.label) for h in held]
-    since = datetime.fromisoformat(new.metadata.created_at)
-    captured = labelled_captures(store, model, since, datetime.now(UTC), new.metadata.target)
+    now = datetime.now(UTC)
+    label_window = timedelta(hours=load_spec(store, model)[0].monitoring.label_window_hours)
+    # Rows served since the challenger was trained, within the label window: a challenger
+    # waiting in staging for a month must not make every hourly check read a month.
+    since = max(datetime.fromisoformat(new.metadata.created_at), now - label_window)
+    captured = labelled_captures(store, model, since, now, new.metadata.target)
     cap_rows: list[Row] = [dict(row.features) for row, _ in captured]
     cap_labels = [label for _, label in captured]
     held_out = compare(

@@ -14,6 +14,10 @@ import msgspec
 
 from shared.data.spec import LOWER_IS_BETTER, PromotionSettings
 
+# Fewer labelled captured rows than this are too noisy to weigh two versions on: a handful
+# of rows must not veto (or carry) a challenger that its held-out rows judged.
+MIN_COMPARED_ROWS = 100
+
 
 class RowSetComparison(msgspec.Struct, frozen=True, kw_only=True):
     """Both versions' metric on one set of rows."""
@@ -76,7 +80,7 @@ def decide(
 ) -> PromotionDecision:
     """Apply the spec's rule to the comparisons."""
     considered = [held_out]
-    if labelled.rows and labelled.rows >= settings.min_labelled_rows:
+    if labelled.rows >= max(settings.min_labelled_rows, MIN_COMPARED_ROWS):
         considered.append(labelled)
 
     def decision(outcome: str, reason: str, promote: bool = False) -> PromotionDecision:

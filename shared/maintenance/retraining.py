@@ -32,11 +32,13 @@ from shared.data.spec import (
 from shared.errors import MlopsError, ObjectNotFound, PreconditionFailed
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
+from shared.monitoring.performance import usable_label
 from shared.monitoring.report import DriftReport, parse_window_id
 from shared.registry.audit import record_event_once
 from shared.registry.metadata import ModelMetadata, decode_metadata
 from shared.registry.records import version_prefix
 from shared.registry.registry import ModelRegistry
+from shared.serving.runtime import sha256_hex
 from shared.store.base import ObjectStore
 
 RETRAIN_PREFIX = "retrain-"
@@ -85,7 +87,7 @@ def due(
     if verdict not in settings.on:
         return False, f"verdict {verdict} is not one of {settings.on}"
     interval = timedelta(hours=settings.min_interval_hours)
-    recent = [s for s in earlier_starts if window_start - interval < s < window_start]
+    recent = [s for s in earlier_starts if window_start - interval < s <= window_start]
     if recent:
         return False, (
             f"a retraining started for the window of {max(recent):%Y-%m-%d %H:00}, less than "
@@ -125,7 +127,7 @@ def assemble(
     records = list(csv.reader(io.StringIO(base.decode("utf-8-sig"), newline="")))
     header, body = records[0], [r for r in records[1:] if any(cell.strip() for cell in r)]
     if keep_base_rows is not None:
-        body = body[len(body) - keep_base_rows :] if keep_base_rows else []
+        body = body[max(0, len(body) - keep_base_rows) :] if keep_base_rows else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -171,12 +173,30 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     prefix = version_prefix(model, parent_version)
     parent = decode_metadata(store.get(prefix + "metadata.json").body)
     base = store.get(parent.lineage.data.key)
+    if sha256_hex(base.body) != parent.lineage.data.sha256:
+        # The key was overwritten since: these are not the bytes the parent learnt from.
+        note = (
+            f"{base.key} changed since v{parent_version} trained on it (sha256 differs): "
+            "not retrained from different data"
+        )
+        record_event_once(
+            store,
+            model,
+            "retraining_skipped",
+            at=end,
+            dedupe=f"{report.window}\nbase-changed",
+            window=report.window,
+            verdict=report.verdict,
+            reason=note,
+        )
+        return RetrainingOutcome(False, note)
     label_start = end - timedelta(hours=spec.monitoring.label_window_hours)
     included = _already_included(store, parent.lineage.data.key)
     labelled = [
         (row, label)
         for row, label in labelled_captures(store, model, label_start, end, parent.target)
-        if f"{row.capture_id}/{row.row}" not in included
+        # A label that is no class of the parent (a typo) must not become a new class.
+        if f"{row.capture_id}/{row.row}" not in included and usable_label(parent, label)
     ]
     if not labelled:
         note = "no new labelled captured rows to learn from: nothing retrained"

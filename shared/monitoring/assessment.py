@@ -96,6 +96,20 @@ def _missing(
     return rate, base, test.p_value, changed
 
 
+def _beyond_training_p(outside: int, present: int, training_rows: int) -> float:
+    """One-sided p of seeing `outside` of `present` values beyond the training range by
+    chance: a new draw from the training distribution falls outside the min and max of
+    n training rows with probability 2 / (n + 1)."""
+    if not present or training_rows <= 0:
+        return 1.0
+    expected = 2 / (training_rows + 1)
+    sd = math.sqrt(present * expected * (1 - expected))
+    if sd == 0:
+        return 1.0 if outside <= present * expected else 0.0
+    z = (outside - present * expected) / sd
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
 def _scale(profile: NumericProfile) -> float:
     # A constant training column has std 0: fall back to its range, then to 1.
     if profile.std:
@@ -112,13 +126,18 @@ def assess_numeric(
     present = sum(counts.counts)
     rows = present + counts.missing
     ks = statistics.ks_binned(profile.counts, counts.counts)
-    lows = [v for v in (profile.min, counts.low) if v is not None]
-    highs = [v for v in (profile.max, counts.high) if v is not None]
     distance = 0.0
-    if lows and highs and present:
+    if profile.min is not None and profile.max is not None and present:
+        # The outer bins end at the training minimum and maximum, not at the window's: one
+        # wild value would otherwise stretch a bin across the whole axis and turn a shift
+        # too small to matter into a large distance. Values outside the training range
+        # are judged on their own, below.
         distance = statistics.wasserstein_binned(
-            profile.edges, profile.counts, counts.counts, min(lows), max(highs)
+            profile.edges, profile.counts, counts.counts, profile.min, profile.max
         ) / _scale(profile)
+    outside = counts.below + counts.above
+    outside_share = outside / present if present else 0.0
+    outside_p = _beyond_training_p(outside, present, profile.count - profile.missing)
     ref10, cur10, starts = regroup(profile.counts, counts.counts)
     psi = statistics.psi(ref10, cur10) if present else 0.0
     rate, base, missing_p, missing_changed = _missing(
@@ -131,6 +150,14 @@ def assess_numeric(
         )
     if missing_changed:
         reasons.append(f"missing share {base:.1%} -> {rate:.1%} (p={missing_p:.2g})")
+    expected_outside = 2 / (profile.count - profile.missing + 1)
+    if outside_p < s.p_value and outside_share - expected_outside >= s.out_of_range_change:
+        # A constant or few-valued training column cannot show a shift above its maximum
+        # in its bins (every such value lands in the top bin): this reason can.
+        reasons.append(
+            f"{outside_share:.1%} of values outside the training range "
+            f"[{profile.min:.4g}, {profile.max:.4g}] (p={outside_p:.2g})"
+        )
     return FeatureDrift(
         name=name,
         kind="numeric",
@@ -145,7 +172,7 @@ def assess_numeric(
         missing_rate=round(rate, 6),
         baseline_missing_rate=round(base, 6),
         missing_p_value=missing_p,
-        out_of_range=round((counts.below + counts.above) / present, 6) if present else 0.0,
+        out_of_range=round(outside_share, 6),
         ks_error_bound=round(ks.error_bound, 6),
         drifted=bool(reasons),
         reasons=reasons,

@@ -107,6 +107,7 @@ class _Pending:
 class _Batch:
     hour: int  # hours since the epoch: a batch never spans two partitions
     first_at: float
+    max_wait: float  # the model's max_wait_seconds when the batch began
     rows: int = 0
     pending: list[_Pending] = field(default_factory=list)
 
@@ -226,11 +227,20 @@ class CaptureWriter:
                 ready.append((model, self._batches.pop(model)))
                 batch = None
             if batch is None:
-                batch = self._batches[model] = _Batch(hour=hour, first_at=now)
+                batch = self._batches[model] = _Batch(
+                    hour=hour, first_at=now, max_wait=settings.max_wait_seconds
+                )
             batch.pending.append(item)
             batch.rows += item.rows
             if not hold and self._due(batch, settings, now):
                 ready.append((model, self._batches.pop(model)))
+            # Other models' batches age too: a model that gets no more requests must not
+            # keep its rows past their wait (or past their hour) while others are served.
+            for other, waiting in list(self._batches.items()):
+                if other != model and (
+                    now - waiting.first_at >= waiting.max_wait or waiting.hour != hour
+                ):
+                    ready.append((other, self._batches.pop(other)))
         for name, full in ready:
             self._write(name, full)
         return capture_id

@@ -51,7 +51,6 @@ from shared.monitoring.report import (
 from shared.monitoring.schema import check_schema
 from shared.monitoring.summary import (
     Baseline,
-    VersionCounts,
     WindowCounts,
     merge_windows,
     summarise,
@@ -135,10 +134,19 @@ def capture_files(
 
 
 def _read_labels(
-    store: ObjectStore, model: str, target: str, problems: list[FileProblem]
+    store: ObjectStore,
+    model: str,
+    target: str,
+    problems: list[FileProblem],
+    since: datetime | None = None,
 ) -> Labels:
     labels = Labels()
-    infos = sorted(store.list(labels_prefix(model)), key=lambda i: (i.last_modified, i.key))
+    # A label names a row captured before the file was uploaded: a file uploaded before
+    # `since` (the label window's start) can only name rows outside the window.
+    infos = sorted(
+        (i for i in store.list(labels_prefix(model)) if since is None or i.last_modified >= since),
+        key=lambda i: (i.last_modified, i.key),
+    )
     for info in infos:
         try:
             labels.add(parse_labels(store.get(info.key).body, info.key, target))
@@ -177,12 +185,14 @@ def _slim_rows(body: bytes, key: str) -> Iterator[_SlimRow]:
 class _Join:
     """Captured rows of the label window by (request id, row), for the labels to meet."""
 
+    wanted: dict[tuple[str, int], str] = field(default_factory=dict)
     answered: dict[tuple[str, int], list[tuple[str, int, object, dict[str, float] | None]]] = field(
         default_factory=dict
     )
 
     def add(self, row: Any) -> None:
-        if row.role != "served":
+        # Only rows a label names are kept: memory follows the labels, not the traffic.
+        if row.role != "served" or (row.request_id, row.row) not in self.wanted:
             return
         self.answered.setdefault((row.request_id, row.row), []).append(
             (row.capture_id, row.version, row.prediction, row.probabilities)
@@ -210,7 +220,10 @@ class _ShadowPairs:
                 continue
             pair = (shadow.version, answer.version)
             if regression:
-                score = abs(float(shadow.prediction) - float(answer.prediction))
+                try:
+                    score = abs(float(shadow.prediction) - float(answer.prediction))
+                except (TypeError, ValueError):  # a null or non-numeric prediction: no pair
+                    continue
             else:
                 score = float(str(shadow.prediction) == str(answer.prediction))
             self.agree.setdefault(pair, []).append(score)
@@ -368,13 +381,13 @@ def check_model(
         production = baselines.get(record.aliases["production"])
         if production is not None:
             target = production.metadata.target
-    labels = _read_labels(store, model, target, problems)
+    label_start = min(start, end - timedelta(hours=settings.label_window_hours))
+    labels = _read_labels(store, model, target, problems, since=label_start)
 
     in_window = capture_files(store, model, start, end)
-    label_start = min(start, end - timedelta(hours=settings.label_window_hours))
     earlier = capture_files(store, model, label_start, start) if labels.values else []
     total = len(in_window) + len(earlier)
-    join = _Join()
+    join = _Join(wanted=labels.values)
     counts = WindowCounts()
     done = 0
     for info in earlier:
@@ -395,7 +408,9 @@ def check_model(
             rows, access = _decode(decoder, body, info.key, baselines)
             versions = {row.version for row in rows}
             part = summarise(rows, {v: baselines.get(v) for v in versions}, access)
-        except MlopsError as exc:
+        except (MlopsError, ValueError, TypeError) as exc:
+            # A line that decodes but holds values of the wrong kind (a string where the
+            # task predicts numbers) makes the file unusable, not the check.
             problems.append(FileProblem(key=info.key, error=str(exc)[:300]))
         else:
             counts = merge_windows(counts, part)
@@ -417,11 +432,13 @@ def check_model(
         if baseline is not None:
             performances[version] = measure(baseline.metadata, rows_of_version, settings)
     sections = []
-    for version in sorted(set(counts.versions) | set(performances)):
+    # Only versions that answered in this window are judged: labelled rows of a version
+    # that no longer serves must not keep the window in decay (nor retrain again and again).
+    for version in sorted(counts.versions):
         baseline = baselines.get(version)
         if baseline is None:
             continue
-        version_counts = counts.versions.get(version) or VersionCounts(version=version)
+        version_counts = counts.versions[version]
         sections.append(
             assess_version(baseline, version_counts, performances.get(version), settings)
         )
@@ -455,14 +472,13 @@ def check_model(
 
 def _store_report(store: ObjectStore, report: DriftReport, key: str) -> CheckOutcome:
     body = encode_report(report)
-    previous_same: DriftReport | None = None
     try:
         existing = store.get(key).body
     except ObjectNotFound:
         existing = None
     if existing is not None:
         # A newer code version's report is refused here, before anything is rewritten.
-        previous_same = decode_report(existing, key)
+        decode_report(existing, key)
     written = existing != body
     if written:
         store.put(
@@ -474,7 +490,9 @@ def _store_report(store: ObjectStore, report: DriftReport, key: str) -> CheckOut
     recorded = False
     earlier = report.history[-2] if len(report.history) >= 2 else None
     changed = earlier is None or earlier.verdict != report.verdict
-    if changed and (previous_same is None or previous_same.verdict != report.verdict):
+    # Deduplicated by (window, verdict): a retry after a delivery that died between the
+    # report and the record still records the change, and a re-check adds nothing.
+    if changed:
         recorded = record_event_once(
             store,
             report.model,
@@ -505,7 +523,7 @@ def labelled_captures(
     Maintenance scores such rows with two versions; a row carries its inputs and its
     label, and an ambiguous or unmatched label is left out, as in the check.
     """
-    labels = _read_labels(store, model, target, [])
+    labels = _read_labels(store, model, target, [], since=start)
     if not labels.values:
         return []
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -554,8 +572,8 @@ def check_all(store: ObjectStore, now: datetime | None = None) -> list[CheckOutc
             if not has_traffic(store, model, start, end):
                 continue
             outcomes.append(check_model(store, model, window_id(start, hours)))
-        except MlopsError as exc:
-            logger.error("monitoring %s failed: %s", model, exc)
+        except Exception as exc:  # one model's failure must not stop the others' checks
+            logger.exception("monitoring %s failed", model)
             record_event_once(
                 store,
                 model,

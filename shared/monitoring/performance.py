@@ -98,6 +98,20 @@ def _regression(rows: Sequence[LabelledRow]) -> dict[str, Callable[[np.ndarray],
     }
 
 
+def usable_label(meta: ModelMetadata, label: str) -> bool:
+    """Whether a true value can score `meta`'s version: one of its classes, or a number.
+
+    Anything else ("Yes" for a model of "yes"/"no", "n/a" for a price) would count as a
+    wrong answer and raise a false decay, or teach a retraining a class that is a typo.
+    """
+    if meta.task == "classification":
+        return label in {str(c) for c in meta.classes or []}
+    try:
+        return math.isfinite(float(label))
+    except ValueError:
+        return False
+
+
 def metric_values(meta: ModelMetadata, rows: Sequence[LabelledRow]) -> dict[str, float]:
     """Every metric of `meta`'s task on `rows` (nan where undefined, e.g. one class only)."""
     if not rows:
@@ -108,7 +122,13 @@ def metric_values(meta: ModelMetadata, rows: Sequence[LabelledRow]) -> dict[str,
 
 
 def measure(meta: ModelMetadata, rows: Sequence[LabelledRow], s: MonitoringSettings) -> Performance:
-    """The version's metrics on `rows`, the primary one with an interval and the decay rule."""
+    """The version's metrics on `rows`, the primary one with an interval and the decay rule.
+
+    Rows whose label cannot score this version (see usable_label) are counted, not used.
+    """
+    usable = [r for r in rows if usable_label(meta, r.label)]
+    unusable = len(rows) - len(usable)
+    rows = usable
     primary = meta.primary_metric
     training = float(meta.metrics[primary])
     lower_better = primary in LOWER_IS_BETTER
@@ -145,4 +165,5 @@ def measure(meta: ModelMetadata, rows: Sequence[LabelledRow], s: MonitoringSetti
         decided=decided,
         decayed=decayed,
         metrics={k: round(v, 6) for k, v in sorted(values.items()) if not math.isnan(v)},
+        unusable_labels=unusable,
     )

@@ -85,6 +85,7 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     decided: bool  # enough labelled rows to decide anything
     decayed: bool
     metrics: dict[str, float]  # every metric on the labelled rows
+    unusable_labels: int = 0  # labels that are not a class of the version (or not a number)
 
 
 class VersionSection(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,20 +172,26 @@ def window_id(start: datetime, hours: int) -> str:
 
 
 def parse_window_id(window: str) -> tuple[datetime, datetime]:
-    """(start, end) of a window name such as 2026-11-30T10-1h."""
+    """(start, end) of a window name such as 2026-11-30T10-1h; only the canonical spelling.
+
+    One window has one name, so one report, one audit record and one retraining: "10-01h"
+    or a start with minutes would otherwise name the same hours again.
+    """
+    problem = f"window {window[:40]!r} is not like 2026-11-30T10-1h (UTC start hour, hours)"
     try:
         stamp, length = window.rsplit("-", 1)
         start = datetime.strptime(stamp, "%Y-%m-%dT%H").replace(tzinfo=UTC)
         if not (length.endswith("h") and length[:-1].isascii() and length[:-1].isdigit()):
             raise ValueError(length)
         hours = int(length[:-1])
-    except ValueError:
-        raise MlopsError(
-            f"window {window[:40]!r} is not like 2026-11-30T10-1h (UTC start hour, hours)"
-        ) from None
-    if not 1 <= hours <= 24 * 7:
-        raise MlopsError(f"window {window[:40]!r}: length must be 1 to 168 hours")
-    return start, start + timedelta(hours=hours)
+        if not 1 <= hours <= 24 * 7:
+            raise MlopsError(f"window {window[:40]!r}: length must be 1 to 168 hours")
+        end = start + timedelta(hours=hours)
+    except (ValueError, OverflowError):
+        raise MlopsError(problem) from None
+    if window_id(start, hours) != window:
+        raise MlopsError(f"{problem}; did you mean {window_id(start, hours)}?")
+    return start, end
 
 
 def report_prefix(model: str) -> str:
