@@ -237,6 +237,53 @@ def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None
     assert record.aliases == {}
 
 
+class LosesOneAuditWrite(LocalStore):
+    """A store whose first write of one kind of audit record fails (a throttled request)."""
+
+    def __init__(self, root: Path, event: str) -> None:
+        super().__init__(root)
+        self.event = event
+        self.failed = False
+
+    def put(self, key: str, body: bytes, **kwargs: Any) -> str:
+        if f"-{self.event}-" in key and not self.failed:
+            self.failed = True
+            raise OSError("SlowDown")
+        return super().put(key, body, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("body", "settled", "event"),
+    [
+        (classification_csv(), "ready", "version_registered"),
+        (
+            to_csv(["w", "target"], [[float(i % 7), "ab"[i % 2]] for i in range(200)]),
+            "rejected",
+            "version_rejected",
+        ),
+    ],
+)
+def test_the_trail_agrees_with_the_registry_when_its_record_of_a_version_fails(
+    tmp_path: Path, body: bytes, settled: str, event: str
+) -> None:
+    store = LosesOneAuditWrite(tmp_path / "s", event)
+    store.put("datasets/m/data.csv", body)
+
+    with pytest.raises(Exception, match="SlowDown"):  # raised: the platform retries
+        train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+    assert ModelRegistry(store, "m").load().entry(1).status == settled
+    trail = [e.event for e in read_trail(store, "m")]
+    assert trail == ["version_claimed"]  # neither version_failed nor training_failed
+
+    retry = train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+    again = train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+
+    assert (retry.status, again.status) == ("duplicate", "duplicate")
+    assert ModelRegistry(store, "m").load().entry(1).status == settled
+    trail = [e.event for e in read_trail(store, "m")]
+    assert trail == ["version_claimed", event, "duplicate_ignored", "duplicate_ignored"]
+
+
 def test_two_concurrent_trainings_get_versions_1_and_2(racing_store: ObjectStore) -> None:
     store = racing_store  # every backend: local folder, S3, S3 under a prefix
     store.put("datasets/m/a.csv", classification_csv(seed=0))
