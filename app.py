@@ -249,7 +249,10 @@ def on_dataset_uploaded(event: S3Event) -> None:
     # Imported here: scikit-learn and skl2onnx only load in the training function.
     from functions import training
 
-    training.handle_s3_event(event.to_dict())
+    # Lambda's retries of a failed invocation keep its request id (see records.abandoned).
+    training.handle_s3_event(
+        event.to_dict(), delivery=getattr(event.context, "aws_request_id", None)
+    )
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS))

@@ -24,7 +24,7 @@ from typing import Any
 
 from functions import inference, monitoring
 from shared.data.spec import parse_spec, spec_key, validate_model_name
-from shared.errors import BadRequest, MlopsError
+from shared.errors import BadRequest, MlopsError, SpecError
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report, window_id
@@ -36,6 +36,7 @@ from shared.store import ObjectStore, open_store
 from shared.store.local import LocalStore
 from shared.training.job import TrainingOutcome, train_from_dataset
 from shared.training.model_card import render_model_card
+from shared.training.pipeline import check_params
 
 
 def _print_outcome(outcome: TrainingOutcome) -> None:
@@ -73,7 +74,14 @@ def upload(
     validate_model_name(model)
     if spec_path is not None:
         body = spec_path.read_bytes()
-        parse_spec(body, source=str(spec_path))  # refuse a bad spec before touching the store
+        # Refuse a bad spec before touching the store, parameters included (scikit-learn's
+        # own check, as training runs it): an uploaded spec that can only fail would fail
+        # every training of the model until replaced.
+        spec = parse_spec(body, source=str(spec_path))
+        try:
+            check_params(spec)
+        except SpecError as exc:
+            raise SpecError(f"{spec_path}: {exc}") from None
         store.put(spec_key(model), body, content_type="application/json")
     key = f"datasets/{model}/{path.name}"
     store.put(key, path.read_bytes(), content_type="text/csv")

@@ -8,29 +8,55 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from functions.promotion import challenge
+from shared.errors import InvalidKey
 from shared.store import ObjectStore, open_store
-from shared.training.job import TrainingOutcome, train_from_dataset
+from shared.training.job import TrainingOutcome, ignore_upload, train_from_dataset
 
 logger = logging.getLogger(__name__)
 
 
-def dataset_keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, key) of every record in an S3 notification; keys arrive URL-encoded."""
+def dataset_uploads(event: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, version id) of every record in an S3 notification.
+
+    Keys arrive URL-encoded. The version id is there when the bucket is versioned: the
+    bytes the event names, which a later upload of the same key must not replace.
+    """
     return [
-        (r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]))
+        (
+            r["s3"]["bucket"]["name"],
+            unquote_plus(r["s3"]["object"]["key"]),
+            r["s3"]["object"].get("versionId") or None,
+        )
         for r in event.get("Records", [])
     ]
 
 
 def handle_s3_event(
-    event: Mapping[str, Any], store: ObjectStore | None = None
+    event: Mapping[str, Any], store: ObjectStore | None = None, *, delivery: str | None = None
 ) -> list[TrainingOutcome]:
-    """Train once per uploaded dataset in the event; the store defaults to MLOPS_STORE."""
+    """Train once per uploaded dataset in the event; the store defaults to MLOPS_STORE.
+
+    `delivery` is Lambda's request id, which its retries of the invocation keep.
+    """
     store = store or open_store()
     outcomes = []
-    for bucket, key in dataset_keys(event):
-        relative = store.key_for_event(bucket, key)
-        outcome = train_from_dataset(store, relative, trigger=f"s3-event s3://{bucket}/{key}")
+    for bucket, key, version_id in dataset_uploads(event):
+        try:
+            relative = store.key_for_event(bucket, key)
+        except InvalidKey as exc:
+            # Another bucket's (or prefix's) event: recorded, not raised, or Lambda would
+            # retry an event that can never succeed.
+            outcomes.append(
+                ignore_upload(store, key, location=f"s3://{bucket}/{key}", reason=str(exc))
+            )
+            continue
+        outcome = train_from_dataset(
+            store,
+            relative,
+            trigger=f"s3-event s3://{bucket}/{key}",
+            version_id=version_id,
+            delivery=delivery,
+        )
         logger.info("training %s: %s", key, outcome)
         outcomes.append(outcome)
         if outcome.status in ("registered", "duplicate"):

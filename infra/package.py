@@ -411,8 +411,9 @@ def check_admin(template: dict[str, Any]) -> None:
     """The admin routes are IAM-authorized, and registry writes stay out of the serving role.
 
     The serving function may invoke the registry_admin function (named in its environment)
-    and nothing else, and put only captures; the registry_admin function may put only
-    registry records and audit events.
+    and nothing else, and put only captures and audit events (the record of an artifact it
+    refused); never a registry record. The registry_admin function may put only registry
+    records and audit events.
     """
     resources = template["Resources"]
     serving = resources[SERVING_FUNCTION]["Properties"]
@@ -425,8 +426,8 @@ def check_admin(template: dict[str, Any]) -> None:
     if not invokable or any(not r.endswith(f":function:{name}") for r in invokable):
         raise BuildError(f"the serving role may invoke {invokable}, not just {name}")
     serving_puts = _granted(serving_statements, "s3:PutObject")
-    if any(not r.endswith("/captures/*") for r in serving_puts):
-        raise BuildError(f"the serving role may write {serving_puts}: only captures/*")
+    if any(not r.endswith(("/captures/*", "/audit/*")) for r in serving_puts):
+        raise BuildError(f"the serving role may write {serving_puts}: only captures/*, audit/*")
     admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
     if any(not r.endswith(("/models/*/registry.json", "/audit/*")) for r in admin_puts):
         raise BuildError(f"the registry_admin role may write {admin_puts}")

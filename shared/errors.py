@@ -36,6 +36,15 @@ class ObjectNotFound(MlopsError):
         self.key = key
 
 
+class ObjectVersionNotFound(ObjectNotFound):
+    """The object store has no such version of the object (deleted, or never existed)."""
+
+    def __init__(self, key: str, version_id: str) -> None:
+        MlopsError.__init__(self, f"no version {version_id[:80]!r} of the object at key {key!r}")
+        self.key = key
+        self.version_id = version_id
+
+
 class PreconditionFailed(MlopsError):
     """A conditional write lost: the object exists, or changed since it was read."""
 

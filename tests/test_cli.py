@@ -108,6 +108,45 @@ def test_a_bad_spec_is_refused_before_anything_is_uploaded(
     assert not (tmp_path / "s" / "datasets").exists()
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"estimator": "random_forest", "params": {"n_estimators": -1}},
+            "The 'n_estimators' parameter of RandomForest",
+        ),
+        ({"estimator": "linear", "params": {"n_trees": 3}}, "['n_trees'] not accepted"),
+        ({"task": "regression", "params": {"C": 0.5}}, "params: ['C'] not accepted by Ridge"),
+    ],
+)
+def test_a_spec_with_parameters_scikit_learn_refuses_is_never_uploaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: dict[str, object], message: str
+) -> None:
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    spec_path = tmp_path / "churn.spec.json"
+    spec_path.write_text(json.dumps(spec))
+    store = ["--store", str(tmp_path / "s")]
+
+    code = main([*store, "upload", str(data), "--model", "churn", "--spec", str(spec_path)])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec_path}: params: ")
+    assert message in err
+    assert not (tmp_path / "s" / "specs").exists()
+    assert not (tmp_path / "s" / "datasets").exists()
+
+
+def test_parameters_of_either_task_are_accepted_when_the_spec_names_none(tmp_path: Path) -> None:
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    spec_path = tmp_path / "churn.spec.json"
+    spec_path.write_text(json.dumps({"params": {"C": 0.5}}))  # LogisticRegression's
+    store = ["--store", str(tmp_path / "s")]
+    assert main([*store, "upload", str(data), "--model", "churn", "--spec", str(spec_path)]) == 0
+
+
 def test_promote_and_rollback_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = ["--store", str(tmp_path / "store")]
     spec = tmp_path / "spec.json"

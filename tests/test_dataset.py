@@ -237,6 +237,47 @@ def test_invalid_csv() -> None:
         read(make_csv(HEADER, rows))
 
 
+def test_numbers_with_decimal_commas_are_an_error_naming_the_column_and_the_fix() -> None:
+    # As a spreadsheet in a comma-decimal locale quotes them in a comma-separated file.
+    rows = [f'{20 + i},"{60 + i},{i % 10}6",{i % 2}' for i in range(200)]
+    with pytest.raises(DataError) as caught:
+        read(make_csv("age,weight,target", rows))
+    message = str(caught.value)
+    assert message.startswith(f"{SOURCE}: column 'weight' holds numbers written with a comma: ")
+    assert "line 2 has '60,06'" in message
+    assert "write them with a decimal point" in message
+    assert len(message) < 600  # a few values quoted, not 200
+
+
+def test_a_column_the_spec_calls_categorical_may_hold_commas() -> None:
+    rows = [f'{20 + i},"{i % 3},5",{i % 2}' for i in range(60)]
+    data = read(make_csv("age,grade,target", rows), ModelSpec(categorical=["grade"], min_rows=10))
+    assert data.X[0, 1] == "0,5"
+
+
+def test_a_feature_with_a_category_per_row_is_an_error() -> None:
+    rows = [f"{20 + i},customer-{i:04d},{i % 2}" for i in range(100)]
+    with pytest.raises(
+        DataError,
+        match=AT + r"column 'city' has 100 different values in 100 rows, such as 'customer-0000' "
+        r"\(line 2\): nearly one category per row.*\"drop\"",
+    ):
+        read(make_csv(HEADER, rows))
+    # Listed under "categorical", the spec has the last word.
+    data = read(make_csv(HEADER, rows), ModelSpec(categorical=["city"], min_rows=10))
+    assert data.features[1] == Feature("city", "categorical")
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_file_separated_by_something_else_gets_a_hint(separator: str) -> None:
+    rows = [separator.join([f"{20 + i},5", "Oslo", str(i % 2)]) for i in range(12)]
+    with pytest.raises(DataError) as caught:
+        read(make_csv(separator.join(["age", "city", "target"]), rows))
+    message = str(caught.value)
+    assert message.startswith(f"{SOURCE}: no target column 'target'")
+    assert f"the file looks separated by {separator!r}, not by commas" in message
+
+
 # --- accepted files ---------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from shared.data.profile import (
     profile_categorical,
     profile_numeric,
 )
+from shared.monitoring.summary import count_numeric
 
 
 def test_numeric_profiles_over_the_same_edges_merge_to_the_whole() -> None:
@@ -52,3 +53,24 @@ def test_a_category_named_like_the_old_pool_is_a_category() -> None:
     profile = profile_categorical(values, known=["__other__", "north"])
     assert profile.counts == {"__other__": 1, "north": 1}
     assert profile.other == 1
+
+
+# Values on an edge: the baseline and every monitoring window must put them in the same bin,
+# or a window of the training data itself would look drifted. The convention, fixed here by
+# hand: a value equal to an edge falls in the bin above it (bins are [edge, next edge)).
+EDGE_VALUES = np.array([0.0, 1.0, 1.0, 1.5, 2.0, 3.0, np.nan])
+EDGES = [1.0, 2.0]
+EDGE_COUNTS = [1, 3, 2]  # below 1: 0.0 | [1, 2): 1.0, 1.0, 1.5 | from 2: 2.0, 3.0
+
+
+def test_a_value_on_a_bin_edge_counts_in_the_bin_above_it() -> None:
+    profile = profile_numeric(EDGE_VALUES, EDGES)
+    assert profile.counts == EDGE_COUNTS
+    assert profile.missing == 1
+
+
+def test_monitoring_bins_traffic_on_the_edges_as_the_baseline_did() -> None:
+    baseline = profile_numeric(EDGE_VALUES, EDGES)
+    counts = count_numeric(EDGE_VALUES, baseline)
+    assert counts.counts == EDGE_COUNTS
+    assert counts.missing == 1

@@ -162,6 +162,16 @@ def test_an_abandoned_claim_is_failed_and_the_source_can_train_again() -> None:
     assert source_of(fail_version(record, 1, reason="x", now=later), "s") is None
 
 
+def test_a_claim_met_again_by_its_own_delivery_was_left_by_a_run_that_died() -> None:
+    _, entry = claim_version(
+        RegistryRecord(model="m"), run_id="r1", source="s", data_key="k", now=T0, delivery="req-1"
+    )
+    soon = T0 + timedelta(minutes=1)
+    assert abandoned(entry, soon, "req-1") == "abandoned: its run died (delivery req-1 was retried)"
+    assert abandoned(entry, soon, "req-2") is None  # another delivery: the run may be alive
+    assert abandoned(entry, soon) is None
+
+
 def test_completing_twice_with_the_same_artifact_is_a_no_op() -> None:
     record = ready_versions(1)
     again, alias = complete_version(

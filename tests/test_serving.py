@@ -19,6 +19,7 @@ from functions import inference
 from shared.registry.audit import read_trail
 from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache
+from shared.serving.runtime import sha256_hex
 from shared.store.s3 import S3Store
 from shared.training.job import train_from_dataset
 from tests.factories import classification_csv, numeric_csv, regression_csv
@@ -258,6 +259,26 @@ def test_a_tampered_artifact_is_refused_and_the_previous_version_keeps_serving(
     rejected = [e for e in read_trail(churn, "churn") if e.event == "artifact_rejected"]
     assert len(rejected) == 1
     assert rejected[0].details["version"] == 2
+
+
+def test_a_swapped_pair_of_model_and_metadata_is_refused_by_the_registry_s_hash(
+    churn: S3Store,
+) -> None:
+    # Someone with write access replaces v2's model.onnx AND metadata.json by v1's: the two
+    # agree with each other, but not with the sha256 the registry recorded for v2.
+    upload_and_train(churn, "churn", classification_csv(seed=3), name="more.csv")
+    recorded = ModelRegistry(churn, "churn").load().entry(2).sha256
+    for name in ("model.onnx", "metadata.json"):
+        churn.put(
+            f"models/churn/versions/2/{name}", churn.get(f"models/churn/versions/1/{name}").body
+        )
+    assert recorded != sha256_hex(churn.get("models/churn/versions/2/model.onnx").body)
+
+    with Client(app) as client:
+        status, body, _ = post(client, "/models/churn/versions/2/predict", {"records": [ROW]})
+
+    assert status == 503
+    assert f"the registry says {recorded}" in body["error"]
 
 
 def test_a_version_never_served_is_refused_when_tampered(churn: S3Store) -> None:

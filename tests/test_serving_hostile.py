@@ -216,9 +216,9 @@ def test_unknown_model_names_are_remembered_in_a_bounded_cache(tmp_path: Path) -
     reads: list[str] = []
 
     class CountingStore(LocalStore):
-        def get(self, key: str) -> StoredObject:
+        def get(self, key: str, *, version_id: str | None = None) -> StoredObject:
             reads.append(key)
-            return super().get(key)
+            return super().get(key, version_id=version_id)
 
     inference.reset_cache(ModelCache(CountingStore(tmp_path / "store"), max_records=2))
     try:

@@ -17,7 +17,13 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from shared.errors import InvalidKey, ObjectNotFound, PreconditionFailed, StoreConfigError
+from shared.errors import (
+    InvalidKey,
+    ObjectNotFound,
+    ObjectVersionNotFound,
+    PreconditionFailed,
+    StoreConfigError,
+)
 from shared.store import open_store
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
@@ -139,6 +145,27 @@ def test_get_of_a_missing_key_raises_object_not_found(store: ObjectStore) -> Non
     with pytest.raises(ObjectNotFound, match="no object at key 'missing/key'") as caught:
         store.get("missing/key")
     assert caught.value.key == "missing/key"
+
+
+def test_the_null_version_is_the_object_written_while_versioning_is_off(
+    store: ObjectStore,
+) -> None:
+    store.put("datasets/m/a.csv", b"x,y\n")
+
+    assert store.get("datasets/m/a.csv", version_id="null").body == b"x,y\n"
+
+
+def test_a_version_that_does_not_exist_raises_object_version_not_found(
+    store: ObjectStore,
+) -> None:
+    store.put("datasets/m/a.csv", b"x,y\n")
+    gone = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"  # S3's shape of id, never handed out here
+
+    for key in ("datasets/m/a.csv", "datasets/m/never.csv"):
+        with pytest.raises(ObjectVersionNotFound, match="no version '3HL4kq") as caught:
+            store.get(key, version_id=gone)
+        assert (caught.value.key, caught.value.version_id) == (key, gone)
+        assert isinstance(caught.value, ObjectNotFound)  # callers may treat it as missing
 
 
 def test_head_describes_an_object_in_utc_and_is_none_when_absent(store: ObjectStore) -> None:
@@ -494,6 +521,23 @@ def test_s3_keys_live_under_the_prefix_and_listing_stays_inside_it(s3_bucket: st
         f"s3://{s3_bucket}/team/ab",
         f"s3://{s3_bucket}",
     )
+
+
+def test_s3_reads_the_version_named_on_a_versioned_bucket(s3_bucket: str, s3_client: Any) -> None:
+    s3_client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    store = S3Store(s3_bucket, prefix="team", client=s3_client)
+    store.put("datasets/m/a.csv", b"first")
+    first = store.get("datasets/m/a.csv").version_id
+    store.put("datasets/m/a.csv", b"second")
+    assert first is not None
+
+    old = store.get("datasets/m/a.csv", version_id=first)
+    assert (old.body, old.version_id) == (b"first", first)
+    assert store.get("datasets/m/a.csv").body == b"second"
+
+    s3_client.delete_object(Bucket=s3_bucket, Key="team/datasets/m/a.csv", VersionId=first)
+    with pytest.raises(ObjectVersionNotFound):
+        store.get("datasets/m/a.csv", version_id=first)
 
 
 def test_s3_list_pages_past_1000_keys(s3_bucket: str) -> None:

@@ -11,6 +11,7 @@ import msgspec
 import numpy as np
 import onnxruntime as ort
 import pytest
+from sklearn.metrics import f1_score, roc_auc_score
 
 from shared.errors import ObjectNotFound
 from shared.registry.audit import read_trail
@@ -237,6 +238,53 @@ def test_artifact_write_failure_marks_the_version_failed(tmp_path: Path) -> None
     assert record.aliases == {}
 
 
+class LosesOneAuditWrite(LocalStore):
+    """A store whose first write of one kind of audit record fails (a throttled request)."""
+
+    def __init__(self, root: Path, event: str) -> None:
+        super().__init__(root)
+        self.event = event
+        self.failed = False
+
+    def put(self, key: str, body: bytes, **kwargs: Any) -> str:
+        if f"-{self.event}-" in key and not self.failed:
+            self.failed = True
+            raise OSError("SlowDown")
+        return super().put(key, body, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("body", "settled", "event"),
+    [
+        (classification_csv(), "ready", "version_registered"),
+        (
+            to_csv(["w", "target"], [[float(i % 7), "ab"[i % 2]] for i in range(200)]),
+            "rejected",
+            "version_rejected",
+        ),
+    ],
+)
+def test_the_trail_agrees_with_the_registry_when_its_record_of_a_version_fails(
+    tmp_path: Path, body: bytes, settled: str, event: str
+) -> None:
+    store = LosesOneAuditWrite(tmp_path / "s", event)
+    store.put("datasets/m/data.csv", body)
+
+    with pytest.raises(Exception, match="SlowDown"):  # raised: the platform retries
+        train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+    assert ModelRegistry(store, "m").load().entry(1).status == settled
+    trail = [e.event for e in read_trail(store, "m")]
+    assert trail == ["version_claimed"]  # neither version_failed nor training_failed
+
+    retry = train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+    again = train_from_dataset(store, "datasets/m/data.csv", trigger="test")
+
+    assert (retry.status, again.status) == ("duplicate", "duplicate")
+    assert ModelRegistry(store, "m").load().entry(1).status == settled
+    trail = [e.event for e in read_trail(store, "m")]
+    assert trail == ["version_claimed", event, "duplicate_ignored", "duplicate_ignored"]
+
+
 def test_two_concurrent_trainings_get_versions_1_and_2(racing_store: ObjectStore) -> None:
     store = racing_store  # every backend: local folder, S3, S3 under a prefix
     store.put("datasets/m/a.csv", classification_csv(seed=0))
@@ -376,3 +424,65 @@ def test_a_regression_no_better_than_the_mean_is_rejected(local: LocalStore) -> 
     outcome = train_from_dataset(local, "datasets/flat/data.csv", trigger="test")
     assert outcome.status == "rejected"
     assert "training mean" in (outcome.reason or "")
+
+
+def test_f1_is_the_positive_class_s_the_second_in_sorted_order() -> None:
+    # The README: F1 of the second class in sorted order ("yes"), by scikit-learn itself.
+    classes = np.array(["no", "yes"], dtype=object)
+    y_true = np.array(["no", "no", "no", "yes", "yes"], dtype=object)
+    labels = np.array(["no", "yes", "no", "yes", "no"], dtype=object)
+    p_yes = np.array([0.1, 0.6, 0.3, 0.8, 0.4])
+    probabilities = np.column_stack([1 - p_yes, p_yes]).astype(np.float32)
+
+    metrics = classification_metrics(y_true, labels, probabilities, classes)
+
+    assert metrics["f1"] == pytest.approx(0.5)  # "yes": 1 hit, 1 false alarm, 1 miss
+    assert metrics["f1"] == pytest.approx(f1_score(y_true, labels, pos_label="yes"))
+    assert metrics["f1"] != pytest.approx(f1_score(y_true, labels, pos_label="no"))  # 2/3
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y_true == "yes", p_yes))
+    assert metrics["accuracy"] == pytest.approx(0.6)
+
+
+def test_f1_of_integer_classes_is_the_larger_one_s() -> None:
+    classes = np.array([3, 7])
+    y_true = np.array([3, 3, 3, 7, 7])
+    labels = np.array([3, 7, 3, 7, 3])
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8], [0.6, 0.4]])
+    metrics = classification_metrics(y_true, labels, probabilities, classes)
+    assert metrics["f1"] == pytest.approx(f1_score(y_true, labels, pos_label=7)) == 0.5
+
+
+class NaNOnOneRow:
+    """An ONNX model stand-in whose outputs are NaN on one row and exact elsewhere."""
+
+    def __init__(self, pipeline: Any, row: int) -> None:
+        self.pipeline = pipeline
+        self.row = row
+
+    def input_from_matrix(self, X: np.ndarray) -> np.ndarray:
+        return X
+
+    def feed(self, X: np.ndarray) -> np.ndarray:
+        return X
+
+    def run(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        probabilities = np.asarray(self.pipeline.predict_proba(X), dtype=np.float32)
+        probabilities[self.row] = np.nan
+        return {"label": np.asarray(self.pipeline.predict(X)), "probabilities": probabilities}
+
+
+def test_a_nan_output_fails_the_parity_check() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from shared.data.spec import ParityTolerance
+    from shared.training.export import check_parity
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    pipeline = LogisticRegression().fit(X, y)
+    tolerance = ParityTolerance(atol=1.0, rtol=1.0)  # wide: only the NaN can violate it
+
+    report, _ = check_parity(pipeline, NaNOnOneRow(pipeline, row=5), X, "classification", tolerance)  # type: ignore[arg-type]
+
+    assert (report.violations, report.passed) == (1, False)

@@ -11,6 +11,10 @@ The rules:
   every value is a number or missing (an empty field, NA, N/A, NaN, nan, null, NULL, None, or
   another spelling that float() reads as NaN), categorical when fewer than half of its values
   are numbers, and an error in between, where a typo is the likely cause. So is infinity.
+* Errors too: a column of numbers written with a decimal comma ("67,36"), which would become
+  one category per value, and any feature inferred categorical with a different value on
+  nearly every row (an id, free text). The spec's "categorical" overrides both.
+* A header that is one column holding ";", a tab or "|" gets a hint about the separator.
 * Numbers and missing markers may have whitespace around them; nothing else is stripped. In a
   categorical column only the empty field is missing: "NA" or " " may be a category.
 * Without a task in the spec, a non-numeric target means classification, and so does a numeric
@@ -34,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.data.spec import ModelSpec, Task
-from shared.errors import DataError
+from shared.errors import DataError, quoted
 
 __all__ = [
     "MAX_INTEGER_CLASSES",
@@ -60,6 +64,12 @@ _SHOWN = 5
 _SHOWN_COLUMNS = 30
 # Enough rows to tell which columns are worth parsing together as numbers (see _parse_columns).
 _PROBE_ROWS = 1000
+# A feature inferred categorical with distinct values on this share of its rows (or more) is
+# an error; below this many rows, a share says too little to judge.
+_MOST_DISTINCT = 0.9
+_MIN_ROWS_FOR_DISTINCT = 50
+# Separators other than "," that spreadsheets write (";" where "," is the decimal mark).
+_OTHER_SEPARATORS = (";", "\t", "|")
 # float("nan") is NaN, so mapping the missing tokens to "nan" lets one C-level pass of float()
 # parse the numbers and mark the missing values.
 _AS_NAN: dict[str, str] = dict.fromkeys(NUMERIC_MISSING, "nan")
@@ -141,6 +151,8 @@ def prepare(body: bytes, spec: ModelSpec, *, source: str) -> PreparedData:
                 f"column {table.header[j]!r} is empty on every row; "
                 'remove it, or list it under "drop" in the spec'
             )
+        if column.kind == "categorical" and j not in categorical:
+            _check_not_all_distinct(table, table.header[j], column.values)
         features.append(Feature(table.header[j], column.kind))
         X[:, position] = column.values
     return PreparedData(task=task, features=tuple(features), X=X, y=y, n_rows=len(table.rows))
@@ -277,7 +289,10 @@ def _select_columns(table: _Table, spec: ModelSpec) -> tuple[int, list[int]]:
     header = table.header
     present = f"the columns are {_names(header)}"
     if spec.target not in header:
-        raise table.error(f'no target column {spec.target!r} ("target" in the spec); {present}')
+        raise table.error(
+            f'no target column {spec.target!r} ("target" in the spec); {present}'
+            + _separator_hint(table)
+        )
     listed = {"features": spec.features or [], "drop": spec.drop, "categorical": spec.categorical}
     for field, names in listed.items():
         unknown = [name for name in names if name not in header]
@@ -298,6 +313,20 @@ def _select_columns(table: _Table, spec: ModelSpec) -> tuple[int, list[int]]:
     return header.index(spec.target), [header.index(name) for name in chosen]
 
 
+def _separator_hint(table: _Table) -> str:
+    """What to say when the header is one column holding another separator, or nothing."""
+    if len(table.header) != 1:
+        return ""
+    for separator in _OTHER_SEPARATORS:
+        if separator in table.header[0]:
+            return (
+                f"; the header (line {table.header_line}) is one column holding "
+                f"{separator!r}: the file looks separated by {separator!r}, not by commas; "
+                "save it as comma-separated (CSV UTF-8), with '.' as the decimal separator"
+            )
+    return ""
+
+
 def _grid(table: _Table, spec: ModelSpec) -> npt.NDArray[np.object_]:
     """The data rows as a matrix of str, once they are known to be rectangular and enough."""
     rows, width = table.rows, len(table.header)
@@ -310,7 +339,7 @@ def _grid(table: _Table, spec: ModelSpec) -> npt.NDArray[np.object_]:
             message += f"; {ragged.size} rows in all have the wrong number of fields"
         if lengths[first] > width:
             message += "; a value that contains a comma must be in double quotes"
-        raise table.error(message)
+        raise table.error(message + _separator_hint(table))
     if not rows:
         raise table.error("the file has a header row but no data rows")
     if len(rows) < spec.min_rows:
@@ -401,6 +430,20 @@ def _categorical(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> _C
     counts: Counter[str] = Counter(cells)
     given = {value for value in counts if value.strip() not in NUMERIC_MISSING}
     text = {value for value in given if not _is_number(value)}
+    # "67,36": a number written with a decimal comma (or "1,234" with a thousands
+    # separator). Taken as categories, every value would be its own, and the served model
+    # would refuse numbers: an error, whichever way the file meant it.
+    comma = {
+        value for value in text if value.count(",") == 1 and _is_number(value.replace(",", "."))
+    }
+    if 2 * sum(counts[value] for value in comma) > sum(counts[value] for value in given):
+        rows = [row for row, value in enumerate(cells) if value in comma]
+        raise table.error(
+            f"column {name!r} holds numbers written with a comma: {table.values(rows, cells)}; "
+            "write them with a decimal point and no thousands separator ('67.36'; in a "
+            "spreadsheet, export the CSV with '.' as the decimal separator), or list the "
+            'column under "categorical" in the spec if it holds categories'
+        )
     if 2 * sum(counts[value] for value in text) <= sum(counts[value] for value in given):
         rows = [row for row, value in enumerate(cells) if value in text]
         raise table.error(
@@ -409,6 +452,27 @@ def _categorical(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> _C
             'or list the column under "categorical" in the spec if it holds categories'
         )
     return _Column("categorical", cells)
+
+
+def _check_not_all_distinct(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> None:
+    """An inferred categorical feature with (nearly) one category per row is an error.
+
+    Ids, timestamps, free text, or numbers written in a way that is not read as numbers:
+    as categories they teach the model nothing and make a one-hot column per row. A
+    column the spec lists under "categorical" is taken as the user says.
+    """
+    present = np.flatnonzero(cells != MISSING_CATEGORY)
+    distinct = len(set(cells[present].tolist()))
+    if present.size < _MIN_ROWS_FOR_DISTINCT or distinct < _MOST_DISTINCT * present.size:
+        return
+    first = int(present[0])
+    raise table.error(
+        f"column {name!r} has {distinct} different values in {present.size} rows, such as "
+        f"{quoted(str(cells[first]))} (line {table.line(first)}): nearly one category per "
+        'row, which teaches a model nothing; list it under "drop" in the spec if it is an id '
+        'or free text, correct its values if they are numbers, or list it under "categorical" '
+        "if these really are its categories"
+    )
 
 
 def _target(

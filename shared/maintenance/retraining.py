@@ -129,6 +129,8 @@ def assemble(
     if keep_base_rows is not None:
         body = body[max(0, len(body) - keep_base_rows) :] if keep_base_rows else []
     out = io.StringIO()
+    # Verbatim, unlike what is written for people (shared.data.cells): this file is training
+    # input, and an apostrophe before "=x" would teach the model a category it never sees.
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(body)

@@ -7,8 +7,10 @@ this module to the standard library and the report record: it runs in the small
 monitoring Lambda, where a plotting or templating library would not fit.
 
 Everything taken from the report is escaped: feature names and category values come from
-the callers' traffic. The page is deterministic (same report, same bytes): no render time,
-no random ids, floats formatted to fixed precision.
+the callers' traffic; text a spreadsheet would run as a formula gets an apostrophe in
+front (shared.data.cells), so the tables can be pasted into one. The page is
+deterministic (same report, same bytes): no render time, no random ids, floats formatted
+to fixed precision.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 from collections.abc import Sequence
 from html import escape
 
+from shared.data.cells import inert
 from shared.monitoring.report import (
     DriftReport,
     FeatureDrift,
@@ -107,7 +110,8 @@ def render_report(report: DriftReport) -> str:
 
 
 def _clean(value: object) -> str:
-    return str(value).translate(_UNSAFE)
+    # Inert: a name or category copied from the page into a spreadsheet must not run.
+    return inert(str(value).translate(_UNSAFE))
 
 
 def _cap(value: object, cap: int = LABEL_CAP) -> str:
@@ -610,7 +614,7 @@ def _bar_chart(histogram: Histogram, kind: str, name: str) -> str:
     )
     for index in range(0, count, step):
         x = left + (index + 0.5) * group
-        text = escape(labels[index])
+        text = escape(_clean(labels[index]))
         parts.append(
             f'<line x1="{_xy(x)}" x2="{_xy(x)}" y1="{_xy(base_y)}" y2="{_xy(base_y + 4)}" '
             f'stroke="{MUTED}"/>'

@@ -33,6 +33,7 @@ AuditEventName = Literal[
     "retraining_skipped",
     "labels_rejected",
     "monitoring_failed",
+    "upload_ignored",
 ]
 
 

@@ -53,6 +53,9 @@ class VersionEntry(msgspec.Struct, frozen=True, kw_only=True):
     primary_metric: str | None = None
     metric_value: float | None = None
     reason: str | None = None
+    # The platform's id of the delivery that claimed it (Lambda's request id, which its own
+    # retries of one invocation keep): a retry with the same id means the claimer died.
+    delivery: str | None = None
 
 
 class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,15 +130,31 @@ def source_of(existing: RegistryRecord, source: str) -> VersionEntry | None:
     return None
 
 
-def abandoned(entry: VersionEntry, now: datetime) -> bool:
-    """A pending claim whose run must have died (a timeout, a killed container)."""
-    return (
-        entry.status == "pending" and now - datetime.fromisoformat(entry.created_at) > PENDING_LEASE
-    )
+def abandoned(entry: VersionEntry, now: datetime, delivery: str | None = None) -> str | None:
+    """Why a pending claim's run must have died (a timeout, out of memory), or None.
+
+    Lambda retries a failed invocation (one and two minutes later) under the same request
+    id, and only once the failed attempt has ended: a claim made under `delivery` that a
+    new run meets again was left by a run that died. Without a delivery id, only the lease
+    tells.
+    """
+    if entry.status != "pending":
+        return None
+    if delivery is not None and entry.delivery == delivery:
+        return f"abandoned: its run died (delivery {delivery} was retried)"
+    if now - datetime.fromisoformat(entry.created_at) > PENDING_LEASE:
+        return "abandoned: its run never completed"
+    return None
 
 
 def claim_version(
-    record: RegistryRecord, *, run_id: str, source: str, data_key: str, now: datetime
+    record: RegistryRecord,
+    *,
+    run_id: str,
+    source: str,
+    data_key: str,
+    now: datetime,
+    delivery: str | None = None,
 ) -> tuple[RegistryRecord, VersionEntry]:
     """Append a pending entry numbered one past the last: numbers have no gaps."""
     entry = VersionEntry(
@@ -146,6 +165,7 @@ def claim_version(
         data_key=data_key,
         created_at=now.isoformat(),
         updated_at=now.isoformat(),
+        delivery=delivery,
     )
     return msgspec.structs.replace(record, versions=[*record.versions, entry]), entry
 

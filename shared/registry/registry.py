@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import msgspec
 
 from shared.data.spec import validate_model_name
 from shared.errors import ModelNotFound, ObjectNotFound, PreconditionFailed, RegistryError
-from shared.registry.audit import record_event, utc_now
+from shared.registry.audit import AuditEventName, record_event, record_event_once, utc_now
 from shared.registry.records import (
     UNSET,
     Alias,
@@ -30,6 +31,7 @@ from shared.registry.records import (
     reject_version,
     rollback,
     source_of,
+    version_prefix,
 )
 from shared.store.base import ObjectStore
 
@@ -82,33 +84,43 @@ class ModelRegistry:
             f"registry of {self.model!r} stayed contended for {self.MAX_ATTEMPTS} attempts"
         )
 
-    def claim(self, *, run_id: str, source: str, data_key: str) -> tuple[VersionEntry, bool]:
-        """Reserve the next version number; (existing entry, True) if `source` already has one."""
+    def claim(
+        self, *, run_id: str, source: str, data_key: str, delivery: str | None = None
+    ) -> tuple[VersionEntry, bool]:
+        """Reserve the next version number; (existing entry, True) if `source` already has one.
+
+        A pending claim of `source` whose run died (see records.abandoned) is marked failed
+        and a new number claimed.
+        """
         claimed: list[tuple[VersionEntry, bool]] = []
+        replaced: list[tuple[int, str]] = []
 
         def change(record: RegistryRecord) -> RegistryRecord:
             claimed.clear()
+            replaced.clear()
             now = utc_now()
             existing = source_of(record, source)
             if existing is not None and existing.run_id == run_id:
                 # Our own claim: the write succeeded but its acknowledgement was lost.
                 claimed.append((existing, False))
                 return record
-            if existing is not None and abandoned(existing, now):
-                record = fail_version(
-                    record, existing.version, reason="abandoned: its run never completed", now=now
-                )
+            why = abandoned(existing, now, delivery) if existing is not None else None
+            if existing is not None and why is not None:
+                record = fail_version(record, existing.version, reason=why, now=now)
+                replaced.append((existing.version, why))
             elif existing is not None:
                 claimed.append((existing, True))
                 return record
             updated, entry = claim_version(
-                record, run_id=run_id, source=source, data_key=data_key, now=now
+                record, run_id=run_id, source=source, data_key=data_key, now=now, delivery=delivery
             )
             claimed.append((entry, False))
             return updated
 
         self.update(change)
         entry, duplicate = claimed[0]
+        for version, why in replaced:
+            record_event(self.store, self.model, "version_failed", version=version, reason=why)
         if not duplicate:
             record_event(
                 self.store, self.model, "version_claimed", version=entry.version, run_id=run_id
@@ -133,14 +145,60 @@ class ModelRegistry:
             given[:] = [alias]
             return updated
 
-        self.update(change)
-        record_event(self.store, self.model, "version_registered", version=version, alias=given[0])
+        record = self.update(change)
+        self.record_settled(record.entry(version))
         return given[0]
 
-    def fail(self, version: int, *, reason: str) -> None:
-        """Mark `version` failed (its artifacts could not be written)."""
-        self.update(lambda r: fail_version(r, version, reason=reason, now=utc_now()))
-        record_event(self.store, self.model, "version_failed", version=version, reason=reason)
+    def fail(self, version: int, *, reason: str) -> bool:
+        """Mark a pending `version` failed (its artifacts could not be written).
+
+        False, with nothing recorded, if the version was no longer pending: a ready or
+        rejected version stays as it is, and so must the trail.
+        """
+        failed: list[bool] = []
+
+        def change(record: RegistryRecord) -> RegistryRecord:
+            updated = fail_version(record, version, reason=reason, now=utc_now())
+            failed[:] = [updated != record]
+            return updated
+
+        self.update(change)
+        if failed[0]:
+            record_event(self.store, self.model, "version_failed", version=version, reason=reason)
+        return failed[0]
+
+    def record_settled(self, entry: VersionEntry) -> None:
+        """Write the trail's record of a version that became ready or rejected, once.
+
+        Its key comes from the version and the time the registry marked it, so the run that
+        marked it and any later delivery meeting it (after that run's write failed) write
+        the same object: the trail gets it exactly once.
+        """
+        if entry.status == "ready":
+            alias = next(
+                (
+                    change.alias
+                    for change in self.read()[0].alias_history
+                    if change.version == entry.version and change.reason == "registered"
+                ),
+                None,
+            )
+            self._record_once(entry, "version_registered", alias=alias)
+        elif entry.status == "rejected":
+            metadata = self.store.get(version_prefix(self.model, entry.version) + "metadata.json")
+            figures = msgspec.json.decode(metadata.body).get("gate")
+            self._record_once(entry, "version_rejected", reason=entry.reason, figures=figures)
+
+    def _record_once(self, entry: VersionEntry, event: AuditEventName, **details: object) -> None:
+        record_event_once(
+            self.store,
+            self.model,
+            event,
+            at=datetime.fromisoformat(entry.updated_at),
+            dedupe=f"{event} {entry.version}",
+            version=entry.version,
+            **details,
+        )
 
     def reject(
         self,
@@ -153,7 +211,7 @@ class ModelRegistry:
         figures: dict[str, object],
     ) -> None:
         """Mark `version` rejected by the quality gate (recorded with the figures)."""
-        self.update(
+        record = self.update(
             lambda r: reject_version(
                 r,
                 version,
@@ -164,14 +222,7 @@ class ModelRegistry:
                 now=utc_now(),
             )
         )
-        record_event(
-            self.store,
-            self.model,
-            "version_rejected",
-            version=version,
-            reason=reason,
-            figures=figures,
-        )
+        self._record_once(record.entry(version), "version_rejected", reason=reason, figures=figures)
 
     def set_alias(
         self,

@@ -293,9 +293,11 @@ class ModelCache:
         actual = sha256_hex(artifact)
         expected = {metadata.onnx.sha256, entry.sha256 or metadata.onnx.sha256}
         if expected != {actual}:
+            registry = entry.sha256 or metadata.onnx.sha256
             reason = (
                 f"version {entry.version} of {model!r} refused: model.onnx has sha256 {actual}, "
                 f"its metadata says {metadata.onnx.sha256}"
+                + (f", the registry says {registry}" if registry != metadata.onnx.sha256 else "")
             )
             self._refused[key] = reason
             record_event(

@@ -10,6 +10,8 @@ from datetime import datetime
 
 from shared.errors import InvalidKey
 
+# S3's id of the version an object gets while its bucket is not versioned.
+NULL_VERSION = "null"
 # Keys are S3-style relative paths; the same rules keep the local backend inside its root.
 _SEGMENT_FORBIDDEN = re.compile(r"[\x00-\x1f\\]")
 MAX_KEY_BYTES = 1024
@@ -97,8 +99,13 @@ class ObjectStore(abc.ABC):
         """Where this store lives, e.g. ``s3://bucket/prefix`` or ``file:///path``."""
 
     @abc.abstractmethod
-    def get(self, key: str) -> StoredObject:
-        """Read an object; raise ObjectNotFound if absent."""
+    def get(self, key: str, *, version_id: str | None = None) -> StoredObject:
+        """Read an object (the version `version_id` names, else the current one).
+
+        Raise ObjectNotFound if absent, ObjectVersionNotFound (a kind of ObjectNotFound) if
+        the object has no such version. "null" names the one version of an object written
+        while versioning was off, as on S3.
+        """
 
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo | None:

@@ -20,8 +20,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.errors import InvalidKey, ObjectNotFound, PreconditionFailed, StoreConfigError
+from shared.errors import (
+    InvalidKey,
+    ObjectNotFound,
+    ObjectVersionNotFound,
+    PreconditionFailed,
+    StoreConfigError,
+)
 from shared.store.base import (
+    NULL_VERSION,
     ObjectInfo,
     ObjectStore,
     StoredObject,
@@ -92,9 +99,15 @@ class LocalStore(ObjectStore):
         """``file://`` and the absolute root, percent-encoded where a URI needs it."""
         return self._root.as_uri()
 
-    def get(self, key: str) -> StoredObject:
-        """Read an object; raise ObjectNotFound if absent."""
+    def get(self, key: str, *, version_id: str | None = None) -> StoredObject:
+        """Read an object; see ObjectStore.get.
+
+        A folder keeps one version of each object, as an unversioned bucket does: the
+        "null" version is the object; any other version id names nothing that exists.
+        """
         path = self._path(key)
+        if version_id not in (None, NULL_VERSION):
+            raise ObjectVersionNotFound(key, version_id)  # as S3 says even of a missing key
         try:
             body = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

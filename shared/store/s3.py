@@ -15,7 +15,13 @@ from typing import Any, NoReturn
 import boto3
 from botocore.exceptions import ClientError
 
-from shared.errors import InvalidKey, ObjectNotFound, PreconditionFailed, StoreConfigError
+from shared.errors import (
+    InvalidKey,
+    ObjectNotFound,
+    ObjectVersionNotFound,
+    PreconditionFailed,
+    StoreConfigError,
+)
 from shared.store.base import (
     MAX_KEY_BYTES,
     ObjectInfo,
@@ -72,12 +78,18 @@ class S3Store(ObjectStore):
                     self._client = boto3.client("s3", region_name=region or None)
         return self._client
 
-    def get(self, key: str) -> StoredObject:
-        """Read an object; raise ObjectNotFound if absent."""
-        full_key = self._full_key(key)
+    def get(self, key: str, *, version_id: str | None = None) -> StoredObject:
+        """Read an object, or one version of it (GetObject VersionId); see ObjectStore.get."""
+        request = {"Bucket": self._bucket, "Key": self._full_key(key)}
+        if version_id is not None:
+            request["VersionId"] = version_id
         try:
-            response = self.client.get_object(Bucket=self._bucket, Key=full_key)
+            response = self.client.get_object(**request)
         except ClientError as err:
+            # NoSuchVersion: deleted or never there; InvalidArgument: not an id S3 could
+            # have made. Either way the version named cannot be read, now or on a retry.
+            if version_id is not None and _code(err) in ("NoSuchVersion", "InvalidArgument"):
+                raise ObjectVersionNotFound(key, version_id) from err
             self._raise_domain_error(err, key)
         return StoredObject(
             key=key,

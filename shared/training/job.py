@@ -40,7 +40,14 @@ from shared.data.spec import (
     spec_to_dict,
     validate_model_name,
 )
-from shared.errors import DataError, ExportError, MlopsError, PreconditionFailed
+from shared.errors import (
+    DataError,
+    ExportError,
+    MlopsError,
+    ObjectVersionNotFound,
+    PreconditionFailed,
+    quoted,
+)
 from shared.registry.audit import record_event, utc_now
 from shared.registry.holdout import HOLDOUT_FILE, encode_holdout
 from shared.registry.metadata import (
@@ -51,7 +58,7 @@ from shared.registry.metadata import (
     OnnxArtifact,
     encode_metadata,
 )
-from shared.registry.records import source_of, version_prefix
+from shared.registry.records import abandoned, source_of, version_prefix
 from shared.registry.registry import ModelRegistry
 from shared.serving.runtime import NUMERIC_INPUT, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore, StoredObject
@@ -300,6 +307,18 @@ def _build_candidate(
     )
 
 
+def _read_dataset(store: ObjectStore, data_key: str, version_id: str | None) -> StoredObject:
+    try:
+        return store.get(data_key, version_id=version_id)
+    except ObjectVersionNotFound:
+        # Final: a retry cannot bring it back, and training the key's current bytes would
+        # train something the event did not name.
+        raise DataError(
+            f"{data_key}: version {quoted(version_id)} named by the upload event no longer "
+            "exists (deleted since it was uploaded); nothing was trained"
+        ) from None
+
+
 def _put_once(store: ObjectStore, key: str, body: bytes, content_type: str) -> None:
     """Create-only write: a claimed number's folder is written once, by its claimer.
 
@@ -313,16 +332,21 @@ def _put_once(store: ObjectStore, key: str, body: bytes, content_type: str) -> N
             raise
 
 
+class _TrailIncomplete(Exception):
+    """The registry settled the version (ready or rejected); only its trail record failed."""
+
+
 def _register(
     store: ObjectStore,
     registry: ModelRegistry,
     candidate: _Candidate,
     source: str,
     watch: _Stopwatch,
+    delivery: str | None,
 ) -> TrainingOutcome:
     meta = candidate.metadata_without_version
     entry, duplicate = registry.claim(
-        run_id=meta.run_id, source=source, data_key=meta.lineage.data.key
+        run_id=meta.run_id, source=source, data_key=meta.lineage.data.key, delivery=delivery
     )
     if duplicate:
         # A concurrent delivery of the same event claimed it first.
@@ -384,8 +408,15 @@ def _register(
                 metric_value=final.metrics[final.primary_metric],
             )
     except Exception as exc:
-        registry.fail(entry.version, reason=f"registration failed: {exc}")
-        raise
+        if registry.fail(entry.version, reason=f"registration failed: {exc}"):
+            raise
+        # The version was settled before the failure, so only the trail's write failed:
+        # no failure record, which would contradict the registry. The platform's retry
+        # meets the settled version and writes the missing record (record_settled).
+        raise _TrailIncomplete(
+            f"version {entry.version} of {meta.model!r} is settled, but its audit record "
+            f"was not written: {exc}"
+        ) from exc
     return TrainingOutcome(
         model=meta.model,
         data_key=meta.lineage.data.key,
@@ -397,11 +428,37 @@ def _register(
     )
 
 
-def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> TrainingOutcome:
+def ignore_upload(store: ObjectStore, key: str, *, location: str, reason: str) -> TrainingOutcome:
+    """Record an upload event for `location` (holding `key`) that names no object of this
+    store, and train nothing: raising would make the platform retry it forever."""
+    logger.error("ignoring upload event for %s: %s", location, reason)
+    try:
+        model = model_of_data_key(key)
+    except MlopsError:
+        # No model to file it under; the log line above is the record.
+        return TrainingOutcome(model="", data_key=key, run_id="", status="failed", reason=reason)
+    record_event(store, model, "upload_ignored", location=location, reason=reason)
+    return TrainingOutcome(model=model, data_key=key, run_id="", status="failed", reason=reason)
+
+
+def train_from_dataset(
+    store: ObjectStore,
+    data_key: str,
+    *,
+    trigger: str,
+    version_id: str | None = None,
+    delivery: str | None = None,
+) -> TrainingOutcome:
     """Train the model that `data_key` belongs to and register the result.
 
-    Returns a failed outcome (and leaves an audit record) for bad data, a bad spec or a
-    failed export check; other errors are recorded and raised, so the platform retries.
+    `version_id` names the version of the dataset to train (an S3 event's versionId; None:
+    the current bytes). `delivery` identifies the delivery of the event across the
+    platform's own retries (Lambda's request id): a retry meeting the pending claim of
+    its earlier attempt knows that attempt died, and takes over.
+
+    Returns a failed outcome (and leaves an audit record) for bad data, a bad spec, a
+    dataset version that no longer exists or a failed export check; other errors are
+    recorded and raised, so the platform retries.
     """
     try:
         model = model_of_data_key(data_key)
@@ -417,12 +474,14 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
     try:
         with watch.step("read"):
             spec, spec_source, spec_etag = load_spec_for_dataset(store, model, data_key)
-            data_obj = store.get(data_key)
+            data_obj = _read_dataset(store, data_key, version_id)
         source = source_fingerprint(data_obj, spec_etag)
         # Unique per run, even for two deliveries of one event in the same second.
         run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{source[:12]}-{uuid.uuid4().hex[:6]}"
         existing = source_of(registry.read()[0], source)
-        if existing is not None:
+        if existing is not None and abandoned(existing, utc_now(), delivery) is None:
+            # A settled version's record may be missing if its run failed writing it.
+            registry.record_settled(existing)
             record_event(
                 store, model, "duplicate_ignored", data_key=data_key, version=existing.version
             )
@@ -436,7 +495,9 @@ def train_from_dataset(store: ObjectStore, data_key: str, *, trigger: str) -> Tr
         candidate = _build_candidate(
             model, data_obj, spec, spec_source, spec_etag, run_id, trigger, watch
         )
-        return _register(store, registry, candidate, source, watch)
+        return _register(store, registry, candidate, source, watch, delivery)
+    except _TrailIncomplete:
+        raise  # retried by the platform; see _register
     except Exception as exc:
         # Bad data, spec or export: recorded and final. Anything else: recorded, and raised
         # so that the platform retries (a duplicate check makes the retry safe).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.data.cells import inert
 from shared.data.spec import LOWER_IS_BETTER
 from shared.registry.metadata import ModelMetadata
 
@@ -13,7 +14,7 @@ def render_model_card(meta: ModelMetadata) -> str:
         f"# {meta.model} — version {meta.version}",
         "",
         f"- **Task**: {meta.task} of `{meta.target}`"
-        + (f" (classes: {', '.join(map(str, meta.classes))})" if meta.classes else ""),
+        + (f" (classes: {', '.join(inert(str(c)) for c in meta.classes)})" if meta.classes else ""),
         f"- **Estimator**: {meta.estimator}",
         f"- **Trained**: {meta.created_at} by run `{meta.run_id}` ({meta.lineage.trigger})",
         f"- **Data**: `{data.key}` (sha256 `{data.sha256[:16]}…`, {data.rows} rows: "
@@ -46,7 +47,9 @@ def render_model_card(meta: ModelMetadata) -> str:
     ]
     for feature in meta.features:
         profile = meta.baseline.features[feature.name]
-        lines.append(f"| {feature.name} | {feature.kind} | {profile.missing_rate:.1%} |")
+        # Names come from the uploaded CSV; a card's table pasted into a spreadsheet must
+        # not run one that reads as a formula.
+        lines.append(f"| {inert(feature.name)} | {feature.kind} | {profile.missing_rate:.1%} |")
     lines += [
         "",
         "Missing values are imputed inside the model; categories unseen in training are "

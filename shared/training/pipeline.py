@@ -81,6 +81,30 @@ def build_estimator(spec: ModelSpec, task: Task) -> BaseEstimator:
     return estimator
 
 
+def check_params(spec: ModelSpec) -> None:
+    """Raise SpecError unless scikit-learn accepts the spec's estimator parameters.
+
+    For the spec's task; without one, for either task, since the data decides which (a
+    linear model's "C" is LogisticRegression's, its "alpha" Ridge's). Checked before a spec
+    is uploaded, so that a spec which can only fail never reaches the store.
+    """
+    tasks: list[Task] = [spec.task] if spec.task else ["classification", "regression"]
+    refusals: dict[str, str] = {}
+    for task in tasks:
+        try:
+            build_estimator(spec, task)
+        except SpecError as exc:
+            refusals.setdefault(str(exc), task)
+        else:
+            return
+    if len(refusals) == 1:
+        raise SpecError(next(iter(refusals)))
+    reasons = (
+        f"for {task}, {message.removeprefix('params: ')}" for message, task in refusals.items()
+    )
+    raise SpecError("params: " + "; ".join(reasons))
+
+
 def build_pipeline(data: PreparedData, estimator: BaseEstimator, *, scale: bool) -> Pipeline:
     """Preparation by column kind, then the estimator; columns are addressed by position."""
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
