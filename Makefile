@@ -46,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mlops-store build vendor requirements.txt .chalice/deployments
+	rm -rf $(VENV) .mlops-store build vendor .chalice/deployments
