@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install package clean bench
+.PHONY: demo test lint install package clean bench deploy
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (e.g. pyenv install 3.12) or pass PYTHON=..."; exit 1; }
@@ -36,6 +36,12 @@ build/.packaged: $(STAMP) $(PACKAGE_INPUTS)
 	touch $@
 
 package: build/.packaged
+
+# `chalice deploy` with the layers from `make package`, published only when their content
+# changed and recorded in .chalice/config.json for the stage; see infra/deploy.py.
+STAGE ?= dev
+deploy: package
+	$(BIN)/python -m infra.deploy --stage $(STAGE) --reuse-build
 
 test: lint package
 	$(BIN)/pytest -q
