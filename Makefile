@@ -43,7 +43,9 @@ STAGE ?= dev
 deploy: package
 	$(BIN)/python -m infra.deploy --stage $(STAGE) --reuse-build
 
+# The template as CloudFormation will read it (SAM transform expanded): zero findings.
 test: lint package
+	$(BIN)/cfn-lint build/cfn/sam.json
 	$(BIN)/pytest -q
 
 # Benchmarks against references measured in the same run; writes benchmarks/results.json.
