@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install package clean bench
+.PHONY: demo test lint install package clean bench deploy
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (e.g. pyenv install 3.12) or pass PYTHON=..."; exit 1; }
@@ -37,7 +37,15 @@ build/.packaged: $(STAMP) $(PACKAGE_INPUTS)
 
 package: build/.packaged
 
+# `chalice deploy` with the layers from `make package`, published only when their content
+# changed and recorded in .chalice/config.json for the stage; see infra/deploy.py.
+STAGE ?= dev
+deploy: package
+	$(BIN)/python -m infra.deploy --stage $(STAGE) --reuse-build
+
+# The template as CloudFormation will read it (SAM transform expanded): zero findings.
 test: lint package
+	$(BIN)/cfn-lint build/cfn/sam.json
 	$(BIN)/pytest -q
 
 # Benchmarks against references measured in the same run; writes benchmarks/results.json.
@@ -46,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mlops-store build vendor requirements.txt .chalice/deployments
+	rm -rf $(VENV) .mlops-store build vendor .chalice/deployments

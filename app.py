@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from chalice.app import (
+    CaseInsensitiveMapping,
     Chalice,
     CloudWatchEvent,
     IAMAuthorizer,
@@ -29,9 +30,17 @@ if TYPE_CHECKING:
     from functions.admin import Caller
 
 app = Chalice(app_name="serverless-mlops")
-# Chalice lower-cases and scans this list several times per request; its default holds ~30
-# image/audio/video types this API never sends or accepts (~50 us of a ~100 us prediction).
-app.api.binary_types = ["application/octet-stream"]
+# Every body is binary to API Gateway (its binaryMediaTypes is this list): /infer takes JSON
+# and the binary tensor extension's raw bytes on one route, and API Gateway decides how to
+# hand a response back by the client's *first* Accept type, so only */* returns both JSON
+# and raw bodies intact to every client (curl's Accept: */*, tritonclient's). Requests then
+# reach Lambda base64-encoded and Chalice decodes them; responses leave base64-encoded and
+# API Gateway decodes them. A narrower list fails either way: ["application/octet-stream"]
+# mixes binary and text types on /infer, which `chalice deploy` refuses, and adding
+# "application/json" sends base64 text back to clients whose first Accept type is neither.
+# One entry also keeps Chalice's per-request content-type scans cheap (its default holds ~30
+# image/audio/video types: ~50 us of a ~100 us prediction).
+app.api.binary_types = ["*/*"]
 
 # Chalice reads the bucket name when it builds the deployment, from the stage's
 # environment_variables in .chalice/config.json.
@@ -97,6 +106,11 @@ _HINTS = {
 @app.middleware("http")
 def protocol_errors(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """Chalice's own refusals (415, 405, an unhandled 500) in the API's error object."""
+    if "accept" not in event.headers:
+        # Every response is binary (binary_types above) and Chalice answers 400 to a request
+        # with no Accept header; HTTP reads a missing Accept as */* (RFC 9110, 12.5.1), which
+        # API Gateway's */* binary media type matches, so say so (urllib sends none).
+        event.headers = CaseInsensitiveMapping({**event.headers, "accept": "*/*"})
     response = get_response(event)
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Message" in body:

@@ -9,6 +9,7 @@ timer starts after this module's own stdlib imports), the heavy modules loaded, 
 
 from __future__ import annotations
 
+import base64
 import json
 import resource
 import sys
@@ -55,7 +56,12 @@ def predict(event_json: str) -> None:
             "started_at": started_at,
             "answered_at": started_at + (answered - start),
             "status": response["statusCode"],
-            "body": json.loads(response["body"]),
+            "body": json.loads(
+                # The API answers base64 (binary media type */*); API Gateway decodes it.
+                base64.b64decode(response["body"])
+                if response.get("isBase64Encoded")
+                else response["body"]
+            ),
         }
     )
 

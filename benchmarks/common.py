@@ -378,7 +378,10 @@ class LambdaContext:
 def rest_event(
     resource: str, path_parameters: dict[str, str], body: str, method: str = "POST"
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event, as Lambda hands it to the api_handler."""
+    """An API Gateway REST (v1) proxy event, as Lambda hands it to the api_handler.
+
+    The API's binary media type is */* (app.py), so API Gateway base64-encodes the body.
+    """
     path = resource
     for name, value in path_parameters.items():
         path = path.replace("{" + name + "}", value)
@@ -419,9 +422,15 @@ def rest_event(
             "domainName": "abc123defg.execute-api.us-east-1.amazonaws.com",
             "apiId": "abc123defg",
         },
-        "body": body,
-        "isBase64Encoded": False,
+        "body": base64.b64encode(body.encode()).decode(),
+        "isBase64Encoded": True,
     }
+
+
+def response_json(response: dict[str, Any]) -> Any:
+    """A handler's JSON answer, decoded as API Gateway decodes it."""
+    body = response["body"]
+    return json.loads(base64.b64decode(body) if response.get("isBase64Encoded") else body)
 
 
 def predict_event(model: str, body: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from benchmarks.common import (
     median,
     predict_event,
     profile_top,
+    response_json,
     rest_event,
     rounded,
     serving_from,
@@ -58,7 +59,7 @@ def _ok(event: dict[str, Any]) -> dict[str, Any]:
     response = handle(event)
     if response["statusCode"] != 200:
         raise RuntimeError(f"handler answered {response['statusCode']}: {response['body']}")
-    body: dict[str, Any] = json.loads(response["body"])
+    body: dict[str, Any] = response_json(response)
     return body
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from functions import inference, monitoring
 from shared.data.spec import parse_spec, spec_key, validate_model_name
-from shared.errors import BadRequest, MlopsError, SpecError
+from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report, window_id
@@ -33,6 +33,8 @@ from shared.registry.metadata import decode_metadata
 from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
+from shared.store import bucket as bucket_settings
+from shared.store.bucket import BucketSettings
 from shared.store.local import LocalStore
 from shared.training.job import TrainingOutcome, train_from_dataset
 from shared.training.model_card import render_model_card
@@ -417,6 +419,52 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bucket_target(args: argparse.Namespace) -> tuple[str, BucketSettings]:
+    """The bucket and its settings: flags, else the Chalice stage's, else MLOPS_STORE's bucket.
+
+    A stage's ``data_bucket`` settings (top level of .chalice/config.json, then the stage's)
+    override the defaults; --captures-days and --reports-days override both.
+    """
+    values: dict[str, Any] = {}
+    bucket = args.bucket
+    if args.stage:
+        config = json.loads(Path(args.config).read_text())
+        stage = config.get("stages", {}).get(args.stage)
+        if stage is None:
+            raise StoreConfigError(f"no stage {args.stage!r} in {args.config}")
+        values = {**config.get("data_bucket", {}), **stage.get("data_bucket", {})}
+        env = {**config.get("environment_variables", {}), **stage.get("environment_variables", {})}
+        bucket = bucket or env.get("MLOPS_BUCKET")
+    if not bucket:
+        store = os.environ.get("MLOPS_STORE", "")
+        bucket = store.removeprefix("s3://").split("/")[0] if store.startswith("s3://") else None
+    if not bucket:
+        raise StoreConfigError("name the bucket: --bucket, --stage or MLOPS_STORE=s3://bucket")
+    for name in ("captures_days", "reports_days"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return bucket, BucketSettings.from_mapping(values)
+
+
+def cmd_bucket(args: argparse.Namespace) -> int:
+    """mlops bucket create|check: the data bucket's protective settings, made or verified."""
+    name, settings = _bucket_target(args)
+    client = bucket_settings.s3_client(args.region)
+    if args.action == "create":
+        created = bucket_settings.create_bucket(client, name, settings)
+        print(f"{'created' if created else 'updated'} s3://{name}: {settings}")
+    problems = bucket_settings.check_bucket(client, name, settings)
+    for problem in problems:
+        print(f"s3://{name}: {problem}", file=sys.stderr)
+    if not problems:
+        print(
+            f"s3://{name}: public access blocked, encrypted, versioned, TLS only, captures "
+            f"expire after {settings.captures_days} days and reports after "
+            f"{settings.reports_days}"
+        )
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each sub-command maps to one function above."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
@@ -493,6 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=3000, help="lifecycle: shoppers per week")
     p.add_argument("--weeks", type=int, default=8, help="lifecycle: weeks after week 0")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "bucket",
+        help="create or check the S3 data bucket's settings (public access blocked, "
+        "encryption, versioning, TLS only, lifecycle)",
+    )
+    p.add_argument("action", choices=["create", "check"])
+    p.add_argument("--bucket", help="default: the stage's MLOPS_BUCKET, else MLOPS_STORE's")
+    p.add_argument("--stage", help="a Chalice stage: its MLOPS_BUCKET and data_bucket settings")
+    p.add_argument("--config", default=".chalice/config.json", help="the Chalice config file")
+    p.add_argument("--region", help="default: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)")
+    p.add_argument("--captures-days", type=int, help="captures/ expire after (default 90)")
+    p.add_argument("--reports-days", type=int, help="monitoring/ expires after (default 400)")
+    p.set_defaults(func=cmd_bucket)
     return parser
 
 
@@ -500,6 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mlops`; domain errors print their message and exit 2."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "bucket":  # the bucket itself, not a store in it
+            bucket_code: int = cmd_bucket(args)
+            return bucket_code
         store = open_store(args.store)
         code: int = args.func(store, args)
     except MlopsError as exc:

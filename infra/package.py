@@ -1,34 +1,36 @@
-"""Build the AWS deployment: a CloudFormation (SAM) template, the app zip and the training layer.
+"""Build the AWS deployment: a CloudFormation (SAM) template, the app zip and two layers.
 
 Run from the repository root with the project's venv: ``.venv/bin/python infra/package.py
 [--out build]`` (``make package`` does). Everything lands in ``<out>/cfn``: ``sam.json``,
-``deployment.zip`` and ``training-layer.zip``, ready for ``aws cloudformation package`` and
-``deploy``; ``<out>/sizes.json`` records what each function weighs.
+``deployment.zip``, ``runtime-layer.zip`` and ``training-layer.zip``, ready for ``aws
+cloudformation package`` and ``deploy``; ``<out>/sizes.json`` records what each function weighs.
+``make deploy`` (infra/deploy.py) publishes the same two layers for ``chalice deploy``.
 
 One Chalice app is one zip shared by every function, and AWS caps each function at 250 MB
-unzipped, code plus layers. So the zip holds what serving needs (numpy, onnxruntime, msgspec,
-boto3) and the training stack (scikit-learn, scipy, skl2onnx, onnx, ...) goes into a layer that
-only the training function gets. Even so, the training function fits only once tests, type
-stubs, C headers, unused botocore service models and debug symbols are trimmed; the build
-fails if a function reaches the limit.
+unzipped, code plus layers. So the zip holds the project's code alone (what `chalice deploy`
+uploads on every code change: well under the 50 MB direct-upload limit), every function gets
+the runtime layer (numpy, onnxruntime, msgspec, boto3) and the training function also gets the
+training layer (scikit-learn, scipy, skl2onnx, onnx, ...). Even so, the training function fits
+only once tests, type stubs, C headers, unused botocore service models and debug symbols are
+trimmed; the build fails if a function reaches the limit.
 
 Steps, each a function below:
-1. requirements.txt for Chalice: pyproject.toml's runtime dependencies and everything they
-   pull in, pinned from constraints.txt (the one place versions live).
-2. vendor/: a fresh copy of shared/ and functions/ (Chalice zips vendor/ but not top-level
-   packages).
+1. The layers' requirements: pyproject.toml's runtime dependencies and everything they pull in,
+   then the training extra's on top, pinned from constraints.txt (the one place versions live).
+   requirements.txt (Chalice's) lists nothing, so no dependency lands in the app zip.
+2. vendor/: links to shared/ and functions/ (Chalice zips vendor/ but not top-level packages;
+   links, so that a later plain `chalice deploy` zips the current code).
 3. `chalice package` (through infra/chalice_cli.py, which handles @app.on_s3_event), merging
-   infra/template.json; fails on Chalice's "Could not install dependencies" warning, and checks
-   the zip holds exactly the pinned distributions.
+   infra/template.json; checks the zip holds no distribution.
 4. The app zip, trimmed and rewritten.
-5. The training layer: the training extra's distributions not already in the app zip, as
-   manylinux wheels for CPython 3.12, trimmed and zipped.
+5. The layers: the pinned distributions as manylinux wheels for CPython 3.12, trimmed and
+   zipped reproducibly (the same content gives the same bytes, hence the same hash).
 6. sizes.json.
-7. Checks: the template wires the layer, roles and bucket as intended, the admin routes are
+7. Checks: the template wires the layers, roles and bucket as intended, the admin routes are
    IAM-authorized and only the registry_admin role writes the registry; every dependency of
    every packaged distribution is packaged; a stdlib-only Python imports the app from the
-   unzipped zip without scikit-learn, and trains and exports models with the layer added;
-   no function is at or over the size limit.
+   unzipped zip and runtime layer without scikit-learn, and trains and exports models with the
+   training layer added; no function is at or over the size limit.
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 CONSTRAINTS = ROOT / "constraints.txt"
 PYPROJECT = ROOT / "pyproject.toml"
-REQUIREMENTS = ROOT / "requirements.txt"
 VENDOR = ROOT / "vendor"
 VENDORED_PACKAGES = ("shared", "functions")
 MERGE_TEMPLATE = INFRA / "template.json"
@@ -74,9 +75,18 @@ MONITORING_FUNCTION = "CheckMonitoring"
 ADMIN_FUNCTION = "RegistryAdmin"
 REST_API = "RestAPI"
 LAYER_RESOURCE = "TrainingLayer"
+RUNTIME_LAYER_RESOURCE = "RuntimeLayer"
 BUCKET_RESOURCE = "DataBucket"
 APP_ZIP = "deployment.zip"
 LAYER_ZIP = "training-layer.zip"
+RUNTIME_LAYER_ZIP = "runtime-layer.zip"
+
+# The layers each function gets, in Lambda's order (later layers overlay earlier ones; none
+# overlap here). Chalice's function names; a function not listed gets DEFAULT_LAYERS.
+DEFAULT_LAYERS = ("runtime",)
+FUNCTION_LAYERS = {"on_dataset_uploaded": ("runtime", "training")}
+LAYER_ZIPS = {"runtime": RUNTIME_LAYER_ZIP, "training": LAYER_ZIP}
+LAYER_RESOURCES = {"runtime": RUNTIME_LAYER_RESOURCE, "training": LAYER_RESOURCE}
 
 # The Lambda runtime: CPython 3.12 on Amazon Linux 2023 (glibc 2.34), x86_64 (onnxruntime
 # aborts on arm64). pip takes --platform tags literally, so the layer build lists every
@@ -90,11 +100,6 @@ PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 35)] + ["manyl
 LIMIT_UNZIPPED = 262_144_000
 DIRECT_UPLOAD_LIMIT = 50 * 2**20
 MIB = 2**20
-
-# Chalice prints this (and keeps going) when a dependency has no wheel for Lambda.
-DROPPED_DEPENDENCY = re.compile(
-    r"could not install dependencies|build these yourself|missing dependencies", re.IGNORECASE
-)
 
 # Trimming: nothing here is imported at run time. "test" is onnx's backend conformance suite
 # (15 MB of model files under onnx/backend/test) and joblib's tests.
@@ -174,20 +179,31 @@ def pinned(names: Iterable[NormalizedName], pins: dict[NormalizedName, str]) -> 
     return lines
 
 
-def write_requirements(lines: Sequence[str]) -> None:
-    header = "# Generated by infra/package.py from pyproject.toml + constraints.txt; do not edit.\n"
-    REQUIREMENTS.write_text(header + "".join(f"{line}\n" for line in lines))
+def check_requirements_empty(project: Path = ROOT) -> None:
+    """Chalice's requirements.txt must list nothing: dependencies live in the layers."""
+    path = project / "requirements.txt"
+    listed = [
+        line
+        for line in (path.read_text().splitlines() if path.is_file() else [])
+        if line.split("#", 1)[0].strip()
+    ]
+    if listed:
+        raise BuildError(
+            f"{path} lists {listed[:3]}: Chalice would put them in the app zip; dependencies "
+            "belong in pyproject.toml and constraints.txt, from which the layers are built"
+        )
 
 
 # 2. vendor/ ---------------------------------------------------------------------------
 
 
-def refresh_vendor() -> None:
-    shutil.rmtree(VENDOR, ignore_errors=True)
+def refresh_vendor(project: Path = ROOT) -> None:
+    """vendor/<package> as links to the project's own packages (Chalice follows them)."""
+    vendor = project / "vendor"
+    shutil.rmtree(vendor, ignore_errors=True)  # removes links, never what they point to
+    vendor.mkdir()
     for package in VENDORED_PACKAGES:
-        shutil.copytree(
-            ROOT / package, VENDOR / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+        (vendor / package).symlink_to(Path("..") / package, target_is_directory=True)
 
 
 # 3. chalice package -------------------------------------------------------------------
@@ -218,11 +234,6 @@ def chalice_package(cfn_dir: Path) -> None:
         log(f"chalice: {line}")
     if result.returncode != 0:
         raise BuildError(f"chalice package failed (exit {result.returncode})")
-    if DROPPED_DEPENDENCY.search(output):
-        raise BuildError(
-            "chalice package left dependencies out (see its output above); a binary wheel for "
-            f"CPython {PYTHON_VERSION} manylinux x86_64 is missing"
-        )
 
 
 def distributions_in(names: Iterable[str]) -> dict[NormalizedName, str]:
@@ -358,18 +369,7 @@ def check_template(template: dict[str, Any], cfn_dir: Path) -> None:
             "x86_64"
         ]:
             raise BuildError(f"a function is not python{PYTHON_VERSION} on x86_64: {function}")
-    for name, function in (
-        (SERVING_FUNCTION, serving),
-        (MONITORING_FUNCTION, monitoring),
-        (ADMIN_FUNCTION, admin),
-    ):
-        if "Layers" in function:
-            raise BuildError(f"{name} must have no layer, has {function['Layers']}")
-    if training.get("Layers") != [{"Ref": LAYER_RESOURCE}]:
-        raise BuildError(f"{TRAINING_FUNCTION} must have the training layer only")
-    content_uri = resources[LAYER_RESOURCE]["Properties"]["ContentUri"]
-    if not (cfn_dir / content_uri).is_file():
-        raise BuildError(f"the layer's ContentUri {content_uri} is not next to the template")
+    check_layers(template, cfn_dir)
     bucket = resources[BUCKET_RESOURCE]["Properties"]["BucketName"]
     for function in (training, monitoring):
         env = function["Environment"]["Variables"]
@@ -446,6 +446,34 @@ def check_admin(template: dict[str, Any]) -> None:
         raise BuildError(f"admin routes without IAM authorization: {unprotected or 'no routes'}")
 
 
+def check_layers(template: dict[str, Any], cfn_dir: Path) -> None:
+    """Every function has exactly its layers (FUNCTION_LAYERS), built here, not an ARN.
+
+    A stage that `make deploy` has run records published layer ARNs in .chalice/config.json,
+    and `chalice package` copies them into the template; infra/template.json must override
+    them with this stack's own layer resources, or the stack would depend on another deploy.
+    """
+    resources = template["Resources"]
+    functions = {
+        name: resource["Properties"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    for name, function in functions.items():
+        chalice_name = function["Handler"].removeprefix("app.")
+        chalice_name = "api_handler" if chalice_name == "app" else chalice_name
+        kinds = FUNCTION_LAYERS.get(chalice_name, DEFAULT_LAYERS)
+        wanted = [{"Ref": LAYER_RESOURCES[kind]} for kind in kinds]
+        if function.get("Layers") != wanted:
+            raise BuildError(f"{name} must have layers {wanted}, has {function.get('Layers')}")
+    for kind, resource in LAYER_RESOURCES.items():
+        content_uri = resources[resource]["Properties"]["ContentUri"]
+        if content_uri != f"./{LAYER_ZIPS[kind]}" or not (cfn_dir / content_uri).is_file():
+            raise BuildError(
+                f"the {kind} layer's ContentUri {content_uri} is not next to the template"
+            )
+
+
 def check_dependencies_present(folders: Sequence[Path]) -> None:
     """Every requirement of every distribution in `folders` is itself in `folders`."""
     dists = list(metadata.distributions(path=[str(f) for f in folders]))
@@ -506,15 +534,16 @@ def zip_sizes(path: Path) -> dict[str, Any]:
     }
 
 
+def function_parts(function: str, app_zip: str = APP_ZIP) -> list[str]:
+    """The zips a function is made of: the app zip, then its layers in order."""
+    return [app_zip, *(LAYER_ZIPS[kind] for kind in FUNCTION_LAYERS.get(function, DEFAULT_LAYERS))]
+
+
 def measure(cfn_dir: Path) -> dict[str, Any]:
-    artifacts = {name: zip_sizes(cfn_dir / name) for name in (APP_ZIP, LAYER_ZIP)}
+    artifacts = {name: zip_sizes(cfn_dir / name) for name in (APP_ZIP, *LAYER_ZIPS.values())}
     functions: dict[str, Any] = {}
-    for function, parts in (
-        ("api_handler", [APP_ZIP]),
-        ("on_dataset_uploaded", [APP_ZIP, LAYER_ZIP]),
-        ("check_monitoring", [APP_ZIP]),
-        ("registry_admin", [APP_ZIP]),
-    ):
+    for function in ("api_handler", "on_dataset_uploaded", "check_monitoring", "registry_admin"):
+        parts = function_parts(function)
         unzipped = sum(artifacts[p]["unzipped_bytes"] for p in parts)
         zipped = sum(artifacts[p]["zipped_bytes"] for p in parts)
         functions[function] = {
@@ -529,7 +558,8 @@ def measure(cfn_dir: Path) -> dict[str, Any]:
         "limit_unzipped_bytes": LIMIT_UNZIPPED,
         "limit_unzipped_mib": LIMIT_UNZIPPED / MIB,
         "note": "MiB = 2**20 bytes; AWS's '250 MB' is 262,144,000 bytes = 250 MiB. Zips over "
-        "50 MiB must reach Lambda through S3 (aws cloudformation package does that).",
+        "50 MiB must reach Lambda through S3 (aws cloudformation package and infra/deploy.py "
+        "do that for the layers).",
         "functions": functions,
         "artifacts": artifacts,
     }
@@ -564,10 +594,10 @@ def build(out: Path) -> dict[str, Any]:
     pins = read_pins()
     runtime_roots, training_roots = declared_dependencies()
     serving = closure(runtime_roots)
-    app_lines = pinned(serving, pins)
+    runtime_lines = pinned(serving, pins)
     layer_lines = pinned(closure(training_roots) - serving, pins)
-    step(f"requirements.txt: {len(app_lines)} pins; layer: {len(layer_lines)} pins")
-    write_requirements(app_lines)
+    step(f"runtime layer: {len(runtime_lines)} pins; training layer: {len(layer_lines)} pins")
+    check_requirements_empty()
     refresh_vendor()
 
     step("chalice package")
@@ -575,19 +605,21 @@ def build(out: Path) -> dict[str, Any]:
     app_zip = cfn_dir / APP_ZIP
     with zipfile.ZipFile(app_zip) as archive:
         tops = {n.split("/")[0] for n in archive.namelist()}
-    check_exact_distributions(APP_ZIP, distributions_in(tops), app_lines)
+    check_exact_distributions(APP_ZIP, distributions_in(tops), [])
     untrimmed = zip_sizes(app_zip)
 
     step("trimming the app zip")
     rebuild_app_zip(app_zip, out / "staging" / "app")
 
-    step("building the training layer")
-    build_layer(layer_lines, out / "staging" / "layer", cfn_dir / LAYER_ZIP)
-    check_exact_distributions(
-        LAYER_ZIP,
-        distributions_in(p.name for p in (out / "staging" / "layer" / "python").iterdir()),
-        layer_lines,
-    )
+    for kind, lines in (("runtime", runtime_lines), ("training", layer_lines)):
+        step(f"building the {kind} layer")
+        staging = out / "staging" / f"{kind}-layer"
+        build_layer(lines, staging, cfn_dir / LAYER_ZIPS[kind])
+        check_exact_distributions(
+            LAYER_ZIPS[kind],
+            distributions_in(p.name for p in (staging / "python").iterdir()),
+            lines,
+        )
 
     # Written before the checks, so that a failed build still says what it weighed.
     sizes = measure(cfn_dir)
@@ -605,15 +637,17 @@ def build(out: Path) -> dict[str, Any]:
     step("checking the template and the packaged dependencies")
     check_template(json.loads((cfn_dir / "sam.json").read_text()), cfn_dir)
     app_dir = unzip_fresh(app_zip, out / "smoke" / "app")
+    runtime_dir = unzip_fresh(cfn_dir / RUNTIME_LAYER_ZIP, out / "smoke" / "runtime") / "python"
     layer_dir = unzip_fresh(cfn_dir / LAYER_ZIP, out / "smoke" / "layer") / "python"
-    check_dependencies_present([app_dir])  # the serving function has the zip alone
-    check_dependencies_present([app_dir, layer_dir])
+    check_dependencies_present([app_dir, runtime_dir])  # serving and monitoring
+    check_dependencies_present([app_dir, runtime_dir, layer_dir])
 
     step("smoke checks in a stdlib-only Python")
     with tempfile.TemporaryDirectory(dir=out) as scratch:
-        smoke("app", [app_dir], Path(scratch) / "app")
-        # Lambda's order: the function's code (/var/task) first, then the layer (/opt/python).
-        smoke("training", [app_dir, layer_dir], Path(scratch) / "training")
+        # Lambda's order: the function's code (/var/task) first, then its layers' python/
+        # folders (unzipped together under /opt).
+        smoke("app", [app_dir, runtime_dir], Path(scratch) / "app")
+        smoke("training", [app_dir, runtime_dir, layer_dir], Path(scratch) / "training")
 
     check_sizes(sizes)
     step("done")

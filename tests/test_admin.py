@@ -8,6 +8,7 @@ checks an IAM signature and the handler records the signer. Chalice's test clien
 from __future__ import annotations
 
 import io
+import base64
 import json
 import os
 import subprocess
@@ -352,7 +353,10 @@ def promote_on_aws(identity: dict[str, Any], headers: dict[str, str] | None = No
     )
     event["headers"].update(headers or {})
     response = app(event, None)
-    return response["statusCode"], json.loads(response["body"])
+    body = response["body"]
+    # Every body is binary to API Gateway (app.api.binary_types is */*): base64 on the wire.
+    raw = base64.b64decode(body) if response.get("isBase64Encoded") else body
+    return response["statusCode"], json.loads(raw)
 
 
 def test_on_aws_the_actor_is_the_iam_principal(

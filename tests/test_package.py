@@ -1,15 +1,16 @@
 """The deployment zip built by `make package`, invoked as Lambda would, outside the venv.
 
-`make package` (infra/package.py) writes build/cfn/deployment.zip; these tests build nothing and
-touch no network. The zip is unzipped into an empty folder and a stdlib-only Python (the one
-the venv was made from, run with -I -S) gets that folder alone on sys.path, as Lambda has
-/var/task: whatever imports there is in the zip. It is then called as API Gateway calls it,
-``app.app(event, context)`` with REST proxy events, against a model trained here into a local
-store folder.
+`make package` (infra/package.py) writes build/cfn/deployment.zip and the layers; these tests
+build nothing and touch no network. The zip and the runtime layer are unzipped into empty
+folders and a stdlib-only Python (the one the venv was made from, run with -I -S) gets those
+folders alone on sys.path, as Lambda has /var/task then /opt/python: whatever imports there is
+in the zip or the layer. It is then called as API Gateway calls it, ``app.app(event,
+context)`` with REST proxy events, against a model trained here into a local store folder.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -32,15 +33,16 @@ from tests.test_serving import ROW
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 APP_ZIP = BUILD / "cfn" / "deployment.zip"
+RUNTIME_LAYER_ZIP = BUILD / "cfn" / "runtime-layer.zip"
 SIZES = BUILD / "sizes.json"
 # The interpreter the venv was made from: with -I -S it imports only the standard library.
 STDLIB_PYTHON = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
 TRAINING_ONLY = ("sklearn", "scipy", "pandas")
 
-# Runs in the isolated interpreter: argv = [unzipped app, events file, result file].
+# Runs in the isolated interpreter: argv = [JSON list of folders, events file, result file].
 INVOKE = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
+sys.path[0:0] = json.loads(sys.argv[1])
 import app
 
 class Context:  # the attributes of Lambda's context object that a handler may read
@@ -74,7 +76,10 @@ def rest_event(
     path_parameters: dict[str, str] | None = None,
     body: Any = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST API (v1) Lambda proxy event, as the `api` stage sends it."""
+    """An API Gateway REST API (v1) Lambda proxy event, as the `api` stage sends it.
+
+    The API's binary media type is */* (app.py), so API Gateway base64-encodes every body.
+    """
     headers = {
         "Accept": "application/json",
         "Host": "abc123defg.execute-api.us-east-1.amazonaws.com",
@@ -112,9 +117,15 @@ def rest_event(
             "domainName": "abc123defg.execute-api.us-east-1.amazonaws.com",
             "apiId": "abc123defg",
         },
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
+        "body": None if body is None else base64.b64encode(json.dumps(body).encode()).decode(),
+        "isBase64Encoded": body is not None,
     }
+
+
+def response_body(response: dict[str, Any]) -> Any:
+    """The JSON body of a handler's response, decoded as API Gateway decodes it."""
+    body = response["body"]
+    return json.loads(base64.b64decode(body) if response.get("isBase64Encoded") else body)
 
 
 def _zip_is_current() -> None:
@@ -136,12 +147,16 @@ def _zip_is_current() -> None:
 
 
 @pytest.fixture(scope="module")
-def unzipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def unzipped(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """/var/task (the app zip) and /opt/python (the runtime layer), in Lambda's order."""
     _zip_is_current()
-    target = tmp_path_factory.mktemp("task")  # an empty folder, like /var/task
+    task = tmp_path_factory.mktemp("task")  # an empty folder, like /var/task
     with zipfile.ZipFile(APP_ZIP) as archive:
-        archive.extractall(target)
-    return target
+        archive.extractall(task)
+    opt = tmp_path_factory.mktemp("opt")  # like /opt, where layers are unzipped
+    with zipfile.ZipFile(RUNTIME_LAYER_ZIP) as archive:
+        archive.extractall(opt)
+    return [task, opt / "python"]
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +169,23 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def invoke(unzipped: Path, store_root: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+def invoke(unzipped: list[Path], store_root: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     """Call the packaged handler with each event, in one isolated interpreter."""
     work = store_root.parent / "invoke"
     work.mkdir(exist_ok=True)
     events_file, result_file = work / "events.json", work / "result.json"
     events_file.write_text(json.dumps(events))
     result = subprocess.run(
-        [str(STDLIB_PYTHON), "-I", "-S", "-c", INVOKE, str(unzipped), events_file, result_file],
+        [
+            str(STDLIB_PYTHON),
+            "-I",
+            "-S",
+            "-c",
+            INVOKE,
+            json.dumps([str(folder) for folder in unzipped]),
+            events_file,
+            result_file,
+        ],
         cwd=work,
         env={"MLOPS_STORE": str(store_root), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
@@ -175,7 +199,7 @@ def invoke(unzipped: Path, store_root: Path, events: list[dict[str, Any]]) -> di
 
 
 @pytest.fixture(scope="module")
-def packaged(unzipped: Path, store_root: Path) -> dict[str, Any]:
+def packaged(unzipped: list[Path], store_root: Path) -> dict[str, Any]:
     records = {"id": "req-1", "records": [ROW, {**ROW, "x0": None}]}
     return invoke(
         unzipped,
@@ -211,8 +235,10 @@ def in_venv(store_root: Path) -> Iterator[Client]:
     inference.reset_cache()
 
 
-def test_the_handler_runs_from_the_zip_alone(packaged: dict[str, Any], unzipped: Path) -> None:
-    assert packaged["app_file"] == str(unzipped / "app.py")
+def test_the_handler_runs_from_the_zip_and_layer_alone(
+    packaged: dict[str, Any], unzipped: list[Path]
+) -> None:
+    assert packaged["app_file"] == str(unzipped[0] / "app.py")
     assert not [p for p in packaged["sys_path"] if "site-packages" in p or ".venv" in p]
 
 
@@ -226,12 +252,12 @@ def test_health_live(packaged: dict[str, Any]) -> None:
     response = packaged["responses"][0]
     assert response["statusCode"] == 200
     assert response["headers"]["Content-Type"] == "application/json"
-    assert json.loads(response["body"]) == {"live": True}
+    assert response_body(response) == {"live": True}
 
 
 def test_predict_records(packaged: dict[str, Any]) -> None:
     response = packaged["responses"][1]
-    body = json.loads(response["body"])
+    body = response_body(response)
     assert response["statusCode"] == 200, body
     assert (body["model"], body["version"], body["id"]) == ("churn", 1, "req-1")
     assert response["headers"]["x-request-id"] == "req-1"
@@ -251,7 +277,7 @@ def test_the_zip_predicts_what_the_source_tree_predicts(
         headers={"Content-Type": "application/json"},
         body=json.dumps(records).encode(),
     )
-    packaged_body = json.loads(packaged["responses"][1]["body"])
+    packaged_body = response_body(packaged["responses"][1])
     expected_body = json.loads(expected.body)
     assert packaged_body["predictions"] == expected_body["predictions"]
     for got, want in zip(
@@ -263,14 +289,14 @@ def test_the_zip_predicts_what_the_source_tree_predicts(
 def test_unknown_model_is_a_404(packaged: dict[str, Any]) -> None:
     response = packaged["responses"][2]
     assert response["statusCode"] == 404
-    assert "nobody" in json.loads(response["body"])["error"]
+    assert "nobody" in response_body(response)["error"]
 
 
 def test_an_admin_route_from_the_zip_refuses_an_unsigned_caller(packaged: dict[str, Any]) -> None:
     # No IAM principal in the event and no MLOPS_ADMIN_TOKEN in the environment.
     response = packaged["responses"][3]
     assert response["statusCode"] == 403
-    assert "MLOPS_ADMIN_TOKEN" in json.loads(response["body"])["error"]
+    assert "MLOPS_ADMIN_TOKEN" in response_body(response)["error"]
 
 
 def test_every_function_fits_lambdas_size_limit() -> None:

@@ -1,0 +1,1 @@
+"""The deployment build and tools: packaging, layer publishing, `make deploy`."""

@@ -1,0 +1,102 @@
+"""Each function's IAM policy names only the prefixes and actions it uses.
+
+Every infra/policy-*.json is read: no S3 action or resource is a wildcard over the whole
+bucket, object actions name a prefix of the bucket layout (README), ListBucket names the
+bucket itself (a missing key is then a 404, not a 403). The three functions' grants are the
+ones their code needs, listed here so that widening one is a visible change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+BUCKET_ARN = "arn:aws:s3:::serverless-mlops-data"
+LAYOUT = ("specs", "datasets", "models", "captures", "labels", "monitoring", "audit", "batch")
+BUCKET_ACTIONS = {"s3:ListBucket"}
+OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject"}
+
+# (action, the prefix the resource names) for each function.
+EXPECTED = {
+    "serving": {
+        ("s3:GetObject", "models/*"),
+        ("s3:GetObject", "specs/*"),  # capture and shadow settings
+        ("s3:GetObject", "audit/*"),  # why a model has no version: its failed trainings
+        ("s3:PutObject", "captures/*"),
+        ("s3:PutObject", "audit/*"),  # a refused artifact
+    },
+    "training": {
+        ("s3:GetObject", "specs/*"),
+        ("s3:GetObject", "datasets/*"),
+        ("s3:GetObject", "models/*"),
+        ("s3:GetObject", "captures/*"),  # the challenger is judged on labelled captures
+        ("s3:GetObject", "labels/*"),
+        ("s3:PutObject", "models/*"),
+        ("s3:PutObject", "audit/*"),
+    },
+    "monitoring": {
+        ("s3:GetObject", "specs/*"),
+        ("s3:GetObject", "models/*"),
+        ("s3:GetObject", "captures/*"),
+        ("s3:GetObject", "labels/*"),
+        ("s3:GetObject", "monitoring/*"),
+        ("s3:GetObject", "datasets/*"),  # a retraining set starts from the parent's data
+        ("s3:PutObject", "monitoring/*"),
+        ("s3:PutObject", "audit/*"),
+        ("s3:PutObject", "models/*/registry.json"),  # a promotion after the check
+        ("s3:PutObject", "datasets/*/retrain-*"),
+    },
+}
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def s3_grants(path: Path) -> list[tuple[str, str]]:
+    """(action, resource) of every S3 grant in the policy file."""
+    policy: dict[str, Any] = json.loads(path.read_text())
+    return [
+        (action, resource)
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"])
+        if action.startswith("s3:") or action == "*"
+        for resource in _listed(statement["Resource"])
+    ]
+
+
+POLICIES = sorted(INFRA.glob("policy-*.json"))
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
+def test_no_s3_wildcards_and_only_layout_prefixes(path: Path) -> None:
+    for action, resource in s3_grants(path):
+        assert "*" not in action, f"{path.name}: {action} is a wildcard action"
+        assert action in BUCKET_ACTIONS | OBJECT_ACTIONS, f"{path.name}: {action}"
+        if action in BUCKET_ACTIONS:
+            assert resource == BUCKET_ARN, f"{path.name}: {action} on {resource}"
+        else:
+            prefix = resource.removeprefix(f"{BUCKET_ARN}/").split("/")[0]
+            assert resource.startswith(f"{BUCKET_ARN}/"), f"{path.name}: {resource}"
+            assert prefix in LAYOUT, f"{path.name}: {action} on {resource}"
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED))
+def test_each_function_is_granted_what_it_uses(function: str) -> None:
+    grants = s3_grants(INFRA / f"policy-{function}.json")
+    objects = {(a, r.removeprefix(f"{BUCKET_ARN}/")) for a, r in grants if a in OBJECT_ACTIONS}
+    assert objects == EXPECTED[function]
+    assert {a for a, _ in grants} - OBJECT_ACTIONS == BUCKET_ACTIONS
+
+
+def test_the_rules_catch_a_bucket_wide_grant(tmp_path: Path) -> None:
+    wide = tmp_path / "policy-wide.json"
+    statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{BUCKET_ARN}/*"}
+    wide.write_text(json.dumps({"Statement": [statement]}))
+    with pytest.raises(AssertionError, match=r"policy-wide\.json"):
+        test_no_s3_wildcards_and_only_layout_prefixes(wide)
