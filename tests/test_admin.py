@@ -7,8 +7,8 @@ checks an IAM signature and the handler records the signer. Chalice's test clien
 
 from __future__ import annotations
 
-import io
 import base64
+import io
 import json
 import os
 import subprocess
