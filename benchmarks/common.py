@@ -99,6 +99,8 @@ class Sizes:
     monitor_batch_rows: int  # rows per capture file
     monitor_distinct_files: int  # capture files encoded per hour (the others are copies)
     monitor_reps: int  # checks of the headline window (the others are checked once)
+    memory_csv_rows: int  # rows of the training-memory CSV (about 180 bytes each)
+    hostile_scale: int  # the hostile bodies' sizes are divided by this
 
     @classmethod
     def full(cls) -> Sizes:
@@ -126,6 +128,8 @@ class Sizes:
             monitor_batch_rows=10_000,
             monitor_distinct_files=4,
             monitor_reps=3,
+            memory_csv_rows=555_000,  # 100 MB
+            hostile_scale=1,
         )
 
     @classmethod
@@ -154,6 +158,8 @@ class Sizes:
             monitor_batch_rows=1_000,
             monitor_distinct_files=10,
             monitor_reps=1,
+            memory_csv_rows=11_000,  # 2 MB
+            hostile_scale=8,
         )
 
 

@@ -40,11 +40,13 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
     # Imported here so that `--help` answers at once.
     from benchmarks import (
         cold_start,
+        hostile,
         monitoring,
         package_size,
         predict,
         s3_requests,
         training,
+        training_memory,
     )
 
     return {
@@ -56,7 +58,9 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "cold_start_s3_seconds": cold_start.cold_start_s3_seconds,
         "train_overhead_ratio_100k": training.train_overhead_ratio_100k,
         "train_100k_max_rss_mb": training.train_100k_max_rss_mb,
+        "train_peak_rss_per_csv_mb": training_memory.train_peak_rss_per_csv_mb,
         "s3_requests_per_1000_predictions": s3_requests.s3_requests_per_1000_predictions,
+        "hostile_worst_seconds_per_mb": hostile.hostile_worst_seconds_per_mb,
         "capture_overhead_us": monitoring.capture_overhead_us,
         "shadow_overhead_us": monitoring.shadow_overhead_us,
         "monitor_1m_rows_seconds": monitoring.monitor_1m_rows_seconds,
@@ -73,7 +77,9 @@ FIGURES = (
     "cold_start_s3_seconds",
     "train_overhead_ratio_100k",
     "train_100k_max_rss_mb",
+    "train_peak_rss_per_csv_mb",
     "s3_requests_per_1000_predictions",
+    "hostile_worst_seconds_per_mb",
     "capture_overhead_us",
     "shadow_overhead_us",
     "monitor_1m_rows_seconds",

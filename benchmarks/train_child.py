@@ -2,9 +2,12 @@
 
     python -m benchmarks.train_child ours STORE_ROOT DATA_KEY [--profile]
     python -m benchmarks.train_child bare PICKLE
+    python -m benchmarks.train_child parse CSV_PATH N_NUMERIC
 
 `ours`: shared.training_job.train_from_dataset on a local store (imports not timed).
 `bare`: build_pipeline(...).fit on the pickled prepared training rows, nothing else.
+`parse`: the plainest parse of the CSV: csv.reader into one list per column, floats for the
+first N_NUMERIC columns and str for the others (the floor a pure-Python reader costs).
 Prints one JSON line.
 """
 
@@ -102,12 +105,34 @@ def bare(pickled: str) -> dict[str, Any]:
     return {"fit_s": elapsed, "max_rss_mib": _peak_mib()}
 
 
+def parse(path: str, n_numeric: int) -> dict[str, Any]:
+    """Read the file and parse it with csv.reader into per-column lists, nothing else."""
+    import csv
+    import io
+
+    begin = time.perf_counter()
+    with open(path, "rb") as file:
+        text = file.read().decode("utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader)
+    columns: list[list[Any]] = [[] for _ in header]
+    appends = [column.append for column in columns]
+    for record in reader:
+        for j, (append, cell) in enumerate(zip(appends, record, strict=True)):
+            append((float(cell) if cell else float("nan")) if j < n_numeric else cell)
+    del text
+    elapsed = time.perf_counter() - begin
+    return {"parse_s": elapsed, "rows": len(columns[0]), "max_rss_mib": _peak_mib()}
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "ours":
         out = ours(args[0], args[1], "--profile" in args[2:])
     elif mode == "bare":
         out = bare(args[0])
+    elif mode == "parse":
+        out = parse(args[0], int(args[1]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(out))

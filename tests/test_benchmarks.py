@@ -108,6 +108,21 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
     assert shadow["shadow_on_us"]["n"] == shadow["shadow_off_us"]["n"] == small.calls_1row
     # Every timed and warm-up call captured its row and, shadowed, the staging row too.
     assert shadow["rows_captured_during_timing"] == 3 * shadow["calls_timed_and_warmed"]
+    memory = results["train_peak_rss_per_csv_mb"]["details"]
+    assert memory["rows"] == small.memory_csv_rows
+    assert _number(memory["prepare_s"])
+    assert _number(memory["reference_parse_s"])
+    hostile = results["hostile_worst_seconds_per_mb"]["details"]["shapes"]
+    assert set(hostile) == {
+        "deep_nesting",
+        "input_tensors",
+        "repeated_outputs",
+        "records_wrong_type_at_end",
+        "gzip_bomb",
+    }
+    for runs in hostile.values():
+        assert len(runs) == 2
+        assert all(400 <= run["status"] < 500 for run in runs)
     assert results["run"]["quick"] is True
     assert results["run"]["failed"] == []
     machine = results["machine"]
