@@ -721,3 +721,17 @@ def test_a_verdict_change_is_recorded_even_if_the_first_delivery_died_after_the_
     retried = check_model(store, MODEL, WINDOW)
     assert (retried.written, retried.verdict_recorded) == (False, True)
     assert [e.event for e in read_trail(store, MODEL)].count("verdict_changed") == 1
+
+
+def test_a_large_request_is_captured_in_part_with_its_row_positions(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    writer = CaptureWriter(store, clock=Clock(HOUR.timestamp()))
+    add(writer, CaptureSettings(max_rows_per_request=10), 1000, rid="batch")
+    writer.flush()
+    (info,) = store.list("captures/")
+    rows = decode_capture_file(store.get(info.key).body, info.key)
+    positions = [r.row for r in rows]
+    assert len(positions) == 10
+    assert (positions[0], positions[-1]) == (0, 999)  # spread over the whole request
+    # Each kept row carries its own values: row i had feature a == i.
+    assert all(r.features["a"] == float(r.row) for r in rows)

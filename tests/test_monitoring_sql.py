@@ -358,7 +358,7 @@ def test_categories_past_the_cap_are_pooled_like_in_process(
     writer = CaptureWriter(captures, clock=FakeClock(START), sample=lambda: 0.0)
     assert meta.classes is not None
     writer.add(
-        CaptureSettings(batch_rows=100_000),
+        CaptureSettings(batch_rows=100_000, max_rows_per_request=100_000),
         model=meta.model,
         version=meta.version,
         served_by="production",

@@ -40,6 +40,9 @@ class CaptureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     sample_rate: float = 1.0  # share of requests captured (all rows of a sampled request)
     batch_rows: int = 1000  # rows per capture object: S3 writes per 1,000 predictions
     max_wait_seconds: float = 60.0  # a buffered row waits at most this long for its batch
+    # Rows of one request captured at most (spread evenly over it): a batch-scoring request
+    # of 10,000 rows would otherwise spend more on its capture than on its prediction.
+    max_rows_per_request: int = 1000
 
     def check(self) -> None:
         """Raise SpecError naming the first setting out of range."""
@@ -50,6 +53,11 @@ class CaptureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if not 1 <= self.batch_rows <= 100_000:
             raise SpecError(
                 f"monitoring.capture.batch_rows: must be 1 to 100000, got {self.batch_rows}"
+            )
+        if not 1 <= self.max_rows_per_request <= 100_000:
+            raise SpecError(
+                "monitoring.capture.max_rows_per_request: must be 1 to 100000, "
+                f"got {self.max_rows_per_request}"
             )
         if not 0.0 < self.max_wait_seconds <= 3600.0:
             raise SpecError(

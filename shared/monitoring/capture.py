@@ -97,6 +97,7 @@ class _Pending:
     predictions: np.ndarray
     probabilities: np.ndarray | None
     classes: Sequence[str | int] | None
+    positions: np.ndarray | None = None  # kept rows' positions in the request (None: all)
 
     @property
     def rows(self) -> int:
@@ -113,44 +114,48 @@ class _Batch:
 
 
 def encode_rows(model: str, pending: Sequence[_Pending]) -> bytes:
-    """The JSON Lines of some requests' rows (NaN and missing become null)."""
+    """The JSON Lines of some requests' rows (NaN and missing become null).
+
+    Built column by column and encoded in one call: the per-row work is a dict or two,
+    which is what writing a batch costs on the request that fills it.
+    """
     encoder = msgspec.json.Encoder()
-    lines: list[bytes] = []
+    lines: list[dict[str, object]] = []
     for item in pending:
         at = datetime.fromtimestamp(item.at, UTC).isoformat().replace("+00:00", "Z")
-        numeric_rows = item.numeric.tolist()
-        categorical = {name: values.tolist() for name, values in item.categorical.items()}
+        names = list(item.numeric_names)
+        # msgspec writes a NaN as null: a missing number needs no per-value check.
+        features: list[dict[str, FeatureValue]] = [
+            dict(zip(names, row, strict=True)) for row in item.numeric.tolist()
+        ]
+        for name, values in item.categorical.items():
+            for row_features, value in zip(features, values.tolist(), strict=True):
+                row_features[name] = value or None  # "" is the missing marker
         predictions = item.predictions.tolist()
         probabilities = item.probabilities.tolist() if item.probabilities is not None else None
         class_names = [str(c) for c in item.classes] if item.classes is not None else None
-        for i in range(item.rows):
-            features: dict[str, FeatureValue] = {
-                name: (None if value != value else value)  # NaN -> null
-                for name, value in zip(item.numeric_names, numeric_rows[i], strict=True)
-            }
-            for name, values in categorical.items():
-                features[name] = values[i] or None  # "" is the missing marker
+        positions = item.positions.tolist() if item.positions is not None else range(item.rows)
+        for i, position in enumerate(positions):
             probs = None
             if probabilities is not None and class_names is not None:
                 probs = dict(zip(class_names, probabilities[i], strict=True))
             lines.append(
-                encoder.encode(
-                    CaptureRow(
-                        capture_id=item.capture_id,
-                        row=i,
-                        request_id=item.request_id,
-                        model=model,
-                        version=item.version,
-                        served_by=item.served_by,
-                        role=item.role,
-                        at=at,
-                        features=features,
-                        prediction=predictions[i],
-                        probabilities=probs,
-                    )
-                )
+                {
+                    "schema_version": CAPTURE_SCHEMA_VERSION,
+                    "capture_id": item.capture_id,
+                    "row": position,
+                    "request_id": item.request_id,
+                    "model": model,
+                    "version": item.version,
+                    "served_by": item.served_by,
+                    "role": item.role,
+                    "at": at,
+                    "features": features[i],
+                    "prediction": predictions[i],
+                    "probabilities": probs,
+                }
             )
-    return b"\n".join(lines) + b"\n"
+    return encoder.encode_lines(lines)
 
 
 class CaptureWriter:
@@ -205,6 +210,18 @@ class CaptureWriter:
             return None
         now = self.clock()
         capture_id = capture_id or secrets.token_hex(8)
+        positions = None
+        total = int(predictions.shape[0])
+        if total > settings.max_rows_per_request:
+            # A large batch is captured in part, rows spread evenly over it: writing every
+            # row of a 10,000-row request would cost more than predicting it.
+            positions = np.unique(
+                np.linspace(0, total - 1, settings.max_rows_per_request).astype(np.int64)
+            )
+            numeric = numeric[positions]
+            categorical = {name: values[positions] for name, values in categorical.items()}
+            predictions = predictions[positions]
+            probabilities = probabilities[positions] if probabilities is not None else None
         item = _Pending(
             now,
             capture_id,
@@ -218,6 +235,7 @@ class CaptureWriter:
             predictions,
             probabilities,
             classes,
+            positions,
         )
         hour = int(now // 3600)
         ready: list[tuple[str, _Batch]] = []
