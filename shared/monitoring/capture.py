@@ -309,7 +309,8 @@ class CaptureWriter:
                 f"{partition_prefix(model, first)}{first:%Y%m%dT%H%M%S.%fZ}-"
                 f"{self.container}-{sequence:06d}.jsonl.gz"
             )
-            body = gzip.compress(encode_rows(model, batch.pending), compresslevel=5, mtime=0)
+            # Level 1: a third of level 5's time on the request that fills the batch, ~10% bigger.
+            body = gzip.compress(encode_rows(model, batch.pending), compresslevel=1, mtime=0)
             self.store.put(key, body, if_none_match=True, content_type="application/x-ndjson")
         except Exception:
             self.failed_writes += 1
