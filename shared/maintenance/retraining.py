@@ -160,6 +160,23 @@ def _already_included(store: ObjectStore, base_key: str) -> set[str]:
     return set(msgspec.json.decode(body, type=RetrainingSources).captured)
 
 
+def _skipped(
+    store: ObjectStore, report: DriftReport, end: datetime, why: str, note: str
+) -> RetrainingOutcome:
+    """Record, once per window and reason, that the verdict retrained nothing."""
+    record_event_once(
+        store,
+        report.model,
+        "retraining_skipped",
+        at=end,
+        dedupe=f"{report.window}\n{why}",
+        window=report.window,
+        verdict=report.verdict,
+        reason=note,
+    )
+    return RetrainingOutcome(False, note)
+
+
 def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     """Start a retraining for this window's verdict if the spec says so (idempotent)."""
     model = report.model
@@ -181,17 +198,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
             f"{base.key} changed since v{parent_version} trained on it (sha256 differs): "
             "not retrained from different data"
         )
-        record_event_once(
-            store,
-            model,
-            "retraining_skipped",
-            at=end,
-            dedupe=f"{report.window}\nbase-changed",
-            window=report.window,
-            verdict=report.verdict,
-            reason=note,
-        )
-        return RetrainingOutcome(False, note)
+        return _skipped(store, report, end, "base-changed", note)
     label_start = end - timedelta(hours=spec.monitoring.label_window_hours)
     included = _already_included(store, parent.lineage.data.key)
     labelled = [
@@ -202,17 +209,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     ]
     if not labelled:
         note = "no new labelled captured rows to learn from: nothing retrained"
-        record_event_once(
-            store,
-            model,
-            "retraining_skipped",
-            at=end,
-            dedupe=f"{report.window}\nno-labels",
-            window=report.window,
-            verdict=report.verdict,
-            reason=note,
-        )
-        return RetrainingOutcome(False, note)
+        return _skipped(store, report, end, "no-labels", note)
     body, base_rows = assemble(base.body, parent, labelled, spec.retraining.keep_base_rows)
     key = retraining_key(model, report.window)
     sources = RetrainingSources(
