@@ -95,7 +95,8 @@ def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> 
     """Score both versions on the same rows and apply the spec's promotion rule."""
     cache = ModelCache(store)
     old, new = cache.get(model, str(champion)), cache.get(model, str(challenger))
-    settings = load_spec(store, model)[0].promotion
+    spec = load_spec(store, model)[0]
+    settings = spec.promotion
     metric = settings.metric or new.metadata.primary_metric
     why_not = same_schema(old.metadata, new.metadata)
     if why_not is not None:
@@ -116,7 +117,7 @@ def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> 
     held_rows: list[Row] = [h.features for h in held]
     held_labels = [str(h.label) for h in held]
     now = datetime.now(UTC)
-    label_window = timedelta(hours=load_spec(store, model)[0].monitoring.label_window_hours)
+    label_window = timedelta(hours=spec.monitoring.label_window_hours)
     # Rows served since the challenger was trained, within the label window: a challenger
     # waiting in staging for a month must not make every hourly check read a month.
     since = max(datetime.fromisoformat(new.metadata.created_at), now - label_window)
