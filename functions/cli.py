@@ -569,6 +569,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # The store refused (credentials, a bucket policy, the network): say what it said in
+        # one line rather than a traceback. botocore is not imported on a local store's path.
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        print(
+            f"error: the store {args.store or os.environ.get('MLOPS_STORE', '')} refused: {exc}",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

@@ -215,3 +215,32 @@ def test_predict_failures_print_an_error_and_exit_as_the_readme_says(
             assert main([*store, "predict", "churn", "--json", str(body), *where]) == 2
             errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
             assert errors[0].startswith("error: records[0]: missing features")
+
+
+def test_a_store_that_refuses_prints_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], aws_env: None
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::locked/*",
+            }
+        ],
+    }
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="locked")
+        s3.put_bucket_policy(Bucket="locked", Policy=json.dumps(deny))
+        assert main(["--store", "s3://locked", "upload", str(data), "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the store s3://locked refused: ")
+    assert "Traceback" not in err
