@@ -13,6 +13,7 @@ import getpass
 import io
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -166,6 +167,13 @@ def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     _use_store_for_serving(store)
     server = build_server(args.host, args.port)
     print(f"serving {store.uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A service manager (or `kill`) stops it with SIGTERM: end as Ctrl-C does, so that the
+    # rows still buffered for capture are written, not lost with the process.
+    signal.signal(signal.SIGTERM, stop)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     inference.reset_cache()  # writes the rows still buffered for capture

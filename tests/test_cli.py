@@ -244,3 +244,49 @@ def test_a_store_that_refuses_prints_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert err.startswith("error: the store s3://locked refused: ")
     assert "Traceback" not in err
+
+
+def test_mlops_serve_stopped_by_sigterm_writes_its_buffered_captures(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlops = Path(sys.executable).parent / "mlops"
+    server = subprocess.Popen(
+        [str(mlops), *store, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        record = {"x0": 0.1, "x1": 0.2, "x2": 0.3, "x3": 0.4, "x4": 0.5}
+        body = json.dumps({"records": [{**record, "region": "north", "plan": "pro"}]}).encode()
+        for _ in range(100):  # until it listens
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/models/churn/predict",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("mlops serve did not answer")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert list((tmp_path / "store" / "captures" / "churn").rglob("*.jsonl.gz"))
