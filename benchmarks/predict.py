@@ -38,7 +38,7 @@ from benchmarks.common import (
     timing_note,
 )
 from benchmarks.fixtures import Trained
-from benchmarks.workspace import Workspace, ort_feed, prepared, record_of
+from benchmarks.workspace import Workspace, ort_feed, prepared, record_of, row_cells
 from functions import inference
 from shared.serving import inference_v2, records_api
 from shared.serving.cache import LoadedModel, ModelCache
@@ -168,7 +168,7 @@ def predict_warm_1row_ratio_vs_ort(ws: Workspace) -> Figure:
         events = {
             "records": predict_event(trained.model, body),
             "v2_matrix": infer_event(
-                trained.model, _v2_matrix_body(features, data.X[ROW : ROW + 1])
+                trained.model, _v2_matrix_body(features, row_cells(data, ROW))
             ),
             "v2_tensors": infer_event(
                 trained.model,
@@ -188,7 +188,7 @@ def predict_warm_1row_ratio_vs_ort(ws: Workspace) -> Figure:
         loaded = _loaded(trained)
         session = _reference_session(trained)
         feed = ort_feed(
-            [i.name for i in session.get_inputs()], loaded.metadata.features, data.X[ROW : ROW + 1]
+            [i.name for i in session.get_inputs()], loaded.metadata.features, row_cells(data, ROW)
         )
         reference = session.run(None, feed)
         ours_session = loaded.onnx.session
@@ -277,8 +277,8 @@ def predict_warm_1row_ratio_vs_ort(ws: Workspace) -> Figure:
 def _speedup_one(ws: Workspace, trained: Trained, label: str) -> dict[str, Any]:
     data = prepared(trained)
     spec = _spec(trained)
-    pipeline = fit_pipeline(data, spec, split_rows(data, spec))
-    X_row = data.X[ROW : ROW + 1]  # 1-row object array in model order
+    pipeline = fit_pipeline(data.rows(split_rows(data, spec).train), spec)
+    X_row = data.X[ROW : ROW + 1]  # 1 row as the pipeline takes it: numbers, then codes
     event = predict_event(trained.model, json.dumps({"records": [record_of(data, ROW)]}))
     answer = _ok(event)
     classes = [str(c) for c in pipeline.classes_]
@@ -353,8 +353,8 @@ def predict_warm_1row_speedup_vs_sklearn(ws: Workspace) -> Figure:
                 calls=ws.sizes.sklearn_calls, block=ws.sizes.block, warmup=ws.sizes.warmup
             ),
             "ours": "app.app(REST proxy event for POST /models/{name}/predict), model cached",
-            "reference": "Pipeline.predict_proba on a 1-row object array in model order; the "
-            "pipeline refitted with shared.dataset.prepare(...).in_model_order(), "
+            "reference": "Pipeline.predict_proba on 1 row as the pipeline takes it "
+            "(PreparedData.X); the pipeline refitted with shared.data.dataset.prepare(...), "
             "shared.training.split_rows and fit_pipeline (same spec and seed as the "
             "registered version)",
             "models": per_model,

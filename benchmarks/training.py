@@ -40,7 +40,7 @@ def _runs(ws: Workspace) -> dict[str, Any]:
     spec_bytes = json.dumps(MIXED_SPEC).encode()
     spec = parse_spec(spec_bytes)
     # The reference fits what the full run fits: the same preparation, split and pipeline.
-    data = prepare(body, spec, source=DATA_KEY).in_model_order()
+    data = prepare(body, spec, source=DATA_KEY)
     split = split_rows(data, spec)
     pickled = ws.root / "train-reference.pickle"
     with pickled.open("wb") as file:

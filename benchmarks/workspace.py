@@ -23,9 +23,8 @@ from benchmarks.fixtures import (
 )
 from shared.data.dataset import PreparedData, prepare
 from shared.data.spec import parse_spec
-from shared.registry.metadata import FeatureSchema, ModelMetadata, decode_metadata
+from shared.registry.metadata import NUMERIC_INPUT, FeatureSchema, ModelMetadata, decode_metadata
 from shared.registry.records import version_prefix
-from shared.serving.runtime import NUMERIC_INPUT
 from shared.store.local import LocalStore
 
 
@@ -92,14 +91,20 @@ class Workspace:
 def prepared(trained: Trained) -> PreparedData:
     """The training data as training prepares it (model order: numeric, then categorical)."""
     spec = parse_spec(json.dumps(trained.spec).encode())
-    return prepare(trained.data, spec, source=trained.data_key).in_model_order()
+    return prepare(trained.data, spec, source=trained.data_key)
+
+
+def row_cells(data: PreparedData, row: int) -> np.ndarray:
+    """Row `row` of `data` as a 1-row object matrix of floats and strings (model order)."""
+    return data.rows(np.arange(row, row + 1)).cells()
 
 
 def record_of(data: PreparedData, row: int) -> dict[str, Any]:
     """Row `row` of `data` as a records-protocol record (None for a missing value)."""
     record: dict[str, Any] = {}
+    cells = row_cells(data, row)[0]
     for j, feature in enumerate(data.features):
-        value = data.X[row, j]
+        value = cells[j]
         if feature.kind == "numeric":
             record[feature.name] = None if np.isnan(value) else float(value)
         else:

@@ -252,7 +252,7 @@ def test_numbers_with_decimal_commas_are_an_error_naming_the_column_and_the_fix(
 def test_a_column_the_spec_calls_categorical_may_hold_commas() -> None:
     rows = [f'{20 + i},"{i % 3},5",{i % 2}' for i in range(60)]
     data = read(make_csv("age,grade,target", rows), ModelSpec(categorical=["grade"], min_rows=10))
-    assert data.X[0, 1] == "0,5"
+    assert data.cells()[0, 1] == "0,5"
 
 
 def test_a_feature_with_a_category_per_row_is_an_error() -> None:
@@ -292,20 +292,23 @@ def test_mixed_columns_with_missing_values() -> None:
 
     assert data.features == (Feature("age", "numeric"), Feature("city", "categorical"))
     assert data.n_rows == 12
-    assert data.X.dtype == object
+    assert data.X.dtype == np.float32
     assert data.X.shape == (12, 2)
-    assert math.isnan(data.X[0, 0])
-    assert data.X[1, 0] == 21.5
-    assert math.isnan(data.X[2, 0])
+    cells = data.cells()
+    assert math.isnan(cells[0, 0])
+    assert cells[1, 0] == 21.5
+    assert math.isnan(cells[2, 0])
     # In a categorical column only the empty field is missing, and nothing is stripped.
-    assert list(data.X[:3, 1]) == [MISSING_CATEGORY, "NA", "  Pune "]
-    assert data.numeric_indices == [0]
-    assert data.categorical_indices == [1]
-    numbers = data.numeric_matrix()
+    assert list(cells[:3, 1]) == [MISSING_CATEGORY, "NA", "  Pune "]
+    assert data.n_numeric == 1
+    numbers = data.numeric()
     assert numbers.dtype == np.float64
     assert numbers.shape == (12, 1)
     assert np.isnan(numbers[:, 0]).sum() == 4
-    assert data.categorical_matrix()[2, 0] == "  Pune "
+    assert data.categorical()["city"][2] == "  Pune "
+    # Categories are coded by their sorted position, the empty field among them.
+    assert data.categories == (("", "  Pune ", "Lima", "NA", "Oslo", "Pune"),)
+    assert data.X[:5, 1].tolist() == [0.0, 3.0, 1.0, 4.0, 2.0]
 
 
 def test_mostly_text_column_is_categorical() -> None:
@@ -314,7 +317,7 @@ def test_mostly_text_column_is_categorical() -> None:
     rows[1] = "21,102,1"
     data = read(make_csv(HEADER, rows))
     assert data.features[1] == Feature("city", "categorical")
-    assert data.X[0, 1] == "101"
+    assert data.cells()[0, 1] == "101"
 
 
 def test_string_labels_mean_classification() -> None:
@@ -369,7 +372,7 @@ def test_categorical_forces_numeric_looking_column() -> None:
     rows = [f"{row},0{2134 + i}" for i, row in enumerate(base_rows())]
     data = read(make_csv(HEADER + ",zip", rows), ModelSpec(categorical=["zip"], min_rows=10))
     assert data.features[2] == Feature("zip", "categorical")
-    assert list(data.X[:2, 2]) == ["02134", "02135"]
+    assert list(data.cells()[:2, 2]) == ["02134", "02135"]
 
 
 def test_categorical_target_keeps_label_spelling() -> None:
@@ -395,7 +398,7 @@ def test_utf8_bom_is_skipped() -> None:
 def test_crlf_line_endings() -> None:
     rows = [row + ",note" for row in base_rows()]
     data = read(make_csv(HEADER + ",remark", rows, newline="\r\n"))
-    assert list(data.X[0]) == [20.0, "Oslo", "note"]  # no "\r" left on the last field
+    assert list(data.cells()[0]) == [20.0, "Oslo", "note"]  # no "\r" left on the last field
     assert list(data.y[:2]) == [0, 1]
 
 
@@ -410,7 +413,7 @@ def test_quoted_fields_and_line_numbers() -> None:
     rows[5] = "25,Pune,1"
     data = read(make_csv(HEADER, rows))
     assert data.n_rows == 11
-    assert list(data.X[:2, 1]) == ["Oslo, Norway", "Lima\nPeru"]
+    assert list(data.cells()[:2, 1]) == ["Oslo, Norway", "Lima\nPeru"]
 
 
 def test_numbers_beyond_float32_are_refused() -> None:

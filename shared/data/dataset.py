@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import gc
 import io
 from collections import Counter
@@ -39,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from shared.data.profile import FeatureProfile, profile_category_counts, profile_numeric
 from shared.data.spec import ModelSpec, Task
 from shared.errors import DataError, quoted
 
@@ -54,8 +56,8 @@ __all__ = [
 
 FeatureKind = Literal["numeric", "categorical"]
 
-# The marker categorical missing values carry in X: skl2onnx's string imputer needs an explicit
-# string marker, not NaN. It is also what an empty field reads as, so cells are kept as read.
+# What a missing categorical value is: an empty field, kept as read (a category of its own, as
+# serving feeds it for a missing value).
 MISSING_CATEGORY = ""
 NUMERIC_MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 # A numeric target with at most this many distinct integer values holds class labels.
@@ -77,6 +79,8 @@ _OTHER_SEPARATORS = (";", "\t", "|")
 _AS_NAN: dict[str, str] = dict.fromkeys(NUMERIC_MISSING, "nan")
 # Beyond 2**53 a float64 cannot hold every integer, so larger values are no integer labels.
 _EXACT_INTEGERS = 2.0**53
+# Codes are held in X's float32: beyond 2**24 it cannot hold every integer.
+_MAX_CATEGORIES = 2**24
 
 
 @dataclass(frozen=True)
@@ -89,47 +93,63 @@ class Feature:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """A checked dataset, ready to split and fit.
+    """A checked dataset, ready to split and fit, its features in model order.
 
-    X has dtype object: numeric cells are floats (NaN when missing), categorical cells are the
-    strings as read (MISSING_CATEGORY when missing). y is float64 for regression; for
-    classification it is int64 when every label is an integer, else an object array of str.
+    Model order is the numeric features first, then the categorical ones: the exported
+    graph takes all numeric features as one [N, k] tensor (one feed, one cast) and each
+    categorical feature as its own string tensor, in this order.
+
+    X is float32 [rows, features]. A numeric feature's column holds its values (NaN when
+    missing), rounded to float32, which is what the exported model computes in: the
+    pipeline learns from the values it will be served. A categorical feature's column holds
+    codes: code i stands for `categories[f][i]` (the feature's values, sorted, with
+    MISSING_CATEGORY among them when a cell was empty). A dataset so costs about its CSV's
+    size in memory, where an object matrix of Python floats and strings cost four times it.
+
+    y is float64 for regression; for classification it is int64 when every label is an
+    integer, else an object array of str. `profiles` summarises each feature over every
+    row, computed before the rounding to float32 (the baseline that traffic, as sent, is
+    compared with).
     """
 
     task: Task
     features: tuple[Feature, ...]
-    X: npt.NDArray[np.object_]
+    X: npt.NDArray[np.float32]
     y: npt.NDArray[Any]
     n_rows: int
+    categories: tuple[tuple[str, ...], ...] = ()  # one tuple per categorical feature
+    profiles: dict[str, FeatureProfile] = dataclasses.field(default_factory=dict)
 
     @property
-    def numeric_indices(self) -> list[int]:
-        """Positions of the numeric features in `features` and in X's columns."""
-        return [i for i, feature in enumerate(self.features) if feature.kind == "numeric"]
+    def n_numeric(self) -> int:
+        """How many features are numeric (the first columns of X)."""
+        return len(self.features) - len(self.categories)
 
-    @property
-    def categorical_indices(self) -> list[int]:
-        """Positions of the categorical features in `features` and in X's columns."""
-        return [i for i, feature in enumerate(self.features) if feature.kind == "categorical"]
+    def rows(self, indices: npt.NDArray[np.intp]) -> PreparedData:
+        """The rows at `indices` (a copy of them), profiles left out."""
+        return replace(self, X=self.X[indices], y=self.y[indices], n_rows=len(indices), profiles={})
 
-    def in_model_order(self) -> PreparedData:
-        """The same data with numeric features first, then categorical ones.
-
-        The exported graph takes all numeric features as one [N, k] tensor (one feed, one
-        cast) and each categorical feature as its own string tensor, in this order.
-        """
-        order = self.numeric_indices + self.categorical_indices
-        if order == list(range(len(order))):
-            return self  # X is large: no copy when the columns are in order already
-        return replace(self, features=tuple(self.features[i] for i in order), X=self.X[:, order])
-
-    def numeric_matrix(self) -> npt.NDArray[np.float64]:
+    def numeric(self) -> npt.NDArray[np.float64]:
         """The numeric features as a float64 matrix, NaN where missing."""
-        return self.X[:, self.numeric_indices].astype(np.float64)
+        return self.X[:, : self.n_numeric].astype(np.float64)
 
-    def categorical_matrix(self) -> npt.NDArray[np.object_]:
-        """The categorical features as a matrix of str, MISSING_CATEGORY where missing."""
-        return self.X[:, self.categorical_indices]
+    def categorical(self) -> dict[str, npt.NDArray[np.object_]]:
+        """Each categorical feature's cells as written, by name (MISSING_CATEGORY if empty)."""
+        k = self.n_numeric
+        return {
+            feature.name: _objects(values)[self.X[:, k + i].astype(np.intp)]
+            for i, (feature, values) in enumerate(
+                zip(self.features[k:], self.categories, strict=True)
+            )
+        }
+
+    def cells(self) -> npt.NDArray[np.object_]:
+        """X as an object matrix of floats and strings (for a few rows: it is 4x the size)."""
+        out = np.empty(self.X.shape, dtype=object)
+        out[:, : self.n_numeric] = self.numeric()
+        for i, column in enumerate(self.categorical().values()):
+            out[:, self.n_numeric + i] = column
+        return out
 
 
 def prepare(body: bytes, spec: ModelSpec, *, source: str) -> PreparedData:
@@ -147,20 +167,52 @@ def prepare(body: bytes, spec: ModelSpec, *, source: str) -> PreparedData:
     del parsed
     task, y = _target(table, spec, columns[target], target)
 
-    features: list[Feature] = []
-    X = np.empty((table.n_rows, len(chosen)), dtype=object)
-    for position, j in enumerate(chosen):
-        column = columns.pop(j)
+    for j in chosen:
+        column = columns[j]
         if column.is_empty():
             raise table.error(
                 f"column {table.header[j]!r} is empty on every row; "
                 'remove it, or list it under "drop" in the spec'
             )
         if column.kind == "categorical" and j not in categorical:
-            _check_not_all_distinct(table, table.header[j], column.values)
-        features.append(Feature(table.header[j], column.kind))
+            _check_not_all_distinct(table, table.header[j], column)
+    order = [j for j in chosen if columns[j].kind == "numeric"]
+    order += [j for j in chosen if columns[j].kind == "categorical"]
+    # Column-major: filling a column touches only its own pages, so X grows as the parsed
+    # columns are released rather than taking its whole size at the first column.
+    X = np.empty((table.n_rows, len(order)), dtype=np.float32, order="F")
+    features: list[Feature] = []
+    profiles: dict[str, FeatureProfile] = {}
+    categories: list[tuple[str, ...]] = []
+    for position, j in enumerate(order):
+        # Each column is released once copied in, so that X and the columns are not both
+        # held whole.
+        column = columns.pop(j)
+        name = table.header[j]
+        features.append(Feature(name, column.kind))
+        if column.kind == "numeric":
+            profiles[name] = profile_numeric(column.values)
+        else:
+            if len(column.categories) > _MAX_CATEGORIES:
+                raise table.error(
+                    f"column {name!r} has {len(column.categories)} different values, more than "
+                    f"the {_MAX_CATEGORIES} a categorical feature may have"
+                )
+            counts = np.bincount(column.values, minlength=len(column.categories)).tolist()
+            profiles[name] = profile_category_counts(
+                dict(zip(column.categories, counts, strict=True)), missing_marker=MISSING_CATEGORY
+            )
+            categories.append(column.categories)
         X[:, position] = column.values
-    return PreparedData(task=task, features=tuple(features), X=X, y=y, n_rows=table.n_rows)
+    return PreparedData(
+        task=task,
+        features=tuple(features),
+        X=X,
+        y=y,
+        n_rows=table.n_rows,
+        categories=tuple(categories),
+        profiles=profiles,
+    )
 
 
 class _Table:
@@ -235,16 +287,54 @@ class _Table:
 
 @dataclass(frozen=True)
 class _Column:
-    """A parsed column: float64 with NaN for missing, or object (the cells as read)."""
+    """A parsed column: float64 with NaN for missing, or codes into `categories`."""
 
     kind: FeatureKind
-    values: npt.NDArray[Any]
+    values: npt.NDArray[Any]  # numeric: float64; categorical: int32, code i = categories[i]
+    categories: tuple[str, ...] = ()  # categorical: the distinct cells as read, sorted
+
+    @classmethod
+    def text(cls, codes: npt.NDArray[np.int32], values: Sequence[str]) -> _Column:
+        """A categorical column from codes into `values` (in any order), recoded sorted."""
+        order = sorted(range(len(values)), key=values.__getitem__)
+        rank = np.empty(len(values), dtype=np.int32)
+        rank[order] = np.arange(len(values), dtype=np.int32)
+        return cls("categorical", rank[codes], tuple(values[i] for i in order))
 
     def is_empty(self) -> bool:
         """Whether every value is missing."""
         if self.kind == "numeric":
             return bool(np.isnan(self.values).all())
-        return bool((self.values == MISSING_CATEGORY).all())
+        return self.categories == (MISSING_CATEGORY,)
+
+    def missing(self) -> npt.NDArray[np.bool_]:
+        """Where a categorical cell is empty."""
+        if MISSING_CATEGORY not in self.categories:
+            return np.zeros(len(self.values), dtype=bool)
+        missing: npt.NDArray[np.bool_] = self.values == self.categories.index(MISSING_CATEGORY)
+        return missing
+
+    def cells(self) -> npt.NDArray[np.object_]:
+        """A categorical column's cells as read (one pointer a row: for errors and labels)."""
+        cells: npt.NDArray[np.object_] = _objects(self.categories)[self.values]
+        return cells
+
+
+class _Codes(dict[str, int]):
+    """A code for each distinct cell, in the order cells first appear.
+
+    Looked up through map(), a known cell costs one C-level dict lookup; only a new one
+    runs Python (__missing__). Keeping a 4-byte code a cell instead of the str csv made
+    (about 55 bytes) is what keeps a text column small.
+    """
+
+    def __missing__(self, key: str) -> int:
+        code = self[key] = len(self)
+        return code
+
+    def encode(self, cells: Sequence[str]) -> npt.NDArray[np.int32]:
+        """The codes of `cells`, new cells getting the next codes."""
+        return np.fromiter(map(self.__getitem__, cells), np.int32, len(cells))
 
 
 def _lines(body: bytes) -> io.TextIOWrapper:
@@ -269,19 +359,24 @@ def _utf8_error(body: bytes, source: str) -> DataError | None:
 
 
 class _Columns:
-    """The wanted columns of the rows read so far: float64 pieces, or text cells.
+    """The wanted columns of the rows read so far: float64 numbers, or codes of text cells.
 
     A column starts as numbers unless the spec calls it categorical. One whose first chunk
     does not parse as numbers becomes text from there; one that stops parsing later (rare:
     a stray value far down a numeric column) is read again from the file at the end.
+
+    Each column is one array of `capacity` rows, filled chunk by chunk: pieces joined at
+    the end would leave as much freed memory behind as the columns take (small arrays come
+    from the heap, which keeps it), and the join would need the column twice at once. Pages
+    beyond the rows read are never touched, so they take no memory.
     """
 
-    def __init__(self, wanted: Iterable[int], categorical: set[int]) -> None:
-        self.numbers: dict[int, list[npt.NDArray[np.float64]]] = {}
-        self.text: dict[int, list[str]] = {}
-        # Each distinct text value is stored once and shared by its cells: csv makes a new
-        # str per cell (about 55 bytes), a shared one costs a cell only its 8-byte pointer.
-        self.interned: dict[int, dict[str, str]] = {}
+    def __init__(self, wanted: Iterable[int], categorical: set[int], capacity: int) -> None:
+        self.capacity = capacity
+        self.rows = 0
+        self.numbers: dict[int, npt.NDArray[np.float64]] = {}
+        self.text: dict[int, npt.NDArray[np.int32]] = {}
+        self.codes: dict[int, _Codes] = {}
         self.late: set[int] = set()
         # Columns with a missing marker somewhere: parsed the slower way from then on.
         self.marked: set[int] = set()
@@ -289,14 +384,18 @@ class _Columns:
             if j in categorical:
                 self._to_text(j)
             else:
-                self.numbers[j] = []
+                self.numbers[j] = np.empty(capacity, dtype=np.float64)
 
     def _to_text(self, j: int) -> None:
-        self.text[j] = []
-        self.interned[j] = {}
+        self.text[j] = np.empty(self.capacity, dtype=np.int32)
+        self.codes[j] = _Codes()
 
     def take(self, chunk: _Chunk, first: bool) -> None:
         """Parse a chunk of rectangular rows into the columns."""
+        start, end = self.rows, self.rows + len(chunk)
+        if end > self.capacity:  # capacity counts line breaks, so this cannot happen
+            raise RuntimeError(f"more rows than line breaks: {end} > {self.capacity}")
+        self.rows = end
         # csv and str.split allocate a row's strings together, so reading the cells row by
         # row follows memory: parsing all numeric columns in one row-major pass is about
         # twice as fast as column by column. A group that fails is parsed column by column.
@@ -310,8 +409,7 @@ class _Columns:
                 continue
             block = block.reshape(len(chunk), len(group))
             for position, j in enumerate(group):
-                # A copy, so that the block is freed now rather than with its last column.
-                self.numbers[j].append(block[:, position].copy())
+                self.numbers[j][start:end] = block[:, position]
         for j in alone:
             cells = _row_major(chunk, [j])
             numbers = None if j in self.marked else _plain_floats(cells)
@@ -321,7 +419,7 @@ class _Columns:
             if numbers is None:
                 numbers = _floats(cells, strip=True)
             if numbers is not None:
-                self.numbers[j].append(numbers)
+                self.numbers[j][start:end] = numbers
                 continue
             del self.numbers[j]
             if first:
@@ -329,9 +427,7 @@ class _Columns:
             else:
                 self.late.add(j)
         for j, out in self.text.items():
-            seen = self.interned[j]
-            cells = _row_major(chunk, [j])
-            out.extend(map(seen.setdefault, cells, cells))
+            out[start:end] = self.codes[j].encode(_row_major(chunk, [j]))
 
 
 def _row_major(chunk: _Chunk, group: list[int]) -> list[str]:
@@ -387,7 +483,9 @@ def _read_chunks(
                     header, chunk = chunk[0], chunk[1:]
                     _check_not_blank(body, source, header)
                     table = _Table(source, body, header)
-                    columns = _Columns(*_wanted(table, spec))
+                    # Every record ends at a line break, or at the end: a bound on the rows.
+                    capacity = body.count(b"\n") + body.count(b"\r") + 1
+                    columns = _Columns(*_wanted(table, spec), capacity)
                     width, first = len(header), True
                 if not table.ragged and (
                     isinstance(chunk, _Flat) or all(len(record) == width for record in chunk)
@@ -621,21 +719,16 @@ def _parse_columns(
             continue
         name = table.header[j]
         if j in parsed.numbers:
-            pieces = parsed.numbers.pop(j)
-            numbers = np.concatenate(pieces) if pieces else np.empty(0, np.float64)
-            del pieces
-            columns[j] = _numeric(table, name, numbers, j)
+            columns[j] = _numeric(table, name, parsed.numbers.pop(j)[: table.n_rows], j)
             continue
         if j in parsed.late:
             # Numbers in its first rows, then something else: read its cells again.
-            cells = table.column(j)
+            codes = _Codes()
+            column = _Column.text(codes.encode(table.column(j).tolist()), list(codes))
         else:
-            cells = _objects(parsed.text.pop(j))
-            parsed.interned.pop(j, None)
-        if j in categorical:
-            columns[j] = _Column("categorical", cells)
-        else:
-            columns[j] = _categorical(table, name, cells)
+            codes = parsed.codes.pop(j)
+            column = _Column.text(parsed.text.pop(j)[: table.n_rows], list(codes))
+        columns[j] = column if j in categorical else _categorical(table, name, column)
     return columns
 
 
@@ -684,10 +777,16 @@ def _numeric(table: _Table, name: str, numbers: npt.NDArray[np.float64], j: int)
     return _Column("numeric", numbers)
 
 
-def _categorical(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> _Column:
+def _categorical(table: _Table, name: str, column: _Column) -> _Column:
     """A column with values that are not numbers; an error if most of them are numbers."""
-    # Categories repeat, so testing each distinct value once is much faster than every cell.
-    counts: Counter[str] = Counter(cells)
+    # Testing each distinct value once, with its count, is much faster than every cell.
+    counts = dict(
+        zip(
+            column.categories,
+            np.bincount(column.values, minlength=len(column.categories)).tolist(),
+            strict=True,
+        )
+    )
     given = {value for value in counts if value.strip() not in NUMERIC_MISSING}
     text = {value for value in given if not _is_number(value)}
     # "67,36": a number written with a decimal comma (or "1,234" with a thousands
@@ -697,6 +796,7 @@ def _categorical(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> _C
         value for value in text if value.count(",") == 1 and _is_number(value.replace(",", "."))
     }
     if 2 * sum(counts[value] for value in comma) > sum(counts[value] for value in given):
+        cells = column.cells()
         rows = [row for row, value in enumerate(cells) if value in comma]
         raise table.error(
             f"column {name!r} holds numbers written with a comma: {table.values(rows, cells)}; "
@@ -705,30 +805,33 @@ def _categorical(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> _C
             'column under "categorical" in the spec if it holds categories'
         )
     if 2 * sum(counts[value] for value in text) <= sum(counts[value] for value in given):
+        cells = column.cells()
         rows = [row for row, value in enumerate(cells) if value in text]
         raise table.error(
             f"column {name!r} holds numbers, but not everywhere: {table.values(rows, cells)}; "
             "correct such values (a missing value may be left empty or written NA), "
             'or list the column under "categorical" in the spec if it holds categories'
         )
-    return _Column("categorical", cells)
+    return column
 
 
-def _check_not_all_distinct(table: _Table, name: str, cells: npt.NDArray[np.object_]) -> None:
+def _check_not_all_distinct(table: _Table, name: str, column: _Column) -> None:
     """An inferred categorical feature with (nearly) one category per row is an error.
 
     Ids, timestamps, free text, or numbers written in a way that is not read as numbers:
     as categories they teach the model nothing and make a one-hot column per row. A
     column the spec lists under "categorical" is taken as the user says.
     """
-    present = np.flatnonzero(cells != MISSING_CATEGORY)
-    distinct = len(set(cells[present].tolist()))
+    present = np.flatnonzero(~column.missing())
+    # Every category was read from the column, so each has a row.
+    distinct = len(column.categories) - (MISSING_CATEGORY in column.categories)
     if present.size < _MIN_ROWS_FOR_DISTINCT or distinct < _MOST_DISTINCT * present.size:
         return
     first = int(present[0])
+    value = column.categories[int(column.values[first])]
     raise table.error(
         f"column {name!r} has {distinct} different values in {present.size} rows, such as "
-        f"{quoted(str(cells[first]))} (line {table.line(first)}): nearly one category per "
+        f"{quoted(value)} (line {table.line(first)}): nearly one category per "
         'row, which teaches a model nothing; list it under "drop" in the spec if it is an id '
         'or free text, correct its values if they are numbers, or list it under "categorical" '
         "if these really are its categories"
@@ -743,7 +846,7 @@ def _target(
     if column.kind == "numeric":
         unlabeled = np.flatnonzero(np.isnan(column.values)).tolist()
     else:
-        unlabeled = np.flatnonzero(column.values == MISSING_CATEGORY).tolist()
+        unlabeled = np.flatnonzero(column.missing()).tolist()
     if unlabeled:
         raise table.error(
             f"target column {name!r} is empty on {len(unlabeled)} of {table.n_rows} rows "
@@ -756,7 +859,7 @@ def _target(
             if name in spec.categorical:
                 why = 'the spec lists it under "categorical"'
             else:
-                cells = column.values
+                cells = column.cells()
                 row = next(row for row, cell in enumerate(cells) if not _is_number(cell))
                 why = table.values([row], cells)
             raise table.error(
@@ -770,7 +873,7 @@ def _target(
         labels = column.values.astype(np.int64)
     else:
         # Labels that are not all integers keep their spelling in the file, like categories.
-        labels = column.values.copy() if column.kind == "categorical" else table.column(j)
+        labels = column.cells() if column.kind == "categorical" else table.column(j)
     _check_classes(table, name, labels)
     return task, labels
 

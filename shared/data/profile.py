@@ -15,7 +15,7 @@ still checks them, more coarsely, and says so.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -146,17 +146,27 @@ def profile_categorical(
     `known` fixes the kept categories (those of a baseline), so that traffic profiles
     line up with it; without it the MAX_CATEGORIES most frequent ones are kept.
     """
-    counter = Counter(str(v) for v in values)
+    return profile_category_counts(
+        Counter(str(v) for v in values), missing_marker=missing_marker, known=known
+    )
+
+
+def profile_category_counts(
+    counts: Mapping[str, int], *, missing_marker: str = "", known: Sequence[str] | None = None
+) -> CategoricalProfile:
+    """profile_categorical of a column given as its rows per value (zero counts allowed)."""
+    counter = Counter({value: n for value, n in counts.items() if n})
+    total = counter.total()
     missing = counter.pop(missing_marker, 0)
     keep = set(known) if known is not None else {c for c, _ in counter.most_common(MAX_CATEGORIES)}
-    counts: dict[str, int] = {}
+    kept: dict[str, int] = {}
     other = 0
     for category, n in sorted(counter.items()):
         if category in keep:
-            counts[category] = n
+            kept[category] = n
         else:
             other += n
-    return CategoricalProfile(count=len(values), missing=missing, counts=counts, other=other)
+    return CategoricalProfile(count=total, missing=missing, counts=kept, other=other)
 
 
 def profile_predictions(

@@ -8,7 +8,8 @@ one row a line, ``{"features": {...}, "label": ...}``, null for a missing value.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping
 
 import msgspec
 import numpy as np
@@ -25,22 +26,32 @@ class HoldoutRow(msgspec.Struct, kw_only=True):
     label: int | float | str
 
 
-def encode_holdout(
-    names: Sequence[str], kinds: Sequence[str], X: np.ndarray, y: np.ndarray
-) -> bytes:
-    """Rows of X (object matrix in `names` order; NaN or '' = missing) and their labels."""
+# Rows encoded at a time: the Python objects of a block are a few MB, whatever the rows.
+_BLOCK_ROWS = 10_000
+
+
+def encode_holdout(features: Mapping[str, np.ndarray], y: np.ndarray) -> bytes:
+    """The rows of `features` (one column per feature, by name, in order: float with NaN
+    when missing, or str with '' when missing) and their labels `y`."""
     encoder = msgspec.json.Encoder()
-    lines = []
-    for row, label in zip(X.tolist(), y.tolist(), strict=True):
-        features: dict[str, int | float | str | None] = {}
-        for name, kind, value in zip(names, kinds, row, strict=True):
-            if kind == "numeric":
-                number = float(value)
-                features[name] = None if number != number else number  # NaN -> null
-            else:
-                features[name] = str(value) or None
-        lines.append(encoder.encode(HoldoutRow(features=features, label=label)))
-    return gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
+    names = list(features)
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as file:
+        for start in range(0, len(y), _BLOCK_ROWS):
+            block = slice(start, start + _BLOCK_ROWS)
+            columns: list[list[int | float | str | None]] = []
+            for values in features.values():
+                if values.dtype.kind == "f":
+                    columns.append([None if v != v else v for v in values[block].tolist()])
+                else:
+                    columns.append([str(v) or None for v in values[block].tolist()])
+            rows = zip(*columns, strict=True)
+            lines = [
+                encoder.encode(HoldoutRow(features=dict(zip(names, row, strict=True)), label=label))
+                for row, label in zip(rows, y[block].tolist(), strict=True)
+            ]
+            file.write(b"\n".join(lines) + b"\n")
+    return out.getvalue()
 
 
 def decode_holdout(body: bytes, key: str) -> list[HoldoutRow]:

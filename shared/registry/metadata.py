@@ -6,6 +6,8 @@ Only msgspec here, so the inference path can read it without scikit-learn.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -15,6 +17,33 @@ from shared.data.profile import BaselineProfile
 # 2: 100 quantile bins per numeric feature, the pooled categories in their own field, and
 # class probability histograms in the prediction baseline (see shared/data/profile.py).
 METADATA_SCHEMA_VERSION = 2
+
+
+# The ONNX input of every numeric feature, one [N, k] float tensor.
+NUMERIC_INPUT = "numeric"
+# Inside an exported graph with categorical features: the numeric features and the
+# categories' codes side by side (what the pipeline was fitted on). Not an input clients see.
+COLUMNS_INPUT = "columns"
+
+
+def onnx_input_names(names: Sequence[str]) -> list[str]:
+    """ONNX input names for categorical features `names`, one each, in order.
+
+    Names skl2onnx and clients keep as they are: [A-Za-z0-9_], not starting with a digit,
+    unique, and neither NUMERIC_INPUT nor COLUMNS_INPUT.
+    """
+    result: list[str] = []
+    taken: set[str] = {NUMERIC_INPUT, COLUMNS_INPUT}
+    for name in names:
+        base = re.sub(r"\W", "_", name, flags=re.ASCII) or "feature"
+        if base[0].isdigit():
+            base = f"f_{base}"
+        candidate, n = base, 2
+        while candidate in taken:
+            candidate, n = f"{base}_{n}", n + 1
+        taken.add(candidate)
+        result.append(candidate)
+    return result
 
 
 class FeatureSchema(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,15 +13,12 @@ import numpy as np
 import onnxruntime as ort
 
 from shared.errors import ExportError
-from shared.registry.metadata import FeatureSchema
+from shared.registry.metadata import NUMERIC_INPUT, FeatureSchema
 
 
 def sha256_hex(data: bytes) -> str:
     """The hex SHA-256 of `data` (artifact and dataset fingerprints)."""
     return hashlib.sha256(data).hexdigest()
-
-
-NUMERIC_INPUT = "numeric"
 
 
 @dataclass(frozen=True)

@@ -7,65 +7,58 @@ graph reproduces scikit-learn's outputs on held-out rows within the spec's toler
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-from onnx import ModelProto
+from onnx import ModelProto, TensorProto, helper
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
 from shared.data.spec import ParityTolerance, Task
 from shared.errors import ExportError
-from shared.registry.metadata import FeatureSchema, ParityReport
-from shared.serving.runtime import NUMERIC_INPUT, OnnxModel
+from shared.registry.metadata import COLUMNS_INPUT, NUMERIC_INPUT, FeatureSchema, ParityReport
+from shared.serving.runtime import ModelInput, OnnxModel
+
+# ai.onnx.ml's LabelEncoder maps strings to floats from this version of the domain on.
+_LABEL_ENCODER_OPSET = 2
+# The code of a category the model never saw: OneHotEncoder(handle_unknown="ignore") gives
+# it no column, as scikit-learn does for a value outside its categories.
+_UNKNOWN_CODE = -1.0
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
 REGRESSION_OUTPUT = "variable"
 
 
-def onnx_input_names(names: Sequence[str]) -> list[str]:
-    """Names skl2onnx keeps as they are: [A-Za-z0-9_], not starting with a digit, unique.
-
-    NUMERIC_INPUT is reserved for the tensor of all numeric features.
-    """
-    result: list[str] = []
-    taken: set[str] = {NUMERIC_INPUT}
-    for name in names:
-        base = re.sub(r"\W", "_", name, flags=re.ASCII) or "feature"
-        if base[0].isdigit():
-            base = f"f_{base}"
-        candidate, n = base, 2
-        while candidate in taken:
-            candidate, n = f"{base}_{n}", n + 1
-        taken.add(candidate)
-        result.append(candidate)
-    return result
-
-
-def export_pipeline(pipeline: Pipeline, features: Sequence[FeatureSchema], task: Task) -> bytes:
-    """The ONNX bytes of `pipeline` (fitted on columns in model order: numeric first).
+def export_pipeline(
+    pipeline: Pipeline,
+    features: Sequence[FeatureSchema],
+    task: Task,
+    categories: Sequence[Sequence[str]],
+) -> bytes:
+    """The ONNX bytes of `pipeline`, fitted on PreparedData.X (numeric first, then codes).
 
     Inputs: NUMERIC_INPUT [N, k] float for the k numeric features, then one [N, 1] string
-    tensor per categorical feature; skl2onnx maps column index i across them in order.
+    tensor per categorical feature, whose values `categories` (one sequence per categorical
+    feature, in order) maps to the codes the pipeline learnt from.
     """
     n_numeric = sum(f.kind == "numeric" for f in features)
-    initial_types: list[tuple[str, Any]] = []
-    if n_numeric:
-        initial_types.append((NUMERIC_INPUT, FloatTensorType([None, n_numeric])))
-    initial_types += [
-        (f.input_name, StringTensorType([None, 1])) for f in features if f.kind == "categorical"
-    ]
+    encoded = len(features) > n_numeric
+    inner = COLUMNS_INPUT if encoded else NUMERIC_INPUT
     estimator = pipeline.steps[-1][1]
     # zipmap=False: probabilities as one [N, classes] tensor, which serving returns as is.
     options = {id(estimator): {"zipmap": False}} if task == "classification" else None
     try:
-        model: ModelProto = convert_sklearn(pipeline, initial_types=initial_types, options=options)
+        model: ModelProto = convert_sklearn(
+            pipeline,
+            initial_types=[(inner, FloatTensorType([None, len(features)]))],
+            options=options,
+        )
     except Exception as exc:  # skl2onnx raises many unrelated types for unsupported parts
         raise ExportError(f"skl2onnx could not convert the pipeline: {exc}") from exc
+    if encoded:
+        _encode_categories(model, features, categories)
     outputs = [o.name for o in model.graph.output]
     expected = (
         [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if task == "classification" else [REGRESSION_OUTPUT]
@@ -73,6 +66,69 @@ def export_pipeline(pipeline: Pipeline, features: Sequence[FeatureSchema], task:
     if outputs != expected:
         raise ExportError(f"exported graph has outputs {outputs}, expected {expected}")
     return bytes(model.SerializeToString())
+
+
+def _encode_categories(
+    model: ModelProto, features: Sequence[FeatureSchema], categories: Sequence[Sequence[str]]
+) -> None:
+    """Put in front of the graph the step from each category's name to its code.
+
+    The graph's input COLUMNS_INPUT gives way to the served inputs: the numeric matrix as it is,
+    and per categorical feature a LabelEncoder (string to float code), concatenated as the
+    pipeline's columns were.
+    """
+    graph = model.graph
+    taken = {value.name for value in graph.input} | {i.name for i in graph.initializer}
+    taken |= {name for node in graph.node for name in (*node.output, node.name)}
+    inputs, parts, nodes = [], [], []
+    numeric = [f for f in features if f.kind == "numeric"]
+    if numeric:
+        inputs.append(
+            helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)])
+        )
+        parts.append(NUMERIC_INPUT)
+    categorical = [f for f in features if f.kind == "categorical"]
+    for feature, values in zip(categorical, categories, strict=True):
+        code = _fresh(f"{feature.input_name}_code", taken)
+        inputs.append(
+            helper.make_tensor_value_info(feature.input_name, TensorProto.STRING, [None, 1])
+        )
+        nodes.append(
+            helper.make_node(
+                "LabelEncoder",
+                [feature.input_name],
+                [code],
+                name=_fresh(f"{feature.input_name}_encoder", taken),
+                domain="ai.onnx.ml",
+                keys_strings=list(values),
+                values_floats=[float(i) for i in range(len(values))],
+                default_float=_UNKNOWN_CODE,
+            )
+        )
+        parts.append(code)
+    nodes.append(
+        helper.make_node("Concat", parts, [COLUMNS_INPUT], name=_fresh("columns", taken), axis=1)
+    )
+    del graph.input[:]
+    graph.input.extend(inputs)
+    fitted = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *fitted])
+    for entry in model.opset_import:
+        if entry.domain == "ai.onnx.ml":
+            entry.version = max(entry.version, _LABEL_ENCODER_OPSET)
+            break
+    else:
+        model.opset_import.append(helper.make_opsetid("ai.onnx.ml", _LABEL_ENCODER_OPSET))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`...: the first the graph does not use yet."""
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
 
 
 def opsets_of(onnx_bytes: bytes) -> dict[str, int]:
@@ -86,11 +142,13 @@ def check_parity(
     pipeline: Pipeline,
     onnx_model: OnnxModel,
     X: np.ndarray,
+    batch: ModelInput,
     task: Task,
     tolerance: ParityTolerance,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
-    """Compare ONNX with scikit-learn on `X`; also return the ONNX outputs for reuse."""
-    outputs = onnx_model.run(onnx_model.feed(onnx_model.input_from_matrix(X)))
+    """Compare ONNX on `batch` with scikit-learn on `X`, the same rows as the pipeline takes
+    them; also return the ONNX outputs for reuse."""
+    outputs = onnx_model.run(onnx_model.feed(batch))
     label_mismatches = 0
     if task == "classification":
         expected = np.asarray(pipeline.predict_proba(X), dtype=np.float64)

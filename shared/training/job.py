@@ -26,14 +26,8 @@ import msgspec
 import numpy as np
 
 import shared
-from shared.data.dataset import PreparedData, prepare
-from shared.data.profile import (
-    BaselineProfile,
-    FeatureProfile,
-    profile_categorical,
-    profile_numeric,
-    profile_predictions,
-)
+from shared.data.dataset import MISSING_CATEGORY, PreparedData, prepare
+from shared.data.profile import BaselineProfile, profile_predictions
 from shared.data.spec import (
     ModelSpec,
     load_spec_for_dataset,
@@ -51,27 +45,20 @@ from shared.errors import (
 from shared.registry.audit import record_event, utc_now
 from shared.registry.holdout import HOLDOUT_FILE, encode_holdout
 from shared.registry.metadata import (
+    NUMERIC_INPUT,
     DataLineage,
     FeatureSchema,
     Lineage,
     ModelMetadata,
     OnnxArtifact,
     encode_metadata,
+    onnx_input_names,
 )
 from shared.registry.records import abandoned, source_of, version_prefix
 from shared.registry.registry import ModelRegistry
-from shared.serving.runtime import NUMERIC_INPUT, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore, StoredObject
-from shared.training.export import (
-    LABEL_OUTPUT,
-    PROBABILITIES_OUTPUT,
-    REGRESSION_OUTPUT,
-    check_parity,
-    export_pipeline,
-    onnx_input_names,
-    opsets_of,
-)
 from shared.training.gate import judge
+from shared.training.memory import map_large_blocks
 from shared.training.model_card import render_model_card
 from shared.training.pipeline import (
     classification_metrics,
@@ -110,14 +97,38 @@ def model_of_data_key(key: str) -> str:
     return validate_model_name(parts[1])
 
 
-def source_fingerprint(data: StoredObject, spec_etag: str | None) -> str:
-    """Identity of (dataset key, its bytes, spec): a redelivered event maps to the same value.
+def source_fingerprint(key: str, sha256: str, spec_etag: str | None) -> str:
+    """Identity of (dataset key, its bytes' SHA-256, spec): a redelivered event maps to the
+    same value.
 
     The bytes' hash rather than the ETag or version id: on a versioned bucket the same file
     uploaded again gets a new version id, and it still trains once.
     """
-    ident = f"{data.key}\n{sha256_hex(data.body)}\n{spec_etag or 'defaults'}"
+    ident = f"{key}\n{sha256}\n{spec_etag or 'defaults'}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+class _Upload:
+    """The dataset object a run trains: what its lineage records, and its bytes until parsed.
+
+    The bytes are handed over once (take_body), so that nothing holds the CSV while the
+    model is fitted: it is as large as the prepared data.
+    """
+
+    def __init__(self, stored: StoredObject) -> None:
+        self.key = stored.key
+        self.etag = stored.etag
+        self.version_id = stored.version_id
+        self.sha256 = hashlib.sha256(stored.body).hexdigest()
+        self.size_bytes = len(stored.body)
+        self._body: bytes | None = stored.body
+
+    def take_body(self) -> bytes:
+        """The bytes, which this object then no longer holds."""
+        body, self._body = self._body, None
+        if body is None:
+            raise RuntimeError(f"{self.key}: the dataset's bytes were taken already")
+        return body
 
 
 class _Stopwatch:
@@ -130,7 +141,8 @@ class _Stopwatch:
         try:
             yield
         finally:
-            self.timings[name] = round(time.perf_counter() - start, 6)
+            elapsed = time.perf_counter() - start
+            self.timings[name] = round(self.timings.get(name, 0.0) + elapsed, 6)
 
 
 def _package_versions() -> dict[str, str]:
@@ -148,47 +160,26 @@ def _code_version() -> str:
     return os.environ.get("MLOPS_CODE_VERSION") or f"serverless-mlops {shared.__version__}"
 
 
-def _feature_schema(data: PreparedData, train_rows: np.ndarray) -> list[FeatureSchema]:
-    categorical = [f.name for f in data.features if f.kind == "categorical"]
-    input_names = dict(zip(categorical, onnx_input_names(categorical), strict=True))
-    schema = []
-    for i, feature in enumerate(data.features):
-        input_name = input_names.get(feature.name, NUMERIC_INPUT)
-        categories: list[str] = []
-        if feature.kind == "categorical":
-            seen = {str(v) for v in data.X[train_rows, i]}
-            categories = sorted(seen - {""})
+def _feature_schema(train: PreparedData) -> list[FeatureSchema]:
+    """Each feature's input and, if categorical, the categories of the training rows."""
+    k = train.n_numeric
+    categorical = [f.name for f in train.features[k:]]
+    input_names = onnx_input_names(categorical)
+    schema = [
+        FeatureSchema(name=f.name, kind=f.kind, input_name=NUMERIC_INPUT)
+        for f in train.features[:k]
+    ]
+    for i, (feature, values) in enumerate(zip(train.features[k:], train.categories, strict=True)):
+        seen = np.unique(train.X[:, k + i]).astype(np.intp).tolist()
         schema.append(
             FeatureSchema(
-                name=feature.name, kind=feature.kind, input_name=input_name, categories=categories
+                name=feature.name,
+                kind=feature.kind,
+                input_name=input_names[i],
+                categories=[values[code] for code in seen if values[code] != MISSING_CATEGORY],
             )
         )
     return schema
-
-
-def _baseline(
-    data: PreparedData,
-    schema: list[FeatureSchema],
-    predictions: np.ndarray,
-    probabilities: np.ndarray | None,
-    classes: list[str | int] | None,
-) -> BaselineProfile:
-    # Features: every row of the dataset (training and held-out rows come from one
-    # distribution, and more rows make a less noisy reference). Predictions: the served
-    # ONNX model's outputs on the held-out rows only, since on the rows it was fitted to a
-    # model is more confident than it will ever be on traffic.
-    profiles: dict[str, FeatureProfile] = {}
-    for i, feature in enumerate(schema):
-        column = data.X[:, i]
-        if feature.kind == "numeric":
-            profiles[feature.name] = profile_numeric(column.astype(np.float64))
-        else:
-            profiles[feature.name] = profile_categorical(column)
-    return BaselineProfile(
-        rows=data.n_rows,
-        features=profiles,
-        predictions=profile_predictions(data.task, predictions, probabilities, classes),
-    )
 
 
 @dataclass(frozen=True)
@@ -202,7 +193,7 @@ class _Candidate:
 
 def _build_candidate(
     model: str,
-    data_obj: StoredObject,
+    upload: _Upload,
     spec: ModelSpec,
     spec_source: str,
     spec_etag: str | None,
@@ -211,18 +202,40 @@ def _build_candidate(
     watch: _Stopwatch,
 ) -> _Candidate:
     with watch.step("prepare"):
-        data = prepare(data_obj.body, spec, source=data_obj.key).in_model_order()
+        data = prepare(upload.take_body(), spec, source=upload.key)
         spec.check_task(data.task)
         split = split_rows(data, spec)
-        schema = _feature_schema(data, split.train)
+        train, test = data.rows(split.train), data.rows(split.test)
+        task, n_rows, categories = data.task, data.n_rows, data.categories
+        # Features: every row of the dataset, profiled as it was prepared (training and
+        # held-out rows come from one distribution, and more rows make a less noisy
+        # reference). Predictions, below: the held-out rows only.
+        feature_profiles = data.profiles
+        del data  # from here on, only its two parts are held
+        schema = _feature_schema(train)
     with watch.step("fit"):
-        pipeline = fit_pipeline(data, spec, split)
+        pipeline = fit_pipeline(train, spec)
+    y_train = train.y
+    del train
+    # Imported only now, with the training rows and the fit's matrices freed: skl2onnx,
+    # onnx and onnxruntime take about 45 MiB, which would otherwise add to the fit's peak.
+    from shared.serving.runtime import ModelInput, OnnxModel, sha256_hex
+    from shared.training.export import (
+        LABEL_OUTPUT,
+        PROBABILITIES_OUTPUT,
+        REGRESSION_OUTPUT,
+        check_parity,
+        export_pipeline,
+        opsets_of,
+    )
+
     with watch.step("export"):
-        onnx_bytes = export_pipeline(pipeline, schema, data.task)
+        onnx_bytes = export_pipeline(pipeline, schema, task, categories)
         onnx_model = OnnxModel(onnx_bytes, schema)
     with watch.step("parity"):
-        X_test, y_test = data.X[split.test], data.y[split.test]
-        parity, outputs = check_parity(pipeline, onnx_model, X_test, data.task, spec.parity)
+        y_test = test.y
+        test_input = ModelInput(numeric=test.numeric(), categorical=test.categorical())
+        parity, outputs = check_parity(pipeline, onnx_model, test.X, test_input, task, spec.parity)
         if not parity.passed:
             raise ExportError(
                 f"ONNX export disagrees with scikit-learn on {parity.violations} of "
@@ -232,36 +245,40 @@ def _build_candidate(
     with watch.step("metrics"):
         classes: list[str | int] | None = None
         probabilities: np.ndarray | None = None
-        if data.task == "classification":
-            fitted_classes = np.asarray(pipeline.classes_)
+        fitted_classes = np.asarray(pipeline.classes_) if task == "classification" else None
+        if fitted_classes is not None:
             classes = [c.item() if isinstance(c, np.generic) else c for c in fitted_classes]
             predictions = outputs[LABEL_OUTPUT].ravel()
             probabilities = outputs[PROBABILITIES_OUTPUT]
-            metrics = classification_metrics(
-                y_test, predictions, outputs[PROBABILITIES_OUTPUT], fitted_classes
-            )
+            metrics = classification_metrics(y_test, predictions, probabilities, fitted_classes)
         else:
             predictions = outputs[REGRESSION_OUTPUT].ravel()
             metrics = regression_metrics(y_test, predictions)
-        trivial, trivial_name = trivial_metrics(
-            data.task,
-            data.y[split.train],
-            y_test,
-            np.asarray(pipeline.classes_) if data.task == "classification" else None,
-        )
-        primary = spec.metric_for(data.task)
+        trivial, trivial_name = trivial_metrics(task, y_train, y_test, fitted_classes)
+        primary = spec.metric_for(task)
         gate = judge(primary, metrics[primary], trivial[primary], trivial_name, spec.gate)
     with watch.step("profile"):
-        baseline = _baseline(data, schema, predictions, probabilities, classes)
+        # The served model's outputs on the held-out rows: on the rows it was fitted to, a
+        # model is more confident than it will ever be on traffic.
+        baseline = BaselineProfile(
+            rows=n_rows,
+            features={feature.name: feature_profiles[feature.name] for feature in schema},
+            predictions=profile_predictions(task, predictions, probabilities, classes),
+        )
+        numeric = test_input.numeric
         holdout = encode_holdout(
-            [f.name for f in data.features], [f.kind for f in data.features], X_test, y_test
+            {
+                **{f.name: numeric[:, i] for i, f in enumerate(onnx_model.numeric_features)},
+                **test_input.categorical,
+            },
+            y_test,
         )
     metadata = ModelMetadata(
         model=model,
         version=0,  # set once a number is claimed
         run_id=run_id,
         created_at=utc_now().isoformat(),
-        task=data.task,
+        task=task,
         target=spec.target,
         estimator=spec.estimator,
         params=effective_params(pipeline),
@@ -269,25 +286,25 @@ def _build_candidate(
         features=schema,
         classes=classes,
         metrics=metrics,
-        primary_metric=spec.metric_for(data.task),
+        primary_metric=primary,
         parity=parity,
         onnx=OnnxArtifact(
             file="model.onnx",
             sha256=sha256_hex(onnx_bytes),
             size_bytes=len(onnx_bytes),
             opsets=opsets_of(onnx_bytes),
-            label_output=LABEL_OUTPUT if data.task == "classification" else REGRESSION_OUTPUT,
-            probabilities_output=PROBABILITIES_OUTPUT if data.task == "classification" else None,
+            label_output=LABEL_OUTPUT if task == "classification" else REGRESSION_OUTPUT,
+            probabilities_output=PROBABILITIES_OUTPUT if task == "classification" else None,
         ),
         baseline=baseline,
         lineage=Lineage(
             data=DataLineage(
-                key=data_obj.key,
-                etag=data_obj.etag,
-                version_id=data_obj.version_id,
-                sha256=sha256_hex(data_obj.body),
-                size_bytes=len(data_obj.body),
-                rows=data.n_rows,
+                key=upload.key,
+                etag=upload.etag,
+                version_id=upload.version_id,
+                sha256=upload.sha256,
+                size_bytes=upload.size_bytes,
+                rows=n_rows,
                 train_rows=int(split.train.size),
                 test_rows=int(split.test.size),
             ),
@@ -468,14 +485,15 @@ def train_from_dataset(
         return TrainingOutcome(
             model="", data_key=data_key, run_id="", status="failed", reason=str(exc)
         )
+    map_large_blocks()  # see shared.training.memory: a lower peak for the same work
     watch = _Stopwatch()
     registry = ModelRegistry(store, model)
     run_id = "pending"
     try:
         with watch.step("read"):
             spec, spec_source, spec_etag = load_spec_for_dataset(store, model, data_key)
-            data_obj = _read_dataset(store, data_key, version_id)
-        source = source_fingerprint(data_obj, spec_etag)
+            upload = _Upload(_read_dataset(store, data_key, version_id))
+        source = source_fingerprint(upload.key, upload.sha256, spec_etag)
         # Unique per run, even for two deliveries of one event in the same second.
         run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{source[:12]}-{uuid.uuid4().hex[:6]}"
         existing = source_of(registry.read()[0], source)
@@ -493,7 +511,7 @@ def train_from_dataset(
                 version=existing.version,
             )
         candidate = _build_candidate(
-            model, data_obj, spec, spec_source, spec_etag, run_id, trigger, watch
+            model, upload, spec, spec_source, spec_etag, run_id, trigger, watch
         )
         return _register(store, registry, candidate, source, watch, delivery)
     except _TrailIncomplete:
