@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shared.data.dataset import MISSING_CATEGORY, Feature, PreparedData, prepare
+from shared.data.profile import CategoricalProfile, NumericProfile
 from shared.data.spec import ModelSpec
 from shared.errors import DataError
 
@@ -420,3 +421,45 @@ def test_numbers_beyond_float32_are_refused() -> None:
     body = b"x,target\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(30)) + b"1e200,1\n"
     with pytest.raises(DataError, match=r"column 'x' holds numbers beyond float32's range"):
         prepare(body, ModelSpec(), source="datasets/m/a.csv")
+
+
+def test_features_come_numeric_first_as_float32_and_categories_as_sorted_codes() -> None:
+    rows = [
+        f"{CITIES[i % 3]},{20 + i},{'' if i == 4 else ('pro', 'basic')[i % 2]},{i},{i % 2}"
+        for i in range(12)
+    ]
+    data = read(make_csv("city,age,plan,income,target", rows))
+
+    assert [f.name for f in data.features] == ["age", "income", "city", "plan"]
+    assert data.X.dtype == np.dtype(np.float32)
+    assert (data.X.shape, data.n_numeric) == ((12, 4), 2)
+    assert data.categories == (("Lima", "Oslo", "Pune"), ("", "basic", "pro"))
+    # Oslo, Lima, Pune, ... as codes into the sorted categories; the empty plan is code 0.
+    assert data.X[:3, 2].tolist() == [1.0, 0.0, 2.0]
+    assert data.X[:5, 3].tolist() == [2.0, 1.0, 2.0, 1.0, 0.0]
+    picked = data.rows(np.array([4, 1]))
+    assert picked.categorical()["city"].tolist() == ["Lima", "Lima"]
+    assert picked.categorical()["plan"].tolist() == ["", "basic"]
+    assert picked.numeric().tolist() == [[24.0, 4.0], [21.0, 1.0]]
+
+
+def test_numeric_profiles_are_taken_before_the_rounding_to_float32() -> None:
+    rows = [f"{(0.1, 0.3, 0.7)[i % 3]},{CITIES[i % 3]},{i % 2}" for i in range(12)]
+    data = read(make_csv(HEADER, rows))
+    profile = data.profiles["age"]
+    assert isinstance(profile, NumericProfile)
+    # 0.7 as written, not float32's 0.699999988...: traffic sends 0.7, and must meet the
+    # same bins and the same maximum.
+    assert (profile.min, profile.max) == (0.1, 0.7)
+    assert float(data.X[:, 0].max()) != 0.7
+    assert 0.3 in profile.edges
+    assert profile.counts[profile.edges.index(0.3) + 1] >= 4  # 0.3 falls above its edge
+    city = data.profiles["city"]
+    assert isinstance(city, CategoricalProfile)
+    assert city.counts == {"Lima": 4, "Oslo": 4, "Pune": 4}
+
+
+def test_old_mac_line_endings_are_read() -> None:
+    data = read(make_csv(HEADER, base_rows(), newline="\r"))
+    assert data.n_rows == 12
+    assert data.cells()[:2].tolist() == [[20.0, "Oslo"], [21.0, "Lima"]]

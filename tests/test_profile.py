@@ -74,3 +74,21 @@ def test_monitoring_bins_traffic_on_the_edges_as_the_baseline_did() -> None:
     counts = count_numeric(EDGE_VALUES, baseline)
     assert counts.counts == EDGE_COUNTS
     assert counts.missing == 1
+
+
+def test_own_quantile_bins_count_as_numpy_s_digitize_does_with_many_ties() -> None:
+    rng = np.random.default_rng(3)
+    values = np.round(rng.normal(size=5000), 1)  # about 70 distinct values: ties on edges
+    values[rng.random(5000) < 0.05] = np.nan
+    profile = profile_numeric(values)
+    present = values[~np.isnan(values)]
+    # numpy's own rule for [edge, next edge) bins, and its own quantiles, as the truth.
+    expected = np.bincount(np.digitize(present, profile.edges), minlength=len(profile.edges) + 1)
+    assert profile.counts == expected.tolist()
+    quantiles = np.unique(np.quantile(present, np.linspace(0, 1, 101)[1:-1]))
+    assert profile.edges == quantiles.tolist()
+    assert (profile.min, profile.max, profile.missing) == (
+        present.min(),
+        present.max(),
+        5000 - present.size,
+    )

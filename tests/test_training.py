@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -487,3 +489,63 @@ def test_a_nan_output_fails_the_parity_check() -> None:
     report, _ = check_parity(pipeline, stand_in, X, X, "classification", tolerance)  # type: ignore[arg-type]
 
     assert (report.violations, report.passed) == (1, False)
+
+
+def test_a_feature_named_like_the_graph_s_inner_input_gets_an_input_of_its_own(
+    local: LocalStore,
+) -> None:
+    # "columns" names the graph's inner tensor (numbers and category codes side by side).
+    body = classification_csv().replace(b",region,", b",columns,", 1)
+    assert train(local, "m", body).status == "registered"
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    assert {f.name: f.input_name for f in meta.features}["columns"] == "columns_2"
+    session = ort.InferenceSession(local.get(prefix + "model.onnx").body)
+    assert [i.name for i in session.get_inputs()] == ["numeric", "columns_2", "plan"]
+
+
+def test_categories_the_model_never_saw_score_alike_and_as_none_of_the_known(
+    local: LocalStore,
+) -> None:
+    put_spec(local, "m", estimator="linear")
+    assert train(local, "m", classification_csv()).status == "registered"
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
+    plans = ["never-seen", "also-unknown", "basic", "plus", "pro"]
+    batch = ModelInput(
+        numeric=np.tile([0.5, 1.0, 0.0, -1.0, 0.1], (len(plans), 1)),
+        categorical={
+            "region": np.array(["north"] * len(plans), dtype=object),
+            "plan": np.array(plans, dtype=object),
+        },
+    )
+    p = model.run(model.feed(batch))["probabilities"][:, 1]
+    assert p[0] == p[1]  # both unknown: the same (no one-hot column set)
+    assert len({float(v) for v in p[2:]}) == 3  # each known plan has its own effect
+    assert all(p[0] != v for v in p[2:])
+
+
+def test_held_out_rows_are_encoded_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.registry import holdout
+
+    monkeypatch.setattr(holdout, "_BLOCK_ROWS", 7)
+    x = np.arange(20, dtype=np.float64)
+    x[[3, 15]] = np.nan
+    city = np.array([("Oslo", "", "Lima")[i % 3] for i in range(20)], dtype=object)
+    body = holdout.encode_holdout({"x": x, "city": city}, np.arange(20) % 2)
+    rows = holdout.decode_holdout(body, "k")
+    assert len(rows) == 20
+    assert [r.features["x"] for r in rows[:5]] == [0.0, 1.0, 2.0, None, 4.0]
+    assert rows[15].features["x"] is None
+    assert [r.features["city"] for r in rows[:3]] == ["Oslo", None, "Lima"]
+    assert [r.label for r in rows[6:9]] == [0, 1, 0]  # across the first block's end
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt"
+)
+def test_the_mmap_threshold_is_set_on_glibc() -> None:
+    from shared.training.memory import map_large_blocks
+
+    assert map_large_blocks() is True
