@@ -1,10 +1,13 @@
 """One training measurement in a fresh interpreter, run by benchmarks.training.
 
     python -m benchmarks.train_child ours STORE_ROOT DATA_KEY [--profile]
+    python -m benchmarks.train_child handler STORE_ROOT DATA_KEY
     python -m benchmarks.train_child bare PICKLE
     python -m benchmarks.train_child parse CSV_PATH N_NUMERIC
 
 `ours`: shared.training_job.train_from_dataset on a local store (imports not timed).
+`handler`: the same run as the deployed training function makes it: app.py imported (with
+what serving needs), then its S3 handler called with an upload event for DATA_KEY.
 `bare`: build_pipeline(...).fit on the pickled prepared training rows, nothing else.
 `parse`: the plainest parse of the CSV: csv.reader into one list per column, floats for the
 first N_NUMERIC columns and str for the others (the floor a pure-Python reader costs).
@@ -63,6 +66,24 @@ def ours(store_root: str, data_key: str, profile: bool) -> dict[str, Any]:
     if profiler:
         result["profile"] = _sane_profile(profiler, metadata.timings, elapsed)
     return result
+
+
+def handler(store_root: str, data_key: str) -> dict[str, Any]:
+    """The training function's own path: import app, then its S3 event handler."""
+    import os
+
+    os.environ["MLOPS_STORE"] = store_root
+    start = time.perf_counter()
+    import app
+
+    imported_mib = _peak_mib()
+    event = {"Records": [{"s3": {"bucket": {"name": "local"}, "object": {"key": data_key}}}]}
+    app.on_dataset_uploaded(event, None)
+    return {
+        "import_s": time.perf_counter() - start,
+        "import_peak_mib": imported_mib,
+        "max_rss_mib": _peak_mib(),
+    }
 
 
 def _sane_profile(
@@ -129,6 +150,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "ours":
         out = ours(args[0], args[1], "--profile" in args[2:])
+    elif mode == "handler":
+        out = handler(args[0], args[1])
     elif mode == "bare":
         out = bare(args[0])
     elif mode == "parse":

@@ -178,6 +178,10 @@ def prepare(body: bytes, spec: ModelSpec, *, source: str) -> PreparedData:
             )
         if column.kind == "categorical" and j not in categorical:
             _check_not_all_distinct(table, table.header[j], column)
+    # Checked: from here on no message quotes the file, so its bytes (as large as the data)
+    # need not be held while X is built. The caller's reference is its own to drop.
+    table.release()
+    del body
     order = [j for j in chosen if columns[j].kind == "numeric"]
     order += [j for j in chosen if columns[j].kind == "categorical"]
     # Column-major: filling a column touches only its own pages, so X grows as the parsed
@@ -240,6 +244,10 @@ class _Table:
     def error(self, message: str) -> DataError:
         """A DataError about this file."""
         return DataError(f"{self.source}: {message}")
+
+    def release(self) -> None:
+        """Drop the file's bytes: only messages that quote no line or cell may follow."""
+        self.body = b""
 
     def _records(self) -> Iterator[list[str]]:
         return (record for record in csv.reader(_lines(self.body)) if record)
@@ -453,10 +461,11 @@ def _row_major(chunk: _Chunk, group: list[int]) -> list[str]:
 
 
 # Rows parsed together: enough that NumPy's per-call cost vanishes, few enough that the
-# chunk's rows as csv returns them (a list and a str per cell, ~60 bytes) stay a few MB.
-_CHUNK_ROWS = 10_000
+# chunk's rows as csv returns them (a list and a str per cell, ~60 bytes) stay a few MB
+# (and in the CPU's cache: 3,000 rows parsed faster than 10,000, and 512 KB than 2 MB).
+_CHUNK_ROWS = 3_000
 # The same, in bytes, for files read without the csv module (see _plain_chunks).
-_CHUNK_BYTES = 1 << 21
+_CHUNK_BYTES = 1 << 19
 
 
 class _NotPlain(Exception):
