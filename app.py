@@ -269,6 +269,24 @@ def on_dataset_uploaded(event: S3Event) -> None:
     )
 
 
+class _UploadEvent(S3Event):
+    """Chalice's S3Event, minus its KeyError on an event that names no object.
+
+    S3 sends such an event (s3:TestEvent, no records) when the notification is set up;
+    Chalice would fail it before the handler runs and Lambda would retry it twice. The
+    handler reads every record itself (functions.training.dataset_uploads).
+    """
+
+    def _extract_attributes(self, event_dict: dict[str, Any]) -> None:
+        try:
+            super()._extract_attributes(event_dict)
+        except (KeyError, IndexError, TypeError):
+            self.bucket, self.key = "", ""
+
+
+on_dataset_uploaded.event_class = _UploadEvent
+
+
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def check_monitoring(event: CloudWatchEvent) -> None:
     """Every hour: drift and decay checks of each model's last complete window."""

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from functions import inference, monitoring
+from shared.data.dataset import NUMERIC_MISSING
 from shared.data.spec import parse_spec, spec_key, validate_model_name
-from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError
+from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError, quoted
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report, window_id
@@ -214,23 +215,48 @@ def _feature_kinds(model: str, version: str | None, url: str | None) -> dict[str
 
 
 def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
-    """CSV rows as records: numbers for numeric features, '' as null; other columns left out."""
+    """CSV rows as records, read as training reads its files; other columns are left out.
+
+    Numeric cells are numbers, or missing as training's markers say (empty, NA, null...,
+    with whitespace around); categorical cells are kept as written, the empty one missing.
+    A feature the header does not name is refused: every record would send it as null.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    absent = [name for name in kinds if name not in (reader.fieldnames or [])]
+    if absent:
+        shown = ", ".join(repr(name) for name in absent[:10])
+        more = f" and {len(absent) - 10} more" if len(absent) > 10 else ""
+        raise BadRequest(f"the CSV has no column {shown}{more}; the model's features are needed")
     records = []
-    for row in csv.DictReader(io.StringIO(text)):
+    for row in reader:
         record: dict[str, Any] = {}
         for name, kind in kinds.items():
-            raw = (row.get(name) or "").strip()
-            if not raw:
+            cell = row.get(name) or ""
+            if kind != "numeric":
+                record[name] = cell or None
+                continue
+            raw = cell.strip()
+            if raw in NUMERIC_MISSING:
                 record[name] = None
-            elif kind == "numeric":
-                try:
-                    record[name] = float(raw)
-                except ValueError:
-                    raise BadRequest(f"column {name!r}: {raw!r} is not a number") from None
-            else:
-                record[name] = raw
+                continue
+            try:
+                record[name] = float(raw)
+            except ValueError:
+                comma = raw.count(",") == 1 and _is_float(raw.replace(",", "."))
+                hint = "; write numbers with a decimal point" if comma else ""
+                raise BadRequest(
+                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not a number{hint}"
+                ) from None
         records.append(record)
     return records
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:

@@ -290,3 +290,24 @@ def test_mlops_serve_stopped_by_sigterm_writes_its_buffered_captures(tmp_path: P
         if server.poll() is None:
             server.kill()
     assert list((tmp_path / "store" / "captures" / "churn").rglob("*.jsonl.gz"))
+
+
+def test_predict_reads_a_csv_as_training_reads_one() -> None:
+    from functions.cli import records_from_csv
+    from shared.errors import BadRequest
+
+    kinds = {"age": "numeric", "city": "categorical"}
+    text = "age,city,target\n 21.5 ,  Pune ,1\nNA,,0\n,Oslo,1\n"
+    assert records_from_csv(text, kinds) == [
+        {"age": 21.5, "city": "  Pune "},  # categories are kept as written, as in training
+        {"age": None, "city": None},
+        {"age": None, "city": "Oslo"},
+    ]
+    with pytest.raises(
+        BadRequest,
+        match=r"line 3, column 'age': '67,36' is not a number; "
+        r"write numbers with a decimal point",
+    ):
+        records_from_csv('age,city\n20,Oslo\n"67,36",Lima\n', kinds)
+    with pytest.raises(BadRequest, match=r"the CSV has no column 'city'"):
+        records_from_csv("age,town\n20,Oslo\n", kinds)

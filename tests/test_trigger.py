@@ -194,3 +194,22 @@ def test_lambdas_retry_of_a_run_killed_after_its_claim_trains(
         ("version_claimed", 2),
         ("version_registered", 2),
     ]
+
+
+def test_malformed_records_and_s3_s_test_event_are_logged_not_retried(
+    bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key="datasets/churn/a.csv", Body=classification_csv())
+    good = s3_event(bucket, "datasets/churn/a.csv")
+    records: list[Any] = good["Records"]  # type: ignore[assignment]
+    event: dict[str, object] = {
+        "Records": [{"s3": {"object": {"key": "x.csv"}}}, {"eventName": "x"}, 7, *records]
+    }
+
+    deliver(event, "req-1")  # returns: nothing for Lambda to retry
+    deliver({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}, "req-2")
+
+    assert ModelRegistry(S3Store(bucket), "churn").load().aliases == {"production": 1}
+    malformed = [r for r in caplog.records if "malformed S3 event record" in r.getMessage()]
+    assert len(malformed) == 3
