@@ -222,6 +222,14 @@ def predict_version(name: str, version: str) -> Response:
     return _respond(inference.predict_records(name, version, _body(), _headers()))
 
 
+@app.route("/admin/models", methods=["GET"], authorizer=ADMIN_AUTHORIZER)
+def admin_models() -> Response:
+    """GET /admin/models: every registered model, its aliases and what production serves."""
+    from functions import admin
+
+    return _respond(admin.list_registered(_caller()))
+
+
 @app.route("/admin/models/{name}", methods=["GET"], authorizer=ADMIN_AUTHORIZER)
 def admin_model(name: str) -> Response:
     """GET /admin/models/{name}: the registry record (versions, aliases, alias history)."""

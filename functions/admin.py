@@ -36,7 +36,7 @@ from shared.errors import (
     VersionNotFound,
 )
 from shared.registry.records import ALIASES, UNSET, Alias, AliasConflict, Expected
-from shared.registry.registry import ModelRegistry
+from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -371,6 +371,41 @@ def show_model(name: str, caller: Caller) -> HttpResult:
         # A read: the serving role may read the registry, so no other function is needed.
         record = ModelRegistry(admin_store(), name).load()
         return HttpResult(200, msgspec.to_builtins(record))
+
+    return _admin(caller, action)
+
+
+def list_registered(caller: Caller) -> HttpResult:
+    """GET /admin/models: every model with a registry, its aliases and versions' summary."""
+
+    def action(actor: str) -> HttpResult:
+        store = admin_store()
+        models = []
+        for name in list_models(store):
+            record = ModelRegistry(store, name).load()
+            by_status: dict[str, int] = {}
+            for entry in record.versions:
+                by_status[entry.status] = by_status.get(entry.status, 0) + 1
+            production = record.aliases.get("production")
+            serving = record.entry(production) if production is not None else None
+            models.append(
+                {
+                    "name": name,
+                    "aliases": dict(record.aliases),
+                    "versions": len(record.versions),
+                    "latest": max((e.version for e in record.versions), default=None),
+                    "by_status": by_status,
+                    "production": None
+                    if serving is None
+                    else {
+                        "version": serving.version,
+                        "primary_metric": serving.primary_metric,
+                        "metric_value": serving.metric_value,
+                        "data_key": serving.data_key,
+                    },
+                }
+            )
+        return HttpResult(200, {"models": models})
 
     return _admin(caller, action)
 

@@ -89,6 +89,7 @@ def aliases(store: LocalStore) -> dict[str, int]:
 
 
 REQUESTS = [
+    ("GET", "/admin/models", None),
     ("GET", "/admin/models/churn", None),
     ("PUT", "/admin/models/churn/aliases/production", {"version": 3}),
     ("POST", "/admin/models/churn/rollback", {}),
@@ -155,6 +156,41 @@ def test_the_token_reads_the_registry(client: Client) -> None:
         ("staging", 2, "training"),
         ("staging", 3, "training"),
     ]
+
+
+def test_the_token_lists_the_models_and_what_production_serves(
+    client: Client, store: LocalStore
+) -> None:
+    registry = ModelRegistry(store, "fraud")
+    entry, _ = registry.claim(run_id="r", source="s", data_key="datasets/fraud/a.csv")
+    registry.fail(entry.version, reason="bad data")
+    status, answer, _ = call(client, "GET", "/admin/models", **BEARER)
+    assert status == 200
+    assert answer == {
+        "models": [
+            {
+                "name": "churn",
+                "aliases": {"production": 1, "staging": 3},
+                "versions": 3,
+                "latest": 3,
+                "by_status": {"ready": 3},
+                "production": {
+                    "version": 1,
+                    "primary_metric": "f1",
+                    "metric_value": 0.9,
+                    "data_key": "datasets/churn/x.csv",
+                },
+            },
+            {
+                "name": "fraud",
+                "aliases": {},
+                "versions": 1,
+                "latest": 1,
+                "by_status": {"failed": 1},
+                "production": None,
+            },
+        ]
+    }
 
 
 # What the routes change ------------------------------------------------------------------
@@ -277,7 +313,7 @@ def test_every_admin_route_requires_iam_and_no_other_route_does() -> None:
                 assert isinstance(entry.authorizer, IAMAuthorizer), path
             else:
                 assert entry.authorizer is None, path
-    assert admin_routes == 3
+    assert admin_routes == 4
     # What `chalice package` writes for API Gateway: SigV4 (AWS_IAM) on each admin method.
     swagger = CFNSwaggerGenerator().generate_swagger(app)
     assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
@@ -299,7 +335,7 @@ def test_the_packaged_template_requires_iam_on_the_admin_routes() -> None:
         if path.startswith("/admin/")
         for operation in methods.values()
     ]
-    assert len(admin_methods) == 3
+    assert len(admin_methods) == 4
     for path, operation in admin_methods:
         assert operation["security"] == [{"sigv4": []}], path
     # The serving function hands writes to the registry_admin function, by name.
