@@ -12,6 +12,7 @@ import csv
 import getpass
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -240,13 +241,19 @@ def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
                 record[name] = None
                 continue
             try:
-                record[name] = float(raw)
+                number = float(raw)
             except ValueError:
                 comma = raw.count(",") == 1 and _is_float(raw.replace(",", "."))
                 hint = "; write numbers with a decimal point" if comma else ""
                 raise BadRequest(
                     f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not a number{hint}"
                 ) from None
+            if math.isinf(number):
+                raise BadRequest(
+                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not finite"
+                )
+            # "NAN", "-nan": other spellings float() reads as missing, as training does.
+            record[name] = None if math.isnan(number) else number
         records.append(record)
     return records
 
@@ -266,7 +273,9 @@ def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:
         document = json.loads(Path(args.json).read_text())
     else:
         kinds = _feature_kinds(args.model, args.version, args.url)
-        document = {"records": records_from_csv(Path(args.csv).read_text(), kinds)}
+        # As training reads a file: a byte-order mark (Excel's CSV UTF-8) is not a name.
+        text = Path(args.csv).read_text(encoding="utf-8-sig")
+        document = {"records": records_from_csv(text, kinds)}
     if args.url:
         path = f"/models/{args.model}" + (f"/versions/{args.version}" if args.version else "")
         status, body = _http_json(args.url.rstrip("/") + path + "/predict", document)

@@ -311,3 +311,19 @@ def test_predict_reads_a_csv_as_training_reads_one() -> None:
         records_from_csv('age,city\n20,Oslo\n"67,36",Lima\n', kinds)
     with pytest.raises(BadRequest, match=r"the CSV has no column 'city'"):
         records_from_csv("age,town\n20,Oslo\n", kinds)
+    # float()'s other spellings of NaN are missing values; infinities are refused.
+    assert records_from_csv("age,city\nNAN,Oslo\n-nan,Lima\n", kinds) == [
+        {"age": None, "city": "Oslo"},
+        {"age": None, "city": "Lima"},
+    ]
+    with pytest.raises(BadRequest, match=r"line 2, column 'age': 'inf' is not finite"):
+        records_from_csv("age,city\ninf,Oslo\n", kinds)
+
+
+def test_predict_takes_the_csv_excel_writes(tmp_path: Path) -> None:
+    """A byte-order mark (Excel's "CSV UTF-8") before the header, as training accepts."""
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "data.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    assert main([*store, "predict", "churn", "--csv", str(data)]) == 0

@@ -85,3 +85,27 @@ def test_a_ragged_row_in_a_late_chunk_is_counted() -> None:
     assert str(caught.value).startswith(
         f"{SOURCE}: line 7 has 5 fields, the header has 4; 2 rows in all have the wrong number"
     )
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_categories_come_back_as_the_cells_written_row_for_row(newline: str) -> None:
+    import csv
+    import io
+
+    rng = np.random.default_rng(7)
+    values = ["Oslo", "oslo", " Oslo", "Zürich", "東京", "", "NA", "a,b", "0"]
+    picks = rng.integers(0, len(values), size=(ROWS, 2))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=newline)
+    writer.writerow(["city", "x", "town", "target"])
+    for i, (a, b) in enumerate(picks):
+        writer.writerow([values[a], i * 0.5, values[b], i % 2])
+    spec = ModelSpec(categorical=["city", "town"])
+    data = prepare(out.getvalue().encode(), spec, source=SOURCE)
+
+    # The truth: the csv module's reading of the same file, not prepare's own codes.
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))[1:]
+    cells = data.categorical()
+    assert cells["city"].tolist() == [row[0] for row in rows]
+    assert cells["town"].tolist() == [row[2] for row in rows]
+    assert data.numeric()[:, 0].tolist() == [i * 0.5 for i in range(ROWS)]

@@ -549,3 +549,29 @@ def test_the_mmap_threshold_is_set_on_glibc() -> None:
     from shared.training.memory import map_large_blocks
 
     assert map_large_blocks() is True
+
+
+@pytest.mark.parametrize(
+    "name", ["variable", "variable1", "shape_tensor", "plan_code", "numeric", "label"]
+)
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_categorical_feature_named_like_a_tensor_of_the_graph_trains_and_serves(
+    local: LocalStore, name: str, task: str
+) -> None:
+    put_spec(local, "m", estimator="linear")
+    body = classification_csv() if task == "classification" else regression_csv()
+    body = body.replace(b",region,", f",{name},".encode(), 1)
+    outcome = train(local, "m", body)
+    assert outcome.status == "registered", outcome.reason
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
+    batch = ModelInput(
+        numeric=np.zeros((2, 5)),
+        categorical={
+            name: np.array(["north", "south"], dtype=object),
+            "plan": np.array(["pro", "basic"], dtype=object),
+        },
+    )
+    out = model.run(model.feed(batch))
+    assert len(out) == 2 if task == "classification" else len(out) == 1

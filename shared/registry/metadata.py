@@ -21,6 +21,9 @@ METADATA_SCHEMA_VERSION = 2
 
 # The ONNX input of every numeric feature, one [N, k] float tensor.
 NUMERIC_INPUT = "numeric"
+# The exported graph's outputs: classification's labels and probabilities, regression's
+# values. No input may take their names.
+OUTPUT_NAMES = ("label", "probabilities", "variable")
 # Inside an exported graph with categorical features: the numeric features and the
 # categories' codes side by side (what the pipeline was fitted on). Not an input clients see.
 COLUMNS_INPUT = "columns"
@@ -30,10 +33,10 @@ def onnx_input_names(names: Sequence[str]) -> list[str]:
     """ONNX input names for categorical features `names`, one each, in order.
 
     Names skl2onnx and clients keep as they are: [A-Za-z0-9_], not starting with a digit,
-    unique, and neither NUMERIC_INPUT nor COLUMNS_INPUT.
+    unique, and neither NUMERIC_INPUT, COLUMNS_INPUT nor an output's name.
     """
     result: list[str] = []
-    taken: set[str] = {NUMERIC_INPUT, COLUMNS_INPUT}
+    taken: set[str] = {NUMERIC_INPUT, COLUMNS_INPUT, *OUTPUT_NAMES}
     for name in names:
         base = re.sub(r"\W", "_", name, flags=re.ASCII) or "feature"
         if base[0].isdigit():

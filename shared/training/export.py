@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from onnx import ModelProto, TensorProto, helper
+from onnx import GraphProto, ModelProto, TensorProto, helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
 from shared.data.spec import ParityTolerance, Task
 from shared.errors import ExportError
-from shared.registry.metadata import COLUMNS_INPUT, NUMERIC_INPUT, FeatureSchema, ParityReport
+from shared.registry.metadata import (
+    COLUMNS_INPUT,
+    NUMERIC_INPUT,
+    OUTPUT_NAMES,
+    FeatureSchema,
+    ParityReport,
+)
 from shared.serving.runtime import ModelInput, OnnxModel
 
 # ai.onnx.ml's LabelEncoder maps strings to floats from this version of the domain on.
@@ -26,9 +32,7 @@ _LABEL_ENCODER_OPSET = 2
 # it no column, as scikit-learn does for a value outside its categories.
 _UNKNOWN_CODE = -1.0
 
-LABEL_OUTPUT = "label"
-PROBABILITIES_OUTPUT = "probabilities"
-REGRESSION_OUTPUT = "variable"
+LABEL_OUTPUT, PROBABILITIES_OUTPUT, REGRESSION_OUTPUT = OUTPUT_NAMES
 
 
 def export_pipeline(
@@ -78,16 +82,21 @@ def _encode_categories(
     pipeline's columns were.
     """
     graph = model.graph
-    taken = {value.name for value in graph.input} | {i.name for i in graph.initializer}
-    taken |= {name for node in graph.node for name in (*node.output, node.name)}
-    inputs, parts, nodes = [], [], []
     numeric = [f for f in features if f.kind == "numeric"]
+    categorical = [f for f in features if f.kind == "categorical"]
+    served = {f.input_name for f in categorical} | ({NUMERIC_INPUT} if numeric else set())
+    taken = _names_in(graph) | served
+    # skl2onnx named its tensors knowing only COLUMNS_INPUT: one may carry a served input's
+    # name (a feature called "variable", say), which must name the input alone.
+    _rename_tensors(
+        graph, {name: _fresh(f"{name}_inner", taken) for name in served & _names_in(graph)}
+    )
+    inputs, parts, nodes = [], [], []
     if numeric:
         inputs.append(
             helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)])
         )
         parts.append(NUMERIC_INPUT)
-    categorical = [f for f in features if f.kind == "categorical"]
     for feature, values in zip(categorical, categories, strict=True):
         code = _fresh(f"{feature.input_name}_code", taken)
         inputs.append(
@@ -120,6 +129,33 @@ def _encode_categories(
             break
     else:
         model.opset_import.append(helper.make_opsetid("ai.onnx.ml", _LABEL_ENCODER_OPSET))
+
+
+def _names_in(graph: GraphProto) -> set[str]:
+    """Every name the graph uses: tensors (inputs, outputs, initializers, intermediate
+    values) and nodes."""
+    names = {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    names |= {i.name for i in graph.initializer}
+    for node in graph.node:
+        names |= {*node.input, *node.output, node.name}
+    return names
+
+
+def _rename_tensors(graph: GraphProto, renames: dict[str, str]) -> None:
+    """Give tensors new names everywhere the graph refers to them."""
+    if not renames:
+        return
+    outputs = {o.name for o in graph.output}
+    if outputs & set(renames):  # onnx_input_names reserves the output names
+        raise ExportError(f"an input would take an output's name: {sorted(outputs & set(renames))}")
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name in renames:
+                    field[i] = renames[name]
+    for entry in (*graph.initializer, *graph.value_info):
+        if entry.name in renames:
+            entry.name = renames[entry.name]
 
 
 def _fresh(name: str, taken: set[str]) -> str:
