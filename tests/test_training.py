@@ -575,3 +575,26 @@ def test_a_categorical_feature_named_like_a_tensor_of_the_graph_trains_and_serve
     )
     out = model.run(model.feed(batch))
     assert len(out) == 2 if task == "classification" else len(out) == 1
+
+
+def test_held_out_float32_numbers_are_written_in_their_shortest_decimals() -> None:
+    from shared.registry.holdout import decode_holdout, encode_holdout, short_decimals
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            np.round(rng.normal(size=2000) * 50, 2),
+            rng.normal(size=2000) * 1e-4,
+            [0.0, -0.0, 0.1, 0.7, 1e-45, 3.4e38, -2.5, 16777217.0, 1 / 3],
+        ]
+    ).astype(np.float32)
+    short = short_decimals(values)
+    # Exact for the model: each reads back as the same float32.
+    assert np.array_equal(short.astype(np.float32), values)
+    # As short as numpy's own shortest float32 spelling (the truth).
+    for got, value in zip(short.tolist(), values, strict=True):
+        assert repr(got) == repr(float(str(value))), value
+    rows = decode_holdout(
+        encode_holdout({"x": np.array([0.13, np.nan], np.float32)}, np.array([1, 0])), "k"
+    )
+    assert [r.features["x"] for r in rows] == [0.13, None]

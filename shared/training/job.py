@@ -273,10 +273,9 @@ def _build_candidate(
             features={feature.name: feature_profiles[feature.name] for feature in schema},
             predictions=profile_predictions(task, predictions, probabilities, classes),
         )
-        numeric = test_input.numeric
         holdout = encode_holdout(
             {
-                **{f.name: numeric[:, i] for i, f in enumerate(onnx_model.numeric_features)},
+                **{f.name: test.X[:, i] for i, f in enumerate(onnx_model.numeric_features)},
                 **test_input.categorical,
             },
             y_test,
