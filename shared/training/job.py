@@ -58,7 +58,6 @@ from shared.registry.records import abandoned, source_of, version_prefix
 from shared.registry.registry import ModelRegistry
 from shared.store.base import ObjectStore, StoredObject
 from shared.training.gate import judge
-from shared.training.memory import map_large_blocks
 from shared.training.model_card import render_model_card
 from shared.training.pipeline import (
     classification_metrics,
@@ -492,7 +491,6 @@ def train_from_dataset(
         return TrainingOutcome(
             model="", data_key=data_key, run_id="", status="failed", reason=str(exc)
         )
-    map_large_blocks()  # see shared.training.memory: a lower peak for the same work
     watch = _Stopwatch()
     registry = ModelRegistry(store, model)
     run_id = "pending"

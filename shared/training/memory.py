@@ -8,9 +8,11 @@ that makes and drops one large temporary after another then holds all of them. S
 threshold turns that adjustment off (measured: peak RSS of a 100 MB training run 378 MiB
 with it, 342 MiB without; `make bench ARGS='--only train_peak_rss_per_csv_mb'`).
 
-The setting is the process's: in the training function that is the run; a CLI process that
-trains in-process keeps it for what it does afterwards, where it costs at most a little
-time on allocations of 128 KiB to 32 MiB (each a fresh mapping).
+The setting is the process's, for good (glibc cannot turn the adjustment back on), and it
+costs time where a process makes and drops large buffers in a loop: each is a fresh mapping
+(refusing a 12 MB gzip bomb took 17 ms instead of 12). So only the training function sets
+it (functions.training), whose process trains and nothing else; `mlops` commands that
+train in-process leave the allocator as it is.
 """
 
 from __future__ import annotations
