@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from functions import inference, monitoring
-from shared.data.dataset import NUMERIC_MISSING
+from shared.data.dataset import NUMERIC_MISSING, is_number
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError, quoted
 from shared.maintenance.challenger import consider
@@ -243,7 +243,7 @@ def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
             try:
                 number = float(raw)
             except ValueError:
-                comma = raw.count(",") == 1 and _is_float(raw.replace(",", "."))
+                comma = raw.count(",") == 1 and is_number(raw.replace(",", "."))
                 hint = "; write numbers with a decimal point" if comma else ""
                 raise BadRequest(
                     f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not a number{hint}"
@@ -256,14 +256,6 @@ def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
             record[name] = None if math.isnan(number) else number
         records.append(record)
     return records
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "Feature",
     "FeatureKind",
     "PreparedData",
+    "is_number",
     "prepare",
 ]
 
@@ -634,7 +635,7 @@ def _gc_paused() -> Iterator[None]:
 def _check_header(table: _Table, spec: ModelSpec) -> None:
     header = table.header
     # Columns may be named by numbers (years, say), but a header naming the target is a header.
-    if spec.target not in header and all(_is_number(name) for name in header):
+    if spec.target not in header and all(is_number(name) for name in header):
         raise table.error(
             f"line {table.header_line} holds only numbers, so it looks like data; "
             "a header row naming the columns is required as the first line"
@@ -803,12 +804,12 @@ def _categorical(table: _Table, name: str, column: _Column) -> _Column:
         )
     )
     given = {value for value in counts if value.strip() not in NUMERIC_MISSING}
-    text = {value for value in given if not _is_number(value)}
+    text = {value for value in given if not is_number(value)}
     # "67,36": a number written with a decimal comma (or "1,234" with a thousands
     # separator). Taken as categories, every value would be its own, and the served model
     # would refuse numbers: an error, whichever way the file meant it.
     comma = {
-        value for value in text if value.count(",") == 1 and _is_number(value.replace(",", "."))
+        value for value in text if value.count(",") == 1 and is_number(value.replace(",", "."))
     }
     if 2 * sum(counts[value] for value in comma) > sum(counts[value] for value in given):
         cells = column.cells()
@@ -875,7 +876,7 @@ def _target(
                 why = 'the spec lists it under "categorical"'
             else:
                 cells = column.cells()
-                row = next(row for row, cell in enumerate(cells) if not _is_number(cell))
+                row = next(row for row, cell in enumerate(cells) if not is_number(cell))
                 why = table.values([row], cells)
             raise table.error(
                 f'the spec says task "regression", but target column {name!r} is not numeric: {why}'
@@ -928,7 +929,8 @@ def _check_classes(table: _Table, name: str, labels: npt.NDArray[Any]) -> None:
         )
 
 
-def _is_number(value: str) -> bool:
+def is_number(value: str) -> bool:
+    """Whether float() reads `value` (NaN and infinity spellings included)."""
     try:
         float(value)
     except ValueError:
