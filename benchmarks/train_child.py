@@ -1,11 +1,13 @@
 """One training measurement in a fresh interpreter, run by benchmarks.training.
 
-    python -m benchmarks.train_child ours STORE_ROOT DATA_KEY [--profile]
+    python -m benchmarks.train_child ours STORE_ROOT DATA_KEY [--profile] [--import-all]
     python -m benchmarks.train_child handler STORE_ROOT DATA_KEY
     python -m benchmarks.train_child bare PICKLE
     python -m benchmarks.train_child parse CSV_PATH N_NUMERIC
 
-`ours`: shared.training_job.train_from_dataset on a local store (imports not timed).
+`ours`: shared.training_job.train_from_dataset on a local store (imports not timed; the job
+imports skl2onnx and onnxruntime only after the fit, so --import-all imports them first, for
+figures of time; without it the peak memory is the job's own).
 `handler`: the same run as the deployed training function makes it: app.py imported (with
 what serving needs), then its S3 handler called with an upload event for DATA_KEY.
 `bare`: build_pipeline(...).fit on the pickled prepared training rows, nothing else.
@@ -31,9 +33,11 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ours(store_root: str, data_key: str, profile: bool) -> dict[str, Any]:
+def ours(store_root: str, data_key: str, profile: bool, import_all: bool) -> dict[str, Any]:
     """The full training run, as the S3 trigger runs it."""
     start = time.perf_counter()
+    if import_all:
+        import shared.training.export  # noqa: F401  (what the job imports after the fit)
     from shared.registry.metadata import decode_metadata
     from shared.registry.records import version_prefix
     from shared.store.local import LocalStore
@@ -149,7 +153,7 @@ def parse(path: str, n_numeric: int) -> dict[str, Any]:
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "ours":
-        out = ours(args[0], args[1], "--profile" in args[2:])
+        out = ours(args[0], args[1], "--profile" in args[2:], "--import-all" in args[2:])
     elif mode == "handler":
         out = handler(args[0], args[1])
     elif mode == "bare":
