@@ -598,3 +598,43 @@ def test_held_out_float32_numbers_are_written_in_their_shortest_decimals() -> No
         encode_holdout({"x": np.array([0.13, np.nan], np.float32)}, np.array([1, 0])), "k"
     )
     assert [r.features["x"] for r in rows] == [0.13, None]
+
+
+def test_max_categories_groups_the_rare_categories_in_fit_and_graph_alike(
+    local: LocalStore,
+) -> None:
+    rng = np.random.default_rng(11)
+    n = 600
+    shops = [f"s{i:02d}" for i in range(30)]
+    weights = np.array([30.0, 20, 15, 10, 8, *([1.0] * 25)])
+    shop = rng.choice(shops, size=n, p=weights / weights.sum())
+    x = rng.normal(size=n)
+    y = (x + np.isin(shop, ["s00", "s02"]) + rng.normal(scale=0.5, size=n) > 0.5).astype(int)
+    body = to_csv(["x", "shop", "target"], list(zip(x.round(4), shop, y, strict=True)))
+    put_spec(local, "m", estimator="linear", max_categories=4)
+
+    outcome = train(local, "m", body)
+
+    assert outcome.status == "registered", outcome.reason  # parity held with grouped codes
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    assert meta.spec["max_categories"] == 4
+    model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
+    asked = ["s00", "s01", "s02", "s03", "s04", "s17", "s29", "never-seen"]
+    batch = ModelInput(
+        numeric=np.zeros((len(asked), 1)),
+        categorical={"shop": np.array(asked, dtype=object)},
+    )
+    p = dict(zip(asked, model.run(model.feed(batch))["probabilities"][:, 1].tolist(), strict=True))
+    # The three most frequent keep a column each; s03, s04 and the 25 rare ones share one.
+    assert p["s03"] == p["s04"] == p["s17"] == p["s29"]
+    assert len({p["s00"], p["s01"], p["s02"], p["s03"]}) == 4
+    assert p["never-seen"] not in {p["s00"], p["s01"], p["s02"], p["s03"]}
+
+
+def test_max_categories_below_two_is_refused() -> None:
+    from shared.data.spec import parse_spec
+    from shared.errors import SpecError
+
+    with pytest.raises(SpecError, match="max_categories: must be at least 2"):
+        parse_spec(b'{"max_categories": 1}')

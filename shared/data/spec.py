@@ -204,6 +204,9 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     features: list[str] | None = None  # None: every column but the target and `drop`
     drop: list[str] = msgspec.field(default_factory=list)
     categorical: list[str] = msgspec.field(default_factory=list)  # force categorical
+    # One-hot columns per categorical feature at most (None: one per category); the rarest
+    # categories of the training rows share the last one.
+    max_categories: int | None = None
     estimator: EstimatorName = "linear"
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     primary_metric: str | None = None  # None: roc_auc (classification) or rmse (regression)
@@ -227,6 +230,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             )
         if self.min_rows < 10:
             raise SpecError(f"min_rows: must be at least 10, got {self.min_rows}")
+        if self.max_categories is not None and self.max_categories < 2:
+            raise SpecError(
+                f"max_categories: must be at least 2 (or left out), got {self.max_categories}"
+            )
         if self.target in self.drop:
             raise SpecError(f"drop: lists the target column {self.target!r}")
         if self.features is not None:

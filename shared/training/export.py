@@ -40,12 +40,14 @@ def export_pipeline(
     features: Sequence[FeatureSchema],
     task: Task,
     categories: Sequence[Sequence[str]],
+    codes: Sequence[np.ndarray] | None = None,
 ) -> bytes:
     """The ONNX bytes of `pipeline`, fitted on PreparedData.X (numeric first, then codes).
 
     Inputs: NUMERIC_INPUT [N, k] float for the k numeric features, then one [N, 1] string
     tensor per categorical feature, whose values `categories` (one sequence per categorical
-    feature, in order) maps to the codes the pipeline learnt from.
+    feature, in order) maps to the codes the pipeline learnt from: each value's position,
+    or `codes[i][position]` when rare categories share a code (rare_category_codes).
     """
     n_numeric = sum(f.kind == "numeric" for f in features)
     encoded = len(features) > n_numeric
@@ -62,7 +64,9 @@ def export_pipeline(
     except Exception as exc:  # skl2onnx raises many unrelated types for unsupported parts
         raise ExportError(f"skl2onnx could not convert the pipeline: {exc}") from exc
     if encoded:
-        _encode_categories(model, features, categories)
+        if codes is None:
+            codes = [np.arange(len(values)) for values in categories]
+        _encode_categories(model, features, categories, codes)
     outputs = [o.name for o in model.graph.output]
     expected = (
         [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if task == "classification" else [REGRESSION_OUTPUT]
@@ -73,7 +77,10 @@ def export_pipeline(
 
 
 def _encode_categories(
-    model: ModelProto, features: Sequence[FeatureSchema], categories: Sequence[Sequence[str]]
+    model: ModelProto,
+    features: Sequence[FeatureSchema],
+    categories: Sequence[Sequence[str]],
+    codes: Sequence[np.ndarray],
 ) -> None:
     """Put in front of the graph the step from each category's name to its code.
 
@@ -97,7 +104,7 @@ def _encode_categories(
             helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)])
         )
         parts.append(NUMERIC_INPUT)
-    for feature, values in zip(categorical, categories, strict=True):
+    for feature, values, value_codes in zip(categorical, categories, codes, strict=True):
         code = _fresh(f"{feature.input_name}_code", taken)
         inputs.append(
             helper.make_tensor_value_info(feature.input_name, TensorProto.STRING, [None, 1])
@@ -110,7 +117,7 @@ def _encode_categories(
                 name=_fresh(f"{feature.input_name}_encoder", taken),
                 domain="ai.onnx.ml",
                 keys_strings=list(values),
-                values_floats=[float(i) for i in range(len(values))],
+                values_floats=[float(code) for code in value_codes.tolist()],
                 default_float=_UNKNOWN_CODE,
             )
         )

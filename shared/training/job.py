@@ -10,6 +10,7 @@ The same dataset object (key + ETag + version id) under the same spec trains onc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -63,9 +64,11 @@ from shared.training.pipeline import (
     classification_metrics,
     effective_params,
     fit_pipeline,
+    rare_category_codes,
     regression_metrics,
     split_rows,
     trivial_metrics,
+    with_codes,
 )
 
 logger = logging.getLogger(__name__)
@@ -221,6 +224,9 @@ def _build_candidate(
     # Profiling the features is timed as profiling (as before it moved into preparation).
     watch.move("prepare", "profile", profile_seconds)
     with watch.step("fit"):
+        codes = rare_category_codes(train, spec.max_categories)
+        if codes is not None:
+            train = dataclasses.replace(train, X=with_codes(train, codes))
         pipeline = fit_pipeline(train, spec)
     y_train = train.y
     del train
@@ -237,12 +243,13 @@ def _build_candidate(
     )
 
     with watch.step("export"):
-        onnx_bytes = export_pipeline(pipeline, schema, task, categories)
+        onnx_bytes = export_pipeline(pipeline, schema, task, categories, codes)
         onnx_model = OnnxModel(onnx_bytes, schema)
     with watch.step("parity"):
         y_test = test.y
         test_input = ModelInput(numeric=test.numeric(), categorical=test.categorical())
-        parity, outputs = check_parity(pipeline, onnx_model, test.X, test_input, task, spec.parity)
+        test_X = test.X if codes is None else with_codes(test, codes)
+        parity, outputs = check_parity(pipeline, onnx_model, test_X, test_input, task, spec.parity)
         if not parity.passed:
             raise ExportError(
                 f"ONNX export disagrees with scikit-learn on {parity.violations} of "

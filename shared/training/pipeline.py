@@ -158,6 +158,41 @@ def split_rows(data: PreparedData, spec: ModelSpec) -> Split:
     return Split(train=np.sort(train), test=np.sort(test))
 
 
+def rare_category_codes(train: PreparedData, limit: int | None) -> list[np.ndarray] | None:
+    """Per categorical feature, the code each category takes in the model's input, when
+    `limit` (the spec's max_categories) groups the rare ones; None when it groups none.
+
+    As scikit-learn's OneHotEncoder(max_categories=...), which skl2onnx cannot export: the
+    `limit - 1` categories most frequent in the training rows keep their codes (ties: the
+    first in sorted order), the other categories seen there share one code past them all.
+    A category the training rows never had keeps its code, which the one-hot step has no
+    column for, as for a category unknown to the served model.
+    """
+    if limit is None:
+        return None
+    k, codes = train.n_numeric, []
+    for i, values in enumerate(train.categories):
+        counts = np.bincount(train.X[:, k + i].astype(np.intp), minlength=len(values))
+        remap = np.arange(len(values))
+        seen = np.flatnonzero(counts)
+        if seen.size > limit:
+            ranked = seen[np.lexsort((seen, -counts[seen]))]
+            remap[ranked[limit - 1 :]] = len(values)  # one code past every category's
+        codes.append(remap)
+    if all(bool((remap == np.arange(len(remap))).all()) for remap in codes):
+        return None
+    return codes
+
+
+def with_codes(data: PreparedData, codes: list[np.ndarray]) -> np.ndarray:
+    """data.X with its categorical columns recoded by `codes` (rare_category_codes): a copy."""
+    X = data.X.copy()
+    k = data.n_numeric
+    for i, remap in enumerate(codes):
+        X[:, k + i] = remap[X[:, k + i].astype(np.intp)]
+    return X
+
+
 def fit_pipeline(train: PreparedData, spec: ModelSpec) -> Pipeline:
     """Fit the spec's pipeline on `train` (the training rows)."""
     estimator = build_estimator(spec, train.task)
