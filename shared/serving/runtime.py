@@ -62,17 +62,6 @@ class OnnxModel:
             feed[feature.input_name] = batch.categorical[feature.name].reshape(-1, 1)
         return feed
 
-    def input_from_matrix(self, matrix: np.ndarray) -> ModelInput:
-        """A batch from a 2-D object matrix whose columns follow `features` (model order)."""
-        k = len(self.numeric_features)
-        return ModelInput(
-            numeric=matrix[:, :k].astype(np.float64),
-            categorical={
-                f.name: matrix[:, k + i].astype(str).astype(object)
-                for i, f in enumerate(self.categorical_features)
-            },
-        )
-
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of the graph, by output name."""
         outputs = self.session.run(self.output_names, dict(feed))
