@@ -18,7 +18,7 @@ train in-process leave the allocator as it is.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 
 # From glibc's malloc.h.
 _M_MMAP_THRESHOLD = -3
@@ -26,13 +26,15 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 128 * 1024
 
 
+@functools.cache
 def map_large_blocks() -> bool:
-    """Fix glibc's mmap threshold for this process; False where there is no glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    """Fix glibc's mmap threshold for this process; False where there is no glibc.
+
+    Once per process: the training function calls it on every invocation of a warm container.
+    """
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The process's own symbols: libc is loaded already, so nothing is looked up on disk.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
