@@ -41,9 +41,9 @@ SPEC = {
     "target": "bought",
     "estimator": "gradient_boosting",
     "params": {"max_iter": 60},
+    # A weekly check; retraining and promotion at the spec's defaults: a challenger from
+    # the newest labelled week on a verdict or on schedule, promoted only on evidence.
     "monitoring": {"window_hours": 168, "label_window_hours": 168},
-    # After a change, the newest week says more than the old data: train on it alone.
-    "retraining": {"on": ["drift", "decay"], "min_interval_hours": 168, "keep_base_rows": 0},
 }
 
 
@@ -178,7 +178,7 @@ def simulate(
             trained = train_from_dataset(store, result.data_key, trigger=f"demo week {week}")
             retrained = f"v{trained.version} {trained.status}"
             before = ModelRegistry(store, MODEL).load().aliases["production"]
-            challenge(store, MODEL)
+            challenge(store, MODEL, now=begins + timedelta(weeks=1))
             after = ModelRegistry(store, MODEL).load().aliases["production"]
             promoted = f"v{before} -> v{after}" if after != before else f"kept v{before}"
         line = Week(week, production, outcome.verdict, retrained, promoted, maintained, frozen)

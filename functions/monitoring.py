@@ -47,7 +47,8 @@ def handle_schedule(
     when = event.get("time")
     now = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else None
     store = store or open_store()
-    outcomes = check_all(store, now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    outcomes = check_all(store, now)
     for outcome in outcomes:
         logger.info(
             "monitored %s %s: %s (%d rows)",
@@ -62,5 +63,5 @@ def handle_schedule(
     for model in list_models(store):
         record, _ = ModelRegistry(store, model).read()
         if record.aliases.get("staging") not in (None, record.aliases.get("production")):
-            challenge(store, model)
+            challenge(store, model, now=now)
     return outcomes

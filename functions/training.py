@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -40,6 +41,19 @@ def dataset_uploads(event: Mapping[str, Any]) -> list[tuple[str, str, str | None
     return uploads
 
 
+def event_time(event: Mapping[str, Any]) -> datetime | None:
+    """When the event's first record says the upload happened (None: it does not say)."""
+    records = event.get("Records")
+    first = records[0] if isinstance(records, list) and records else None
+    when = first.get("eventTime") if isinstance(first, Mapping) else None
+    if not isinstance(when, str):
+        return None
+    try:
+        return datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def handle_s3_event(
     event: Mapping[str, Any], store: ObjectStore | None = None, *, delivery: str | None = None
 ) -> list[TrainingOutcome]:
@@ -71,5 +85,6 @@ def handle_s3_event(
         logger.info("training %s: %s", key, outcome)
         outcomes.append(outcome)
         if outcome.status in ("registered", "duplicate"):
-            challenge(store, outcome.model)
+            # The upload's time ends the label window that judges the new version.
+            challenge(store, outcome.model, now=event_time(event))
     return outcomes

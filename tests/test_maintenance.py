@@ -1,12 +1,13 @@
-"""Champion and challenger: a better version replaces production, a worse one never does."""
+"""Champion and challenger: judged on rows neither was fitted to, moved only on evidence."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from functions import inference, monitoring
 from shared.data.spec import PromotionSettings
 from shared.maintenance.challenger import consider
-from shared.maintenance.promotion import compare, decide
+from shared.maintenance.promotion import decide, paired_comparison
 from shared.monitoring.capture import CaptureWriter
 from shared.registry.audit import read_trail
 from shared.registry.registry import ModelRegistry
@@ -69,11 +70,14 @@ def test_a_better_challenger_replaces_production_with_its_figures(store: LocalSt
     assert record.aliases == {"production": 2}
     move = record.alias_history[-2]
     assert (move.alias, move.version, move.previous, move.actor) == ("production", 2, 1, "rule")
-    assert "roc_auc on 800 held-out rows of v2: challenger" in move.reason
+    assert "roc_auc on 800 rows neither was fitted to: v2 " in move.reason
     decided = [e for e in read_trail(store, MODEL) if e.event == "promotion_decided"]
     assert [d.details["outcome"] for d in decided] == ["promote"]
-    held_out = decided[0].details["comparisons"][0]
-    assert held_out["challenger"] > held_out["champion"]
+    figures = decided[0].details["comparison"]
+    assert figures["challenger"] > figures["champion"]
+    assert figures["lower_bound"] > 0
+    sources = {r["source"]: r["rows"] for r in decided[0].details["rows"]}
+    assert sources == {"labelled captured rows": 0, "held-out rows of v2": 800}
     # Judged again (a retried event, the next hourly check): nothing more happens.
     again = consider(store, MODEL)
     assert again.decision is None
@@ -119,8 +123,11 @@ def test_a_challenger_waits_for_labelled_rows_then_the_hourly_check_promotes_it(
     assert waiting.decision.outcome == "wait"
     assert "only 0 labelled captured rows of the 150 required" in waiting.decision.reason
 
-    # Traffic after the challenger was trained, answered by production, then its labels.
-    inference.reset_cache(ModelCache(store), CaptureWriter(store))
+    # Traffic after the challenger was trained, answered by production, then its labels;
+    # the check's time (the event's, not the clock's) ends the label window that judges it.
+    inference.reset_cache(
+        ModelCache(store), CaptureWriter(store, clock=lambda: HOUR.timestamp() - 600)
+    )
     traffic = draw(200, seed=9)
     for start in range(0, 200, 50):
         body = json.dumps({"id": f"t-{start}", "records": records(traffic, start, start + 50)})
@@ -136,23 +143,164 @@ def test_a_challenger_waits_for_labelled_rows_then_the_hourly_check_promotes_it(
     assert record.aliases == {"production": 2}
     decided = [e.details for e in read_trail(store, MODEL) if e.event == "promotion_decided"]
     assert [d["outcome"] for d in decided] == ["wait", "promote"]
-    labelled = decided[-1]["comparisons"][1]
-    assert labelled["rows"] == 200
+    sources = {r["source"]: r for r in decided[-1]["rows"]}
+    assert sources["labelled captured rows"]["rows"] == 200
+    assert sources["labelled captured rows"]["last"] < HOUR.isoformat()
+    assert decided[-1]["comparison"]["rows"] == 200 + 800
 
 
-def test_the_rule_never_promotes_a_worse_challenger_on_any_row_set() -> None:
-    settings = PromotionSettings()
-    better_held = compare("held-out rows", 500, 0.80, 0.85, "roc_auc")
-    worse_labelled = compare("labelled captured rows", 300, 0.82, 0.79, "roc_auc")
-    decision = decide(1, 2, "roc_auc", better_held, worse_labelled, settings)
-    assert (decision.promote, decision.outcome) == (False, "keep")
-    equal = compare("held-out rows", 500, 0.80, 0.80, "roc_auc")
-    none = compare("labelled captured rows", 0, None, None, "roc_auc")
-    assert decide(1, 2, "roc_auc", equal, none, settings).outcome == "keep"
-    lower = compare("held-out rows", 500, 0.50, 0.40, "log_loss")  # lower log loss is better
-    promoted = decide(1, 2, "log_loss", lower, none, settings)
-    assert (promoted.promote, promoted.act) == (True, True)
-    manual = decide(1, 2, "log_loss", lower, none, PromotionSettings(mode="manual"))
+def _mae_of(errors: np.ndarray) -> Callable[[np.ndarray], float]:
+    return lambda idx: float(np.mean(np.abs(errors[idx])))
+
+
+def _accuracy_of(correct: np.ndarray) -> Callable[[np.ndarray], float]:
+    return lambda idx: float(np.mean(correct[idx]))
+
+
+def test_an_improvement_exactly_at_the_margin_is_kept_and_lower_is_better_counts() -> None:
+    # Every row: production off by 0.5, the challenger by 0.25 (exact in binary): every
+    # resample's improvement in MAE is exactly 0.25, so the bound is 0.25.
+    old, new = _mae_of(np.full(200, 0.5)), _mae_of(np.full(200, 0.25))
+    comparison = paired_comparison("mae", old, new, 200, 0.95)
+    assert (comparison.improvement, comparison.lower_bound) == (0.25, 0.25)
+    at_margin = decide(1, 2, comparison, PromotionSettings(min_improvement=0.25))
+    assert (at_margin.outcome, at_margin.promote) == ("keep", False)
+    below = decide(1, 2, comparison, PromotionSettings(min_improvement=0.2499))
+    assert (below.outcome, below.promote, below.act) == ("promote", True, True)
+    manual = decide(1, 2, comparison, PromotionSettings(mode="manual"))
     assert (manual.promote, manual.act) == (True, False)
-    margin = decide(1, 2, "log_loss", lower, none, PromotionSettings(min_improvement=0.2))
-    assert margin.outcome == "keep"
+    # The same errors the other way round: a worse challenger is never promoted.
+    worse = decide(1, 2, paired_comparison("mae", new, old, 200, 0.95), PromotionSettings())
+    assert (worse.outcome, worse.promote) == ("keep", False)
+    assert worse.comparison is not None
+    assert worse.comparison.improvement == -0.25
+
+
+def test_the_hundred_row_minimum_is_inclusive() -> None:
+    # Production wrong on every fourth row, the challenger right everywhere: McNemar's
+    # exact p for 25 discordant pairs of 25 is 3e-8, far past any confidence.
+    for rows, outcome in ((99, "wait"), (100, "promote")):
+        champion = _accuracy_of(np.arange(rows) % 4 != 0)
+        challenger = _accuracy_of(np.ones(rows, dtype=bool))
+        comparison = paired_comparison("accuracy", champion, challenger, rows, 0.95)
+        assert decide(1, 2, comparison, PromotionSettings()).outcome == outcome
+
+
+def test_a_noise_sized_difference_is_kept_and_a_significant_one_promoted() -> None:
+    # ROC AUC +0.0003 on 69 rows (the case that promoted before): two scorers that differ
+    # by one swapped pair of scores.
+    rng = np.random.default_rng(3)
+    truth = rng.random(69) < 0.3
+    base = np.where(truth, rng.normal(1.0, 1.0, 69), rng.normal(0.0, 1.0, 69))
+    tweaked = base.copy()
+    order = np.argsort(base)
+    pairs = [(order[i], order[i + 1]) for i in range(68) if truth[order[i]] != truth[order[i + 1]]]
+    i, j = next((a, b) for a, b in pairs if not truth[a])  # a negative just below a positive
+    tweaked[i], tweaked[j] = base[j], base[i]
+    from sklearn.metrics import roc_auc_score
+
+    auc = {name: roc_auc_score(truth, s) for name, s in (("old", tweaked), ("new", base))}
+    assert 0 < auc["new"] - auc["old"] < 0.001
+
+    def scorer(score: np.ndarray) -> Callable[[np.ndarray], float]:
+        return lambda idx: float(roc_auc_score(truth[idx], score[idx]))
+
+    comparison = paired_comparison("roc_auc", scorer(tweaked), scorer(base), 69, 0.95)
+    assert comparison.improvement == round(auc["new"] - auc["old"], 6)
+    assert comparison.lower_bound is not None
+    assert comparison.lower_bound <= 0
+    assert decide(1, 2, comparison, PromotionSettings()).promote is False
+    # The same on 69 x 3 rows: still noise, kept (not waiting for rows).
+    many = paired_comparison(
+        "roc_auc",
+        lambda idx: scorer(np.tile(tweaked, 3))(idx % 69),
+        lambda idx: scorer(np.tile(base, 3))(idx % 69),
+        207,
+        0.95,
+    )
+    assert decide(1, 2, many, PromotionSettings()).outcome == "keep"
+    # A real difference: production right on 150 of 300, the challenger on 180 of 300,
+    # with 40 discordant pairs (35 won by the challenger): McNemar's exact one-sided p
+    # (scipy) is far below 0.05, and the rule promotes.
+    from scipy.stats import binomtest
+
+    champion = np.zeros(300, dtype=bool)
+    champion[:150] = True
+    challenger = champion.copy()
+    challenger[150:185] = True
+    challenger[:5] = False
+    assert binomtest(35, 40, 0.5, alternative="greater").pvalue < 1e-5
+    strong = paired_comparison(
+        "accuracy", _accuracy_of(champion), _accuracy_of(challenger), 300, 0.95
+    )
+    assert strong.improvement == round((185 - 5 - 150) / 300, 6)
+    assert decide(1, 2, strong, PromotionSettings()).outcome == "promote"
+
+
+def test_equally_good_versions_are_rarely_promoted() -> None:
+    # Two versions each right with probability 0.85, independently, on 150 rows: the rule
+    # may promote at most about 1 - confidence of the time (5%); the point estimates
+    # alone would promote about half the time.
+    rng = np.random.default_rng(11)
+    promoted = 0
+    trials = 300
+    for _ in range(trials):
+        a, b = rng.random(150) < 0.85, rng.random(150) < 0.85
+        comparison = paired_comparison(
+            "accuracy", _accuracy_of(a), _accuracy_of(b), 150, 0.95, resamples=400
+        )
+        promoted += decide(1, 2, comparison, PromotionSettings()).promote
+    assert promoted / trials <= 0.08
+
+
+def _canonical(features: Mapping[str, object], label: object) -> tuple[object, ...]:
+    """A row as the model reads it: numbers as float32, missing as None (the test's own)."""
+    numbers = tuple(
+        None if features.get(n) in (None, "") else float(np.float32(float(features[n])))  # type: ignore[arg-type]
+        for n in NUMERIC
+    )
+    return (*numbers, features["region"], features["plan"], str(label))
+
+
+def test_a_champion_is_not_judged_on_rows_it_was_fitted_to(store: LocalStore) -> None:
+    from shared.maintenance.challenger import score
+    from shared.registry.holdout import decode_holdout
+
+    # v1, a random forest (it all but memorises its rows), learns the first half of the
+    # file; v2 learns all of it, so its held-out rows include rows v1 was fitted to.
+    full = dataset(3000, seed=30)
+    lines = full.decode().splitlines(keepends=True)
+    train(store, "half", "".join(lines[:1501]).encode(), spec={"estimator": "random_forest"})
+    train(store, "full", full)
+    # The truth, from the files alone: v1's rows less its own held-out rows.
+    reader = csv.DictReader(io.StringIO("".join(lines[:1501])))
+    v1_rows = {_canonical(r, r["target"]) for r in reader}
+    v1_held = decode_holdout(store.get(f"models/{MODEL}/versions/1/holdout.jsonl.gz").body, "v1")
+    fitted = v1_rows - {_canonical(h.features, h.label) for h in v1_held}
+    v2_held = decode_holdout(store.get(f"models/{MODEL}/versions/2/holdout.jsonl.gz").body, "v2")
+    leaked = [h for h in v2_held if _canonical(h.features, h.label) in fitted]
+    fair = [h for h in v2_held if _canonical(h.features, h.label) not in fitted]
+    # About half of v2's 600 held-out rows come from v1's half, most of them fitted by v1
+    # (the seeded splits overlap: more of them fell in v1's held-out rows than a fifth).
+    assert 150 < len(leaked) < 300
+
+    result = consider(store, MODEL, now=HOUR)
+    decision = result.decision
+    assert decision is not None
+    assert decision.excluded == {"held-out rows of v2 that v1 was fitted to": len(leaked)}
+    assert decision.comparison is not None
+    assert decision.comparison.rows == len(fair)
+    # The leak was real: on the rows it learnt, v1 is near perfect; on the others it is not,
+    # and there the comparison's figure for it is the fair one.
+    cache = ModelCache(store)
+    v1 = cache.get(MODEL, "1")
+
+    def accuracy(rows: list[Any]) -> float | None:
+        return score(v1, [h.features for h in rows], [str(h.label) for h in rows], "accuracy")
+
+    on_leaked, on_fair = accuracy(leaked), accuracy(fair)
+    assert on_leaked is not None
+    assert on_fair is not None
+    assert on_leaked > on_fair + 0.05
+    fair_auc = score(v1, [h.features for h in fair], [str(h.label) for h in fair], "roc_auc")
+    assert decision.comparison.champion == pytest.approx(fair_auc, abs=1e-6)

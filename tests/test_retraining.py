@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterator
@@ -15,13 +16,16 @@ import pytest
 from functions import inference
 from functions.monitoring import retrain
 from shared.data.spec import RetrainingSettings, parse_spec
-from shared.maintenance.retraining import RetrainingSources, due, retraining_key
+from shared.maintenance.challenger import consider
+from shared.maintenance.retraining import due, maybe_retrain, retraining_key
+from shared.maintenance.sources import RetrainingSources
 from shared.monitoring.capture import CaptureWriter
 from shared.monitoring.job import check_model
-from shared.monitoring.report import window_id
+from shared.monitoring.report import DriftReport, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import version_prefix
+from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache
 from shared.store.local import LocalStore
 from shared.training.job import train_from_dataset
@@ -75,14 +79,19 @@ def test_a_decay_verdict_retrains_once_from_the_data_and_the_labelled_rows(
     assert started.data_key == key
     rows = list(csv.reader(io.StringIO(store.get(key).body.decode())))
     assert rows[0] == HEADER
-    assert len(rows) == 1 + 1000 + 400  # the last 1,000 rows of the data, 400 labelled rows
+    # The last 1,000 rows of the data and 320 of the 400 labelled rows: the newest 80
+    # (a fifth) are held back to judge the new version against production.
+    assert len(rows) == 1 + 1000 + 320
     sources = msgspec.json.decode(
         store.get(key.removesuffix(".csv") + ".sources.json").body, type=RetrainingSources
     )
     assert (sources.parent_version, sources.base_key) == (1, f"datasets/{MODEL}/week0.csv")
-    assert (sources.base_rows, sources.labelled_rows) == (1000, 400)
+    assert (sources.base_rows, sources.labelled_rows) == (1000, 320)
     assert sources.label_files == [f"labels/{MODEL}/week1.csv"]
-    assert len(sources.captured) == 400
+    assert len(sources.captured) == 320
+    assert len(sources.held_back) == 80
+    assert not set(sources.held_back) & set(sources.captured)
+    assert sources.reason == "verdict decay"
     # The spec it trains under pins what version 1 learnt.
     spec = parse_spec(store.get(key.removesuffix(".csv") + ".spec.json").body)
     assert (spec.task, spec.target) == ("classification", "target")
@@ -124,13 +133,29 @@ def test_without_labelled_rows_nothing_is_retrained(store: LocalStore) -> None:
 
 
 def test_when_a_verdict_is_due() -> None:
-    settings = RetrainingSettings(on=["decay"], min_interval_hours=24)
+    settings = RetrainingSettings(on=["decay"], min_interval_hours=24, every_hours=None)
     assert due("decay", HOUR, [], settings) == (True, "verdict decay")
     assert not due("drift", HOUR, [], settings)[0]
     assert not due("ok", HOUR, [], settings)[0]
     assert not due("decay", HOUR, [HOUR - timedelta(hours=23)], settings)[0]
     assert due("decay", HOUR, [HOUR - timedelta(hours=24)], settings)[0]
     assert not due("decay", HOUR, [], RetrainingSettings(enabled=False))[0]
+
+
+def test_a_challenger_is_retrained_on_schedule_whatever_the_verdict_but_a_broken_feed() -> None:
+    settings = RetrainingSettings()  # the defaults: drift and decay, and every 168 h
+    week = timedelta(hours=168)
+    assert due("ok", HOUR, [], settings)[0]
+    assert due("ok", HOUR, [HOUR - week], settings)[0]
+    quiet = due("ok", HOUR, [HOUR - week + timedelta(hours=1)], settings)
+    assert not quiet[0]
+    assert "less than 168 h" in quiet[1]
+    assert due("decay", HOUR, [HOUR - timedelta(hours=24)], settings)[0]
+    assert not due("decay", HOUR, [HOUR - timedelta(hours=23)], settings)[0]
+    # A unit bug is fixed at the source: neither a verdict nor the schedule retrains on it.
+    assert not due("data_problem", HOUR, [], settings)[0]
+    assert not due("data_problem", HOUR, [HOUR - 4 * week], settings)[0]
+    assert due("data_problem", HOUR, [], RetrainingSettings(on=["data_problem"]))[0]
 
 
 def test_assembled_values_round_trip_through_the_csv_reader() -> None:
@@ -140,3 +165,89 @@ def test_assembled_values_round_trip_through_the_csv_reader() -> None:
     assert float(_cell(0.1 + 0.2)) == 0.1 + 0.2
     assert _cell("north") == "north"
     assert _cell(3) == "3"
+
+
+def _label_file(store: LocalStore, name: str, pairs: list[tuple[str, int, str]]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["request_id", "row", "target"])
+    writer.writerows(pairs)
+    store.put(f"labels/{MODEL}/{name}.csv", out.getvalue().encode())
+
+
+def test_the_trail_reads_in_the_order_things_happened(store: LocalStore) -> None:
+    shifted_traffic_with_labels(store)
+    outcome = check_model(store, MODEL, WINDOW)
+    started = retrain(store, outcome)
+    assert started is not None
+    assert started.data_key is not None
+    assert train_from_dataset(store, started.data_key, trigger="test").version == 2
+    consider(store, MODEL, now=HOUR + timedelta(hours=1))
+    events = [(e.event, e.details.get("version")) for e in read_trail(store, MODEL)]
+    names = [name for name, _ in events]
+    # The verdict, then the retraining it started (same window end: they once sorted by
+    # name), then v2 claimed before it was judged (judged at its creation: once before).
+    assert names.index("verdict_changed") < names.index("retraining_started")
+    claimed = events.index(("version_claimed", 2))
+    assert claimed < names.index("promotion_decided")
+
+
+def test_a_row_in_the_parents_set_is_not_added_again_and_the_later_label_wins(
+    tmp_path: Path,
+) -> None:
+    local = LocalStore(tmp_path / "store")
+    # All of the parent's rows are carried over: a labelled row it held must not be added
+    # a second time by the next retraining, whose label window still holds it.
+    spec = {"retraining": {"keep_base_rows": None, "holdback_fraction": 0.0}}
+    local.put(f"specs/{MODEL}.json", json.dumps(spec).encode())
+    local.put(f"datasets/{MODEL}/week0.csv", dataset(300, seed=40))
+    assert train_from_dataset(local, f"datasets/{MODEL}/week0.csv", trigger="t").version == 1
+    first_hour, second_hour = HOUR, HOUR + timedelta(hours=24)
+    for hour, request in ((first_hour, "a"), (second_hour, "b")):
+        clock = functools.partial(float, hour.timestamp() + 300)
+        inference.reset_cache(ModelCache(local), CaptureWriter(local, clock=clock))
+        traffic = draw(100, seed=41 if request == "a" else 42)
+        body = json.dumps({"id": request, "records": records(traffic, 0, 100)})
+        assert inference.predict_records(MODEL, None, body.encode(), {}).status == 200
+        inference.reset_cache()
+        _label_file(local, f"{request}.csv", [(request, i, "yes") for i in range(100)])
+        if request == "a":
+            # Row 0 relabelled by a later upload: the later label is the one learnt.
+            _label_file(local, "a-corrected.csv", [("a", 0, "no")])
+        window = window_id(hour, 1)
+        outcome = check_model(local, MODEL, window)
+        report = msgspec.json.decode(local.get(outcome.report_key).body, type=DriftReport)
+        result = maybe_retrain(local, msgspec.structs.replace(report, verdict="decay"))
+        assert result.started, result.reason
+        assert result.data_key is not None
+        rows = list(csv.reader(io.StringIO(local.get(result.data_key).body.decode())))
+        if request == "a":
+            assert len(rows) == 1 + 300 + 100  # the parent's 300 rows, 100 labelled
+            assert rows[301][-1] == "no"  # row 0 of request a: the corrected label
+            assert [r[-1] for r in rows[302:]] == ["yes"] * 99
+            version = train_from_dataset(local, result.data_key, trigger="t").version
+            assert version is not None
+            ModelRegistry(local, MODEL).set_alias("production", version, reason="by hand")
+        else:
+            # The parent's 400 rows, then only request b's 100: request a's rows, still in
+            # the label window, are in the parent's set already.
+            assert len(rows) == 1 + 400 + 100
+            sources = msgspec.json.decode(
+                local.get(result.data_key.removesuffix(".csv") + ".sources.json").body,
+                type=RetrainingSources,
+            )
+            assert sources.labelled_rows == 100
+            assert len(sources.captured) == 200
+
+
+def test_a_rollback_after_a_promotion_by_hand_leaves_staging_alone(store: LocalStore) -> None:
+    for name, seed in (("two", 50), ("three", 51)):
+        store.put(f"datasets/{MODEL}/{name}.csv", dataset(300, seed=seed))
+        train_from_dataset(store, f"datasets/{MODEL}/{name}.csv", trigger="t")
+    registry = ModelRegistry(store, MODEL)
+    assert registry.load().aliases == {"production": 1, "staging": 3}
+    registry.set_alias("production", 2, reason="by hand", actor="alice")
+    assert registry.load().aliases == {"production": 2, "staging": 3}
+    record, source, target = registry.rollback(reason="v2 misbehaves", actor="alice")
+    assert (source, target) == (2, 1)
+    assert record.aliases == {"production": 1, "staging": 3}

@@ -51,6 +51,7 @@ def test_upload_event_trains_and_registers(bucket: str) -> None:
     assert keys == {
         "models/churn/versions/1/model.onnx",
         "models/churn/versions/1/holdout.jsonl.gz",
+        "models/churn/versions/1/fitted-rows.u64",
         "models/churn/versions/1/metadata.json",
         "models/churn/versions/1/model_card.md",
     }

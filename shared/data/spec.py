@@ -140,11 +140,15 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     mode: Literal["auto", "manual"] = "auto"  # manual: decisions are recorded, never acted on
     metric: str | None = None  # None: the primary metric
-    # The challenger must beat production by at least this (absolute, in the metric's
-    # better direction) on every set of rows compared, and strictly on at least one.
+    # Both versions are scored on the same rows that neither was fitted to, and the
+    # challenger replaces production only when the one-sided lower confidence bound of its
+    # improvement (a paired bootstrap, at `confidence`) is above `min_improvement`
+    # (absolute, in the metric's better direction): a difference the rows cannot tell
+    # from noise never promotes.
     min_improvement: float = 0.0
+    confidence: float = 0.95
     # Labelled captured rows both versions must be scored on before an automatic move;
-    # 0: the challenger's held-out rows are enough.
+    # 0: rows of the challenger's held-out set that production never saw are enough.
     min_labelled_rows: int = 0
 
     def check(self) -> None:
@@ -156,6 +160,8 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             raise SpecError(
                 f"promotion.min_improvement: must be between 0 and 1, got {self.min_improvement}"
             )
+        if not 0.5 <= self.confidence <= 0.999:
+            raise SpecError(f"promotion.confidence: must be 0.5 to 0.999, got {self.confidence}")
         if not 0 <= self.min_labelled_rows <= 10_000_000:
             raise SpecError(
                 f"promotion.min_labelled_rows: must be 0 to 10000000, got {self.min_labelled_rows}"
@@ -163,14 +169,26 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
 
 class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """When the monitoring check's verdict assembles a new training set by itself."""
+    """When the monitoring check assembles a new training set (a challenger) by itself."""
 
     enabled: bool = True
-    on: list[Literal["drift", "decay"]] = msgspec.field(default_factory=lambda: ["drift", "decay"])
+    # Verdicts that start a retraining. A `data_problem` window (values out of range,
+    # missing, unseen) is not listed by default: retraining on a broken feed learns the bug.
+    on: list[Literal["drift", "decay", "data_problem"]] = msgspec.field(
+        default_factory=lambda: ["drift", "decay"]
+    )
     min_interval_hours: int = 24  # at most one retraining per this many hours (window time)
-    # Rows of the parent's training data carried over (the most recent ones, at its end);
-    # None: all. A bound makes the training set a sliding window over recent data.
-    keep_base_rows: int | None = None
+    # A challenger is also retrained this often whatever the verdict (None: only on a
+    # verdict), so that a version that is merely "ok" meets a fresh rival: its own held-out
+    # figure says nothing of what a model of today's data would do.
+    every_hours: int | None = 168
+    # Rows of the parent's training data carried over (the most recent ones, at its end).
+    # 0: none, the set is the labelled rows of the label window (a sliding window: after a
+    # change, old rows teach the old behaviour); None: all of them.
+    keep_base_rows: int | None = 0
+    # The newest share of the new labelled rows, held back from the set: production and
+    # the challenger are judged on them (and on other rows neither was fitted to).
+    holdback_fraction: float = 0.2
 
     def check(self) -> None:
         """Raise SpecError naming the first setting out of range."""
@@ -178,9 +196,18 @@ class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             raise SpecError(
                 f"retraining.min_interval_hours: must be 1 to 8760, got {self.min_interval_hours}"
             )
+        if self.every_hours is not None and not 1 <= self.every_hours <= 24 * 365:
+            raise SpecError(
+                f"retraining.every_hours: must be 1 to 8760 (or null), got {self.every_hours}"
+            )
         if self.keep_base_rows is not None and self.keep_base_rows < 0:
             raise SpecError(
                 f"retraining.keep_base_rows: must be 0 or more, got {self.keep_base_rows}"
+            )
+        if not 0.0 <= self.holdback_fraction <= 0.5:
+            raise SpecError(
+                "retraining.holdback_fraction: must be between 0 and 0.5, "
+                f"got {self.holdback_fraction}"
             )
 
 

@@ -1,10 +1,15 @@
 """Champion and challenger: both versions' ONNX models score the same rows; the rule acts.
 
-The rows: the challenger's held-out rows (stored with it; it never trained on them) and
-the labelled captured rows served since the challenger was trained (neither version can
-have trained on those). Both artifacts are loaded through serving's checked cache, so a
-tampered artifact is refused here as it is when serving. Two versions are compared only
-if they take the same features and answer the same task and classes.
+The rows are those neither version was fitted to:
+- labelled captured rows of the label window (ending `now`) that neither version's
+  training set held: the newest labelled rows a retraining held back, and every row
+  labelled since (the retraining's ``.sources.json`` names the rows each set holds);
+- the challenger's held-out rows, where the champion's fitted rows (fingerprints kept with
+  each version) show it never saw them: a retrained challenger's held-out rows include
+  rows of the champion's own training data, on which the champion would win unfairly.
+Both artifacts are loaded through serving's checked cache, so a tampered artifact is
+refused here as it is when serving. Two versions are compared only if they take the same
+features and answer the same task and classes.
 """
 
 from __future__ import annotations
@@ -17,13 +22,34 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import numpy as np
 
+from shared.data.dataset import MISSING_CATEGORY
 from shared.data.spec import load_spec
-from shared.errors import ArtifactRejected, RegistryError
-from shared.maintenance.promotion import PromotionDecision, compare, decide
+from shared.errors import ArtifactRejected, ObjectNotFound, RegistryError
+from shared.maintenance.promotion import (
+    PairedComparison,
+    PromotionDecision,
+    RowSource,
+    decide,
+    paired_comparison,
+)
+from shared.maintenance.sources import fitted_capture_ids
+from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
-from shared.monitoring.performance import LabelledRow, metric_values
+from shared.monitoring.performance import (
+    LabelledRow,
+    metric_functions,
+    metric_values,
+    usable_label,
+)
 from shared.registry.audit import record_event_once
-from shared.registry.holdout import HOLDOUT_FILE, decode_holdout
+from shared.registry.fitted_rows import (
+    FITTED_ROWS_FILE,
+    Fingerprints,
+    decode_fitted_rows,
+    row_fingerprints,
+    seen,
+)
+from shared.registry.holdout import HOLDOUT_FILE, HoldoutRow, decode_holdout
 from shared.registry.metadata import ModelMetadata
 from shared.registry.records import AliasConflict, version_prefix
 from shared.registry.registry import ModelRegistry
@@ -91,8 +117,68 @@ def score(
     return metric_values(loaded.metadata, _labelled(prediction, labels)).get(metric)
 
 
-def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> PromotionDecision:
-    """Score both versions on the same rows and apply the spec's promotion rule."""
+def _holdout(store: ObjectStore, model: str, meta: ModelMetadata) -> list[HoldoutRow]:
+    key = version_prefix(model, meta.version) + HOLDOUT_FILE
+    body = store.get(key).body
+    if meta.holdout_sha256 is not None and sha256_hex(body) != meta.holdout_sha256:
+        # Rows that are not the ones stored at registration must not decide a promotion.
+        raise ArtifactRejected(
+            f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
+        )
+    return decode_holdout(body, key)
+
+
+def fitted_rows(store: ObjectStore, model: str, meta: ModelMetadata) -> Fingerprints | None:
+    """The fingerprints of the rows `meta`'s version was fitted to (None: not kept)."""
+    if meta.fitted_rows_sha256 is None:
+        return None
+    key = version_prefix(model, meta.version) + FITTED_ROWS_FILE
+    try:
+        body = store.get(key).body
+    except ObjectNotFound:
+        return None
+    if sha256_hex(body) != meta.fitted_rows_sha256:
+        raise ArtifactRejected(
+            f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
+        )
+    return decode_fitted_rows(body, key)
+
+
+def unseen_holdout(
+    held: Sequence[HoldoutRow], champion: ModelMetadata, fitted: Fingerprints | None
+) -> tuple[list[HoldoutRow], int]:
+    """The held-out rows the champion was not fitted to, and how many were left out."""
+    if fitted is None:
+        return [], len(held)
+    if not held:
+        return [], 0
+    numeric = [f.name for f in champion.features if f.kind == "numeric"]
+    categorical = [f.name for f in champion.features if f.kind == "categorical"]
+    prints = row_fingerprints(
+        [h.features for h in held],
+        [h.label for h in held],
+        numeric,
+        categorical,
+        champion.task == "regression",
+        MISSING_CATEGORY,
+    )
+    keep = ~seen(prints, fitted)
+    return [h for h, k in zip(held, keep.tolist(), strict=True) if k], int((~keep).sum())
+
+
+def _answers(loaded: LoadedModel, rows: Sequence[Row], labels: Sequence[str]) -> list[LabelledRow]:
+    return _labelled(predict(loaded, batch_of(loaded, rows)), labels) if rows else []
+
+
+def _capture_range(rows: Sequence[CaptureRow]) -> tuple[str | None, str | None]:
+    times = sorted(r.at for r in rows)
+    return (times[0], times[-1]) if times else (None, None)
+
+
+def evaluate(
+    store: ObjectStore, model: str, champion: int, challenger: int, *, now: datetime
+) -> PromotionDecision:
+    """Score both versions on rows neither was fitted to and apply the promotion rule."""
     cache = ModelCache(store)
     old, new = cache.get(model, str(champion)), cache.get(model, str(challenger))
     spec = load_spec(store, model)[0]
@@ -100,48 +186,76 @@ def evaluate(store: ObjectStore, model: str, champion: int, challenger: int) -> 
     metric = settings.metric or new.metadata.primary_metric
     why_not = same_schema(old.metadata, new.metadata)
     if why_not is not None:
-        empty = compare("rows", 0, None, None, metric)
+        empty = paired_comparison(metric, _nan, _nan, 0, settings.confidence)
         return msgspec.structs.replace(
-            decide(champion, challenger, metric, empty, empty, settings),
-            outcome="incomparable",
-            reason=why_not,
+            decide(champion, challenger, empty, settings), outcome="incomparable", reason=why_not
         )
-    key = version_prefix(model, challenger) + HOLDOUT_FILE
-    body = store.get(key).body
-    if new.metadata.holdout_sha256 is not None and sha256_hex(body) != new.metadata.holdout_sha256:
-        # Rows that are not the ones stored at registration must not decide a promotion.
-        raise ArtifactRejected(
-            f"{key} does not match the sha256 in v{challenger}'s metadata: not compared"
+    excluded: dict[str, int] = {}
+    # Labelled captured rows of the label window that neither training set held.
+    fitted_ids = fitted_capture_ids(store, old.metadata) | fitted_capture_ids(store, new.metadata)
+    since = now - timedelta(hours=spec.monitoring.label_window_hours)
+    captured = [
+        (row, label)
+        for row, label in labelled_captures(store, model, since, now, new.metadata.target)
+        if usable_label(new.metadata, label)
+    ]
+    unseen = [(r, lab) for r, lab in captured if f"{r.capture_id}/{r.row}" not in fitted_ids]
+    if len(unseen) < len(captured):
+        excluded["labelled rows a version was fitted to"] = len(captured) - len(unseen)
+    # The challenger's held-out rows that the champion's fitted rows do not hold.
+    held = _holdout(store, model, new.metadata)
+    fitted = fitted_rows(store, model, old.metadata)
+    fair, left_out = unseen_holdout(held, old.metadata, fitted)
+    if left_out:
+        why = (
+            f"held-out rows of v{challenger} that v{champion} was fitted to"
+            if fitted is not None
+            else f"held-out rows of v{challenger} (v{champion} kept no record of its fitted rows)"
         )
-    held = decode_holdout(body, key)
-    held_rows: list[Row] = [h.features for h in held]
-    held_labels = [str(h.label) for h in held]
-    now = datetime.now(UTC)
-    label_window = timedelta(hours=spec.monitoring.label_window_hours)
-    # Rows served since the challenger was trained, within the label window: a challenger
-    # waiting in staging for a month must not make every hourly check read a month.
-    since = max(datetime.fromisoformat(new.metadata.created_at), now - label_window)
-    captured = labelled_captures(store, model, since, now, new.metadata.target)
-    cap_rows: list[Row] = [dict(row.features) for row, _ in captured]
-    cap_labels = [label for _, label in captured]
-    held_out = compare(
-        f"held-out rows of v{challenger}",
-        len(held_rows),
-        score(old, held_rows, held_labels, metric),
-        score(new, held_rows, held_labels, metric),
-        metric,
+        excluded[why] = left_out
+    rows: list[Row] = [dict(r.features) for r, _ in unseen] + [h.features for h in fair]
+    labels = [label for _, label in unseen] + [str(h.label) for h in fair]
+    comparison = _compare(metric, old, new, rows, labels, settings.confidence)
+    first, last = _capture_range([r for r, _ in unseen])
+    sources = [
+        RowSource(source="labelled captured rows", rows=len(unseen), first=first, last=last),
+        RowSource(
+            source=f"held-out rows of v{challenger}",
+            rows=len(fair),
+            keys=[version_prefix(model, challenger) + HOLDOUT_FILE],
+        ),
+    ]
+    return decide(
+        champion,
+        challenger,
+        comparison,
+        settings,
+        labelled_rows=len(unseen),
+        rows=sources,
+        excluded=excluded,
     )
-    labelled = compare(
-        "labelled captured rows",
-        len(cap_rows),
-        score(old, cap_rows, cap_labels, metric),
-        score(new, cap_rows, cap_labels, metric),
-        metric,
-    )
-    return decide(champion, challenger, metric, held_out, labelled, settings)
 
 
-def consider(store: ObjectStore, model: str, *, actor: str = "rule") -> PromotionOutcome:
+def _nan(_: np.ndarray) -> float:
+    return math.nan
+
+
+def _compare(
+    metric: str,
+    old: LoadedModel,
+    new: LoadedModel,
+    rows: Sequence[Row],
+    labels: Sequence[str],
+    confidence: float,
+) -> PairedComparison:
+    old_fn = metric_functions(old.metadata, _answers(old, rows, labels)).get(metric, _nan)
+    new_fn = metric_functions(new.metadata, _answers(new, rows, labels)).get(metric, _nan)
+    return paired_comparison(metric, old_fn, new_fn, len(rows), confidence)
+
+
+def consider(
+    store: ObjectStore, model: str, *, actor: str = "rule", now: datetime | None = None
+) -> PromotionOutcome:
     """Judge the staging version against production, record the decision, act on it.
 
     Safe to run again (a retried event, the hourly check): the decision is recorded once
@@ -154,7 +268,10 @@ def consider(store: ObjectStore, model: str, *, actor: str = "rule") -> Promotio
         return PromotionOutcome(None, False, "no challenger in staging")
     if record.entry(challenger).status != "ready":
         return PromotionOutcome(None, False, f"staging v{challenger} is not ready")
-    decision = evaluate(store, model, champion, challenger)
+    now = now or datetime.now(UTC)
+    decision = evaluate(store, model, champion, challenger, now=now)
+    # Keyed by the challenger's creation, not `now`: each hourly check judges it again, and
+    # only a new outcome is a new record. The trail is read in the order of writing.
     created = datetime.fromisoformat(record.entry(challenger).created_at)
     record_event_once(
         store,

@@ -1,22 +1,26 @@
-"""Retraining on the monitoring check's verdict: a new training set, assembled and uploaded.
+"""Retraining: a new training set, assembled from labelled traffic and uploaded.
 
-When a window's verdict is one the spec's `retraining.on` lists, and no retraining was
-started for a window in the last `min_interval_hours`, the new training set is the
-production version's own training data plus the labelled captured rows of the label
-window (a row carries its inputs and its label; no unlabelled row is used, and a row
-already in that data is not added twice). It is written as
+A retraining starts when a window's verdict is one the spec's `retraining.on` lists (at
+most one per `min_interval_hours`), or on a schedule whatever the verdict (`every_hours`,
+so that a version that is merely "ok" meets a fresh rival); never on a `data_problem`
+window unless listed, since a set of a broken feed teaches the bug. The new set is, by
+default, a sliding window: the labelled captured rows of the label window (a row carries
+its inputs and its label; no unlabelled row is used), without the parent's old rows
+(`keep_base_rows` carries some or all of them over, without adding a row twice). The
+newest `holdback_fraction` of the rows the parent never saw is held back: the challenger
+and production are judged on them. The set is written as
 ``datasets/<model>/retrain-<window>.csv`` so that the ordinary trigger trains it, with,
 beside it, the spec it trains under (the parent's task, target, features and categorical
 columns pinned: a CSV re-read could infer them differently) and ``.sources.json`` naming
 every source. Its version then meets the quality gate and the challenger rule like any
-other. One retraining per window (create-only writes), at most one per interval: it
-cannot retrain in a tight loop.
+other. One retraining per window (create-only writes): it cannot retrain in a tight loop.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,7 +33,8 @@ from shared.data.spec import (
     load_spec,
     spec_to_dict,
 )
-from shared.errors import MlopsError, ObjectNotFound, PreconditionFailed
+from shared.errors import MlopsError, PreconditionFailed
+from shared.maintenance.sources import RetrainingSources, read_sources, sources_key
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import usable_label
@@ -42,23 +47,6 @@ from shared.serving.runtime import sha256_hex
 from shared.store.base import ObjectStore
 
 RETRAIN_PREFIX = "retrain-"
-
-
-class RetrainingSources(msgspec.Struct, frozen=True, kw_only=True):
-    """Where every row of an assembled training set came from (``.sources.json``)."""
-
-    model: str
-    window: str
-    verdict: str
-    parent_version: int
-    base_key: str  # the parent's training data
-    base_etag: str
-    base_sha256: str
-    base_rows: int
-    label_window: list[str]  # [start, end) of the captures whose labels were used
-    labelled_rows: int
-    captured: list[str]  # "capture_id/row" of every added row
-    label_files: list[str]
 
 
 @dataclass(frozen=True)
@@ -81,19 +69,29 @@ def due(
     earlier_starts: list[datetime],
     settings: RetrainingSettings,
 ) -> tuple[bool, str]:
-    """Whether this window's verdict should start a retraining (pure)."""
+    """Whether this window should start a retraining, and why (pure)."""
     if not settings.enabled:
         return False, "retraining is disabled in the spec"
-    if verdict not in settings.on:
+    since = [s for s in earlier_starts if s <= window_start]
+    last = max(since, default=None)
+    if verdict in settings.on:
+        interval = timedelta(hours=settings.min_interval_hours)
+        if last is not None and window_start - interval < last:
+            return False, (
+                f"a retraining started for the window of {last:%Y-%m-%d %H:00}, less than "
+                f"{settings.min_interval_hours} h before this one"
+            )
+        return True, f"verdict {verdict}"
+    if verdict == "data_problem":
+        return False, "verdict data_problem: fix the feed; a set of it would teach the bug"
+    if settings.every_hours is None:
         return False, f"verdict {verdict} is not one of {settings.on}"
-    interval = timedelta(hours=settings.min_interval_hours)
-    recent = [s for s in earlier_starts if window_start - interval < s <= window_start]
-    if recent:
+    if last is not None and window_start - timedelta(hours=settings.every_hours) < last:
         return False, (
-            f"a retraining started for the window of {max(recent):%Y-%m-%d %H:00}, less than "
-            f"{settings.min_interval_hours} h before this one"
+            f"verdict {verdict}; the last challenger was retrained for the window of "
+            f"{last:%Y-%m-%d %H:00}, less than {settings.every_hours} h before this one"
         )
-    return True, f"verdict {verdict}"
+    return True, f"scheduled: no challenger retrained in the {settings.every_hours} h before"
 
 
 def pinned_spec(spec: ModelSpec, parent: ModelMetadata) -> ModelSpec:
@@ -117,17 +115,22 @@ def _cell(value: object) -> str:
 
 
 def assemble(
-    base: bytes,
+    base: bytes | None,
     parent: ModelMetadata,
     rows: list[tuple[CaptureRow, str]],
     keep_base_rows: int | None = None,
 ) -> tuple[bytes, int]:
-    """The base CSV (its last `keep_base_rows` rows) with the labelled rows appended in
-    its columns (pure); returns (bytes, base rows kept)."""
-    records = list(csv.reader(io.StringIO(base.decode("utf-8-sig"), newline="")))
-    header, body = records[0], [r for r in records[1:] if any(cell.strip() for cell in r)]
-    if keep_base_rows is not None:
-        body = body[max(0, len(body) - keep_base_rows) :] if keep_base_rows else []
+    """The base CSV (its last `keep_base_rows` rows; none when `base` is None: the header is
+    then the parent's features and target) with the labelled rows appended in its columns
+    (pure); returns (bytes, base rows kept)."""
+    if base is None:
+        header = [*(f.name for f in parent.features), parent.target]
+        body: list[list[str]] = []
+    else:
+        records = list(csv.reader(io.StringIO(base.decode("utf-8-sig"), newline="")))
+        header, body = records[0], [r for r in records[1:] if any(cell.strip() for cell in r)]
+        if keep_base_rows is not None:
+            body = body[max(0, len(body) - keep_base_rows) :] if keep_base_rows else []
     out = io.StringIO()
     # Verbatim, unlike what is written for people (shared.data.cells): this file is training
     # input, and an apostrophe before "=x" would teach the model a category it never sees.
@@ -153,11 +156,21 @@ def _earlier_starts(store: ObjectStore, model: str) -> list[datetime]:
 
 
 def _already_included(store: ObjectStore, base_key: str) -> set[str]:
-    try:
-        body = store.get(base_key.removesuffix(".csv") + ".sources.json").body
-    except ObjectNotFound:
-        return set()
-    return set(msgspec.json.decode(body, type=RetrainingSources).captured)
+    sources = read_sources(store, base_key)
+    return set(sources.captured) if sources is not None else set()
+
+
+def hold_back(
+    rows: list[tuple[CaptureRow, str]], parent_saw: set[str], fraction: float
+) -> tuple[list[tuple[CaptureRow, str]], list[tuple[CaptureRow, str]]]:
+    """(rows to train on, rows held back): the newest `fraction` of the rows the parent
+    never saw is held back, to judge the new version and the parent on (pure)."""
+    fresh = [r for r in rows if f"{r[0].capture_id}/{r[0].row}" not in parent_saw]
+    count = math.floor(len(fresh) * fraction)
+    newest = sorted(fresh, key=lambda r: (r[0].at, r[0].capture_id, r[0].row))[::-1][:count]
+    held = {(r.capture_id, r.row) for r, _ in newest}
+    kept = [r for r in rows if (r[0].capture_id, r[0].row) not in held]
+    return kept, sorted(newest, key=lambda r: (r[0].at, r[0].capture_id, r[0].row))
 
 
 def _skipped(
@@ -177,54 +190,86 @@ def _skipped(
     return RetrainingOutcome(False, note)
 
 
+def _row_id(row: CaptureRow) -> str:
+    return f"{row.capture_id}/{row.row}"
+
+
 def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
-    """Start a retraining for this window's verdict if the spec says so (idempotent)."""
+    """Start a retraining for this window if the spec says so (idempotent)."""
     model = report.model
     spec, _ = load_spec(store, model)
+    settings = spec.retraining
     start, end = parse_window_id(report.window)
-    go, why = due(report.verdict, start, _earlier_starts(store, model), spec.retraining)
+    go, why = due(report.verdict, start, _earlier_starts(store, model), settings)
     if not go:
         return RetrainingOutcome(False, why)
+    # A scheduled retraining that finds too little to learn from says so without a record:
+    # every hourly check of a quiet model would otherwise add one.
+    scheduled = report.verdict not in settings.on
     record = ModelRegistry(store, model).load()
     parent_version = record.aliases.get("production")
     if parent_version is None:
         return RetrainingOutcome(False, "no production version to retrain from")
     prefix = version_prefix(model, parent_version)
     parent = decode_metadata(store.get(prefix + "metadata.json").body)
-    base = store.get(parent.lineage.data.key)
-    if sha256_hex(base.body) != parent.lineage.data.sha256:
-        # The key was overwritten since: these are not the bytes the parent learnt from.
-        note = (
-            f"{base.key} changed since v{parent_version} trained on it (sha256 differs): "
-            "not retrained from different data"
-        )
-        return _skipped(store, report, end, "base-changed", note)
+    base_body: bytes | None = None
+    base_etag = parent.lineage.data.etag
+    if settings.keep_base_rows != 0:
+        base = store.get(parent.lineage.data.key)
+        if sha256_hex(base.body) != parent.lineage.data.sha256:
+            # The key was overwritten since: these are not the bytes the parent learnt from.
+            note = (
+                f"{base.key} changed since v{parent_version} trained on it (sha256 differs): "
+                "not retrained from different data"
+            )
+            return _skipped(store, report, end, "base-changed", note)
+        base_body, base_etag = base.body, base.etag
     label_start = end - timedelta(hours=spec.monitoring.label_window_hours)
     included = _already_included(store, parent.lineage.data.key)
-    labelled = [
+    usable = [
         (row, label)
         for row, label in labelled_captures(store, model, label_start, end, parent.target)
         # A label that is no class of the parent (a typo) must not become a new class.
-        if f"{row.capture_id}/{row.row}" not in included and usable_label(parent, label)
+        if usable_label(parent, label)
     ]
-    if not labelled:
+    new = [(row, label) for row, label in usable if _row_id(row) not in included]
+    if not new:
         note = "no new labelled captured rows to learn from: nothing retrained"
+        if scheduled:
+            return RetrainingOutcome(False, note)
         return _skipped(store, report, end, "no-labels", note)
-    body, base_rows = assemble(base.body, parent, labelled, spec.retraining.keep_base_rows)
+    # A sliding window learns from every labelled row of the label window; carried-over
+    # rows already hold the ones the parent's set had, which must not be added twice.
+    candidates = usable if settings.keep_base_rows == 0 else new
+    minimum = spec.monitoring.min_labelled_rows
+    if settings.keep_base_rows == 0 and len(candidates) < minimum:
+        note = (
+            f"{len(candidates)} labelled captured rows in the label window; a set of them "
+            f"alone needs at least {minimum} (monitoring.min_labelled_rows): nothing retrained"
+        )
+        if scheduled:
+            return RetrainingOutcome(False, note)
+        return _skipped(store, report, end, "few-labels", note)
+    rows, held = hold_back(candidates, included, settings.holdback_fraction)
+    body, base_rows = assemble(base_body, parent, rows, settings.keep_base_rows)
     key = retraining_key(model, report.window)
+    appended = {_row_id(row) for row, _ in rows}
     sources = RetrainingSources(
         model=model,
         window=report.window,
         verdict=report.verdict,
+        reason=why,
         parent_version=parent_version,
-        base_key=base.key,
-        base_etag=base.etag,
+        base_key=parent.lineage.data.key,
+        base_etag=base_etag,
         base_sha256=parent.lineage.data.sha256,
         base_rows=base_rows,
         label_window=[label_start.isoformat(), end.isoformat()],
-        labelled_rows=len(labelled),
-        captured=sorted(included | {f"{row.capture_id}/{row.row}" for row, _ in labelled}),
+        labelled_rows=len(rows),
+        captured=sorted(appended if settings.keep_base_rows == 0 else included | appended),
         label_files=sorted({i.key for i in store.list(f"labels/{model}/")}),
+        held_back=[_row_id(row) for row, _ in held],
+        held_back_range=[held[0][0].at, held[-1][0].at] if held else [],
     )
     pinned = pinned_spec(spec, parent)
     if store.head(key) is not None:
@@ -233,7 +278,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     # CSV is what the trigger trains, and it must find them. The CSV is written
     # create-only: the same window's verdict delivered twice assembles and trains once.
     store.put(
-        key.removesuffix(".csv") + ".sources.json",
+        sources_key(key),
         msgspec.json.format(msgspec.json.encode(sources), indent=2),
         content_type="application/json",
     )
@@ -254,10 +299,13 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
         dedupe=report.window,
         window=report.window,
         verdict=report.verdict,
+        reason=why,
         data_key=key,
         parent_version=parent_version,
-        base_key=base.key,
+        base_key=parent.lineage.data.key,
         base_rows=base_rows,
-        labelled_rows=len(labelled),
+        labelled_rows=len(rows),
+        held_back_rows=len(held),
     )
-    return RetrainingOutcome(True, f"{why}: {base_rows} + {len(labelled)} labelled rows", key)
+    detail = f"{base_rows} + {len(rows)} labelled rows, {len(held)} newest held back"
+    return RetrainingOutcome(True, f"{why}: {detail}", key)

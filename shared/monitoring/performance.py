@@ -167,3 +167,10 @@ def measure(meta: ModelMetadata, rows: Sequence[LabelledRow], s: MonitoringSetti
         metrics={k: round(v, 6) for k, v in sorted(values.items()) if not math.isnan(v)},
         unusable_labels=unusable,
     )
+
+
+def metric_functions(
+    meta: ModelMetadata, rows: Sequence[LabelledRow]
+) -> dict[str, Callable[[np.ndarray], float]]:
+    """Each metric of `meta`'s task as a function of positions in `rows` (to resample)."""
+    return _classification(meta, rows) if meta.task == "classification" else _regression(rows)

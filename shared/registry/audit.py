@@ -94,6 +94,15 @@ def record_event_once(
 
 
 def read_trail(store: ObjectStore, model: str) -> Iterator[AuditEvent]:
-    """Every event of `model`, oldest first."""
-    for info in store.list(audit_prefix(model)):
-        yield msgspec.json.decode(store.get(info.key).body, type=AuditEvent)
+    """Every event of `model`, in the order they were written.
+
+    Not in key order: a key's time is the time the event is about (a window's end, a
+    version's creation), which makes a retried write land on the same key; two events
+    about the same moment (a verdict and the retraining it started) would sort by name.
+    """
+    events = [
+        (msgspec.json.decode(store.get(info.key).body, type=AuditEvent), info.key)
+        for info in store.list(audit_prefix(model))
+    ]
+    events.sort(key=lambda pair: (datetime.fromisoformat(pair[0].at), pair[1]))
+    yield from (event for event, _ in events)

@@ -146,6 +146,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     gate: GateReport | None = None  # None: registered before the quality gate existed
     # The held-out rows stored beside the model (holdout.jsonl.gz); None: none stored.
     holdout_sha256: str | None = None
+    # The rows it was fitted to (fitted-rows.u64); None: trained before they were kept.
+    fitted_rows_sha256: str | None = None
     trivial_metrics: dict[str, float] = msgspec.field(default_factory=dict)
 
 

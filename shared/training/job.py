@@ -44,6 +44,14 @@ from shared.errors import (
     quoted,
 )
 from shared.registry.audit import record_event, utc_now
+from shared.registry.fitted_rows import (
+    FITTED_ROWS_FILE,
+    Fingerprints,
+    encode_fitted_rows,
+    fingerprints,
+    label_hashes,
+    text_hash,
+)
 from shared.registry.holdout import HOLDOUT_FILE, encode_holdout
 from shared.registry.metadata import (
     NUMERIC_INPUT,
@@ -195,7 +203,19 @@ class _Candidate:
 
     onnx_bytes: bytes
     holdout_bytes: bytes
+    fitted_rows_bytes: bytes
     metadata_without_version: ModelMetadata
+
+
+def _fitted_fingerprints(train: PreparedData) -> Fingerprints:
+    """The rows the model is fitted to, as the fingerprints a later comparison checks."""
+    k = train.n_numeric
+    categorical = []
+    for i, values in enumerate(train.categories):
+        table = np.array([text_hash(v) for v in values], dtype=np.uint64)
+        categorical.append(table[train.X[:, k + i].astype(np.intp)])
+    labels = label_hashes(train.y, train.task == "regression")
+    return fingerprints(train.X[:, :k], categorical, labels)
 
 
 def _build_candidate(
@@ -214,6 +234,7 @@ def _build_candidate(
         split = split_rows(data, spec)
         train, test = data.rows(split.train), data.rows(split.test)
         task, n_rows, categories = data.task, data.n_rows, data.categories
+        fitted_rows = encode_fitted_rows(_fitted_fingerprints(train))
         # Features: every row of the dataset, profiled as it was prepared (training and
         # held-out rows come from one distribution, and more rows make a less noisy
         # reference). Predictions, below: the held-out rows only.
@@ -330,10 +351,14 @@ def _build_candidate(
         timings={},
         gate=gate,
         holdout_sha256=sha256_hex(holdout),
+        fitted_rows_sha256=sha256_hex(fitted_rows),
         trivial_metrics={k: round(v, 6) for k, v in trivial.items()},
     )
     return _Candidate(
-        onnx_bytes=onnx_bytes, holdout_bytes=holdout, metadata_without_version=metadata
+        onnx_bytes=onnx_bytes,
+        holdout_bytes=holdout,
+        fitted_rows_bytes=fitted_rows,
+        metadata_without_version=metadata,
     )
 
 
@@ -404,6 +429,12 @@ def _register(
                 store, prefix + "model.onnx", candidate.onnx_bytes, "application/octet-stream"
             )
             _put_once(store, prefix + HOLDOUT_FILE, candidate.holdout_bytes, "application/x-ndjson")
+            _put_once(
+                store,
+                prefix + FITTED_ROWS_FILE,
+                candidate.fitted_rows_bytes,
+                "application/octet-stream",
+            )
             _put_once(
                 store,
                 prefix + "model_card.md",
