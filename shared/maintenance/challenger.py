@@ -41,7 +41,7 @@ from shared.monitoring.performance import (
     metric_values,
     usable_label,
 )
-from shared.registry.audit import record_event_once
+from shared.registry.audit import event_key, record_event_once
 from shared.registry.fitted_rows import (
     FITTED_ROWS_FILE,
     Fingerprints,
@@ -268,17 +268,27 @@ def consider(
         return PromotionOutcome(None, False, "no challenger in staging")
     if record.entry(challenger).status != "ready":
         return PromotionOutcome(None, False, f"staging v{challenger} is not ready")
-    now = now or datetime.now(UTC)
-    decision = evaluate(store, model, champion, challenger, now=now)
-    # Keyed by the challenger's creation, not `now`: each hourly check judges it again, and
-    # only a new outcome is a new record. The trail is read in the order of writing.
+
+    def _dedupe(outcome: str) -> str:
+        return f"{challenger}\n{champion}\n{outcome}"
+
+    # Judged once: a challenger that was kept (or could not be compared) stays kept
+    # against this champion. Judging it again each hour as rows arrive would repeat the
+    # test until noise passes it; the next challenger gets its own chance.
     created = datetime.fromisoformat(record.entry(challenger).created_at)
+    for final in ("keep", "incomparable"):
+        if store.head(event_key(model, "promotion_decided", created, _dedupe(final))) is not None:
+            note = f"v{challenger} was judged against v{champion} already: {final}"
+            return PromotionOutcome(None, False, note)
+    decision = evaluate(store, model, champion, challenger, now=now or datetime.now(UTC))
+    # Keyed by the challenger's creation, not `now`: only a new outcome is a new record.
+    # The trail is read in the order of writing.
     record_event_once(
         store,
         model,
         "promotion_decided",
         at=created,
-        dedupe=f"{challenger}\n{champion}\n{decision.outcome}",
+        dedupe=_dedupe(decision.outcome),
         **msgspec.to_builtins(decision),
     )
     if not decision.act:

@@ -70,6 +70,12 @@ def record_event(
     return entry
 
 
+def event_key(model: str, event: AuditEventName, at: datetime, dedupe: str) -> str:
+    """The key record_event_once writes for (`event`, `at`, `dedupe`): to ask if it was."""
+    digest = hashlib.sha256(dedupe.encode()).hexdigest()[:16]
+    return f"{audit_prefix(model)}{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{event}-{digest}.json"
+
+
 def record_event_once(
     store: ObjectStore,
     model: str,
@@ -82,8 +88,7 @@ def record_event_once(
     """Append an event under a key made from `at` and `dedupe`: whoever writes it second
     (a retried or concurrent run doing the same thing) writes nothing. True if written."""
     entry = AuditEvent(at=utc_now().isoformat(), model=model, event=event, details=details)
-    digest = hashlib.sha256(dedupe.encode()).hexdigest()[:16]
-    key = f"{audit_prefix(model)}{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{event}-{digest}.json"
+    key = event_key(model, event, at, dedupe)
     try:
         store.put(
             key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json"
