@@ -575,7 +575,9 @@ def simulate(
             result.replaced_accuracy = served_model.accuracy(replaced, data)
         # The week's end: what the scheduled function does, then the trigger it would fire.
         ends = begins + timedelta(weeks=1)
-        outcomes = monitoring.handle_schedule({"time": ends.isoformat()}, store)
+        # As EventBridge sends it: the event's time decides the window checked.
+        event = {"time": ends.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        outcomes = monitoring.handle_schedule(event, store)
         mine = [o for o in outcomes if o.model == MODEL]
         result.verdict = mine[0].verdict if mine else "none"
         expected = window_id(begins, WINDOW_HOURS)
