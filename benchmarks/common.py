@@ -101,6 +101,11 @@ class Sizes:
     monitor_reps: int  # checks of the headline window (the others are checked once)
     memory_csv_rows: int  # rows of the training-memory CSV (about 180 bytes each)
     hostile_scale: int  # the hostile bodies' sizes are divided by this
+    decision_rows: int  # rows served a week in the decision simulations (benchmarks.decisions)
+    decision_weeks: int  # weeks served after week 0's training
+    decision_change_week: int  # the week each scenario's change starts
+    decision_kinds: tuple[str, ...] | None  # data kinds simulated (None: all)
+    decision_scenarios: tuple[str, ...] | None  # scenarios simulated (None: all)
 
     @classmethod
     def full(cls) -> Sizes:
@@ -130,6 +135,11 @@ class Sizes:
             monitor_reps=3,
             memory_csv_rows=555_000,  # 100 MB
             hostile_scale=1,
+            decision_rows=1000,
+            decision_weeks=10,
+            decision_change_week=4,
+            decision_kinds=None,
+            decision_scenarios=None,
         )
 
     @classmethod
@@ -160,6 +170,11 @@ class Sizes:
             monitor_reps=1,
             memory_csv_rows=11_000,  # 2 MB
             hostile_scale=8,
+            decision_rows=300,
+            decision_weeks=4,
+            decision_change_week=2,
+            decision_kinds=("numeric",),
+            decision_scenarios=("abrupt",),
         )
 
 

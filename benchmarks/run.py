@@ -40,6 +40,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
     # Imported here so that `--help` answers at once.
     from benchmarks import (
         cold_start,
+        decisions,
         hostile,
         monitoring,
         package_size,
@@ -65,6 +66,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "shadow_overhead_us": monitoring.shadow_overhead_us,
         "monitor_1m_rows_seconds": monitoring.monitor_1m_rows_seconds,
         "package_unzipped_mb": package_size.package_unzipped_mb,
+        "decisions_at_defaults": decisions.decisions_at_defaults,
     }
 
 
@@ -84,6 +86,7 @@ FIGURES = (
     "shadow_overhead_us",
     "monitor_1m_rows_seconds",
     "package_unzipped_mb",
+    "decisions_at_defaults",
 )
 
 

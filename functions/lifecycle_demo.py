@@ -14,7 +14,7 @@ import csv
 import functools
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +36,7 @@ NUMERIC = ["pages_viewed", "minutes_on_site", "past_purchases", "days_since_visi
 CATEGORIES = ["books", "electronics", "fashion", "garden", "toys"]
 DEVICES = ["mobile", "desktop"]
 SHIFT_WEEK = 3
+BATCH = 250  # rows per served request
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday: week w is [START + w weeks, + 1 week)
 SPEC = {
     "target": "bought",
@@ -97,8 +98,57 @@ def to_csv(data: dict[str, np.ndarray]) -> bytes:
     return out.getvalue().encode()
 
 
-def _record(data: dict[str, np.ndarray], i: int) -> dict[str, int | float | str | None]:
-    record: dict[str, int | float | str | None] = {}
+Record = dict[str, int | float | str | None]
+
+
+@dataclass(frozen=True)
+class ServedWeek:
+    """What serving answered for a week's rows, and where each row went (for its label)."""
+
+    request_ids: list[str]  # per row: the id of the request that carried it
+    positions: list[int]  # per row: its position in that request
+    predictions: list[object]  # per row: the answer served
+    versions: list[int]  # per row: the version that answered
+
+
+def serve_week(
+    store: ObjectStore, model: str, rows: Sequence[Record], *, at: datetime, prefix: str
+) -> ServedWeek:
+    """Send `rows` through the serving path as deployed, captured at the simulated time `at`.
+
+    Production answers; requests carry BATCH rows and ids `<prefix>-<first row>`.
+    """
+    clock = functools.partial(float, at.timestamp())
+    inference.reset_cache(ModelCache(store), CaptureWriter(store, clock=clock))
+    served = ServedWeek([], [], [], [])
+    for start in range(0, len(rows), BATCH):
+        part = rows[start : start + BATCH]
+        rid = f"{prefix}-{start}"
+        body = json.dumps({"id": rid, "records": list(part)})
+        answer = inference.predict_records(model, None, body.encode(), {})
+        if answer.status != 200:
+            raise RuntimeError(f"{rid}: prediction failed: {answer.body}")
+        served.request_ids.extend([rid] * len(part))
+        served.positions.extend(range(len(part)))
+        served.predictions.extend(answer.body["predictions"])
+        served.versions.extend([int(answer.body["version"])] * len(part))
+    inference.reset_cache()  # writes the captured rows
+    return served
+
+
+def upload_labels(
+    store: ObjectStore, key: str, served: ServedWeek, target: str, labels: Sequence[str]
+) -> None:
+    """The ground truth of served rows as a labels file, by request id and row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["request_id", "row", target])
+    writer.writerows(zip(served.request_ids, served.positions, labels, strict=True))
+    store.put(key, out.getvalue().encode())
+
+
+def _record(data: dict[str, np.ndarray], i: int) -> Record:
+    record: Record = {}
     for name in NUMERIC:
         value = float(data[name][i])
         record[name] = None if np.isnan(value) else value
@@ -137,35 +187,14 @@ def simulate(
     for week in range(1, weeks + 1):
         begins = START + timedelta(weeks=week)
         data = customers(rows_per_week, week, seed=week)
-        # Serve the week's traffic as deployed: capture included, production answering.
-        clock = functools.partial(float, begins.timestamp() + 3600)
-        inference.reset_cache(ModelCache(store), CaptureWriter(store, clock=clock))
-        batch = 250
-        for start in range(0, rows_per_week, batch):
-            body = json.dumps(
-                {
-                    "id": f"w{week}-{start}",
-                    "records": [
-                        _record(data, i) for i in range(start, min(start + batch, rows_per_week))
-                    ],
-                }
-            )
-            answer = inference.predict_records(MODEL, None, body.encode(), {})
-            if answer.status != 200:
-                raise RuntimeError(f"week {week}: prediction failed: {answer.body}")
-        inference.reset_cache()  # writes the captured rows
+        rows = [_record(data, i) for i in range(rows_per_week)]
+        truth = [str(b) for b in data["bought"]]
+        served = serve_week(store, MODEL, rows, at=begins + timedelta(hours=1), prefix=f"w{week}")
         # Purchases are known a few days later: the labels file, by request id and row.
-        labels = io.StringIO()
-        writer = csv.writer(labels, lineterminator="\n")
-        writer.writerow(["request_id", "row", "bought"])
-        for i in range(rows_per_week):
-            writer.writerow([f"w{week}-{i - i % batch}", i % batch, data["bought"][i]])
-        store.put(f"labels/{MODEL}/week-{week}.csv", labels.getvalue().encode())
+        upload_labels(store, f"labels/{MODEL}/week-{week}.csv", served, "bought", truth)
         production = ModelRegistry(store, MODEL).load().aliases["production"]
         # Both models on the same labelled rows of the week: what the shop saw, and what it
         # would have seen with nothing maintained.
-        rows = [_record(data, i) for i in range(rows_per_week)]
-        truth = [str(b) for b in data["bought"]]
         cache = ModelCache(store)
         maintained = score(cache.get(MODEL, str(production)), rows, truth, "roc_auc")
         frozen = score(cache.get(MODEL, "1"), rows, truth, "roc_auc")
