@@ -441,9 +441,14 @@ def assess_version(
 
 
 def _largest_change(histogram: Histogram) -> str:
-    """The bin whose share changed most, e.g. "'north' 50% -> 0%" (names cut short)."""
-    changes = zip(histogram.bins, histogram.baseline, histogram.current, strict=False)
-    best = max(changes, key=lambda c: abs(c[2] - c[1]), default=None)
+    """The bin that says most, e.g. "; 'north' 50% -> 0%" (names cut short).
+
+    A category or class that vanished, or appeared, in bulk comes first: it is what a
+    reader must hear, even when another bin's share moved by as much to make up for it.
+    """
+    bins = list(zip(histogram.bins, histogram.baseline, histogram.current, strict=False))
+    gone = [b for b in bins if (b[1] == 0) != (b[2] == 0) and max(b[1], b[2]) >= 0.05]
+    best = max(gone or bins, key=lambda b: abs(b[2] - b[1]), default=None)
     if best is None:
         return ""
     return f"; {best[0][:24]!r} {best[1]:.0%} -> {best[2]:.0%}"
