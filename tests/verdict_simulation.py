@@ -242,6 +242,7 @@ def _class_vanishes(columns: Columns) -> None:
 CHANGES: dict[str, tuple[Callable[[Columns], None], str]] = {
     "one normal feature shifted by 2 sd": (_shift_sd("n4", 2.0), "drift"),
     "one normal feature shifted by 1 sd": (_shift_sd("n4", 1.0), "drift"),
+    "one normal feature shifted by 0.5 sd": (_shift_sd("n4", 0.5), "drift"),
     "one feature x10 (mm sent as cm)": (_scale("n4", 0.1), "data_problem"),
     "one feature 30% missing": (_missing("s5", 0.3), "data_problem"),
     "one category column 30% unseen": (_unseen("c3", 0.3), "data_problem"),
