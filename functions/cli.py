@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -438,7 +439,10 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     if shown:
         print(file=sys.stderr)
     report = decode_report(store.get(outcome.report_key).body, outcome.report_key)
-    print(f"{report.model} {report.window}: {report.verdict} ({report.rows} rows)")
+    found = Counter(f.kind for section in report.versions for f in section.findings)
+    tally = "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in sorted(found.items()))
+    print(f"{report.model} {report.window}: {report.verdict} ({report.rows} rows{tally})")
+    # The reasons name every finding (column, what, how much) in the report's words.
     for reason in report.reasons:
         print(f"  {reason}")
     print(f"report: {outcome.report_key} (and .html)")

@@ -735,3 +735,21 @@ def test_a_large_request_is_captured_in_part_with_its_row_positions(tmp_path: Pa
     assert (positions[0], positions[-1]) == (0, 999)  # spread over the whole request
     # Each kept row carries its own values: row i had feature a == i.
     assert all(r.features["a"] == float(r.row) for r in rows)
+
+
+def test_a_feature_in_the_wrong_unit_is_a_data_problem_that_mlops_monitor_names(
+    store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.cli import main
+
+    data = draw(300, seed=45)
+    data["x0"] = data["x0"] * 10  # sent in the wrong unit
+    serve(data, "req")
+    assert main(["--store", str(tmp_path / "store"), "monitor", MODEL, "--window", WINDOW]) == 0
+    out = capsys.readouterr().out
+    assert f"{MODEL} {WINDOW}: data_problem (300 rows, 1 data problem" in out
+    assert "v1: x0: " in out
+    assert "of values outside the training range [" in out
+    page = store.get(report_key(MODEL, WINDOW, "html")).body.decode()
+    assert "Data problem" in page
+    assert "look like training" not in page

@@ -24,6 +24,7 @@ from shared.monitoring.report import (
     DriftReport,
     FeatureDrift,
     FileProblem,
+    Finding,
     Histogram,
     HistoryPoint,
     LabelSummary,
@@ -220,6 +221,32 @@ def drifting_report() -> DriftReport:
     )
 
 
+def data_problem_report() -> DriftReport:
+    """The drifting report, but one feature arrives in the wrong unit: a data problem."""
+    import msgspec
+
+    report = drifting_report()
+    problem = Finding(
+        kind="data_problem",
+        column="age",
+        what="out_of_range",
+        message="age: 100% of values outside the training range [18, 95] (p=0); a unit bug?",
+        figures={"share": 1.0, "low": 18.0, "high": 95.0, "p_value": 0.0},
+    )
+    section = msgspec.structs.replace(
+        report.versions[0],
+        verdict="data_problem",
+        findings=[problem],
+        reasons=[problem.message],
+    )
+    return msgspec.structs.replace(
+        report,
+        verdict="data_problem",
+        versions=[section, *report.versions[1:]],
+        reasons=[f"v3: {problem.message}"],
+    )
+
+
 def insufficient_report() -> DriftReport:
     """Nothing served: no versions, one window of history, no labels."""
     return _report(
@@ -295,7 +322,9 @@ def expected_charts(report: DriftReport) -> int:
 # -- the markup ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("build", [drifting_report, insufficient_report, hostile_report])
+@pytest.mark.parametrize(
+    "build", [drifting_report, data_problem_report, insufficient_report, hostile_report]
+)
 def test_page_is_self_contained(build: Callable[[], DriftReport]) -> None:
     page = render_report(build())
     assert page.startswith("<!doctype html>")
@@ -449,6 +478,33 @@ def _visible_svgs(page: Page) -> int:
     )
     assert isinstance(count, int)
     return count
+
+
+def test_the_headline_of_a_data_problem_names_it_and_claims_nothing_is_like_training() -> None:
+    page = render_report(data_problem_report())
+    assert ">Data problem</span>" in page
+    assert "the feed is broken: fix it, do not retrain on it" in page
+    assert "look like training" not in page
+    assert '<table class="table findings">' in page
+    assert "age: 100% of values outside the training range [18, 95]" in page
+
+
+def test_data_problem_page_in_a_browser_shows_the_verdict_and_the_finding(
+    browser: Browser, tmp_path: Path
+) -> None:
+    opened = _open(browser, render_report(data_problem_report()), tmp_path / "problem.html")
+    page = opened.page
+    try:
+        assert page.locator(".verdict-badge").inner_text().strip() == "Data problem"
+        assert "fix it" in page.locator(".meaning").inner_text()
+        finding = page.locator("table.findings tbody tr").first
+        assert finding.is_visible()
+        assert "age" in finding.inner_text()
+        assert "outside the training range" in finding.inner_text()
+        assert opened.outside == []
+        assert opened.errors == []
+    finally:
+        page.close()
 
 
 def test_page_in_a_browser_shows_the_verdict_and_its_charts(

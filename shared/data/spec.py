@@ -77,6 +77,15 @@ class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     missing_rate_change: float = 0.05  # a significant change of the missing share this large
     out_of_range_change: float = 0.05  # values beyond the training range, this share more
     drift_share: float = 0.5  # the window drifts when at least this share of features does
+    # ...or when one column is off at this family-wise level (Bonferroni over the
+    # columns): one broken column must not hide among many. At 0.01, unchanged windows of
+    # a 30-feature model were called drift 1-2% of the time (a fixed training sample is
+    # itself off here and there); at 0.001 that falls tenfold, and a 1-sd shift of one
+    # feature in 200 rows still has p ~1e-20.
+    window_p_value: float = 0.001
+    # This share of a column outside the training range, or of categories the model never
+    # saw, is a data problem (fix the feed), not drift: a 2-sd shift puts ~7% outside.
+    data_problem_share: float = 0.25
     psi_bands: list[float] = msgspec.field(default_factory=lambda: [0.1, 0.25])
     min_labelled_rows: int = 100  # below this, labels are reported but decide nothing
     max_metric_drop: float = 0.05  # decay: the metric's interval is this much (relative) worse
@@ -93,6 +102,8 @@ class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             "missing_rate_change": (self.missing_rate_change, 0.0, 1.0),
             "out_of_range_change": (self.out_of_range_change, 0.0, 1.0),
             "drift_share": (self.drift_share, 0.0, 1.0),
+            "window_p_value": (self.window_p_value, 0.0, 0.5),
+            "data_problem_share": (self.data_problem_share, 0.0, 1.0),
             "max_metric_drop": (self.max_metric_drop, 0.0, 1.0),
             "confidence": (self.confidence, 0.5, 0.999),
         }

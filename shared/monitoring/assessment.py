@@ -22,6 +22,7 @@ from shared.monitoring import statistics
 from shared.monitoring.report import (
     VERDICT_ORDER,
     FeatureDrift,
+    Finding,
     Histogram,
     OutputDrift,
     Performance,
@@ -174,6 +175,12 @@ def assess_numeric(
         missing_p_value=missing_p,
         out_of_range=round(outside_share, 6),
         ks_error_bound=round(ks.error_bound, 6),
+        training_range=(
+            [profile.min, profile.max]
+            if profile.min is not None and profile.max is not None
+            else None
+        ),
+        out_of_range_p_value=outside_p,
         drifted=bool(reasons),
         reasons=reasons,
         histogram=Histogram(
@@ -227,6 +234,10 @@ def assess_categorical(
     psi = statistics.psi(reference, current) if present else 0.0
     known_set = set(known)
     unseen = sum(n for c, n in counts.counts.items() if c not in known_set) + counts.overflow
+    # Against training's own unseen share, which is 0 of its present rows by definition.
+    unseen_test = statistics.two_proportions(
+        unseen, present, 0, max(profile.count - profile.missing, 0)
+    )
     rate, base, missing_p, missing_changed = _missing(
         rows, counts.missing, profile.count, profile.missing, s
     )
@@ -252,6 +263,7 @@ def assess_categorical(
         baseline_missing_rate=round(base, 6),
         missing_p_value=missing_p,
         unseen=round(unseen / present, 6) if present else 0.0,
+        unseen_p_value=unseen_test.p_value,
         drifted=bool(reasons),
         reasons=reasons,
         histogram=_plotted(names, reference, current),
@@ -371,29 +383,42 @@ def assess_version(
     drifted = [f.name for f in features if f.drifted]
     columns = len(features) + 1
     share = (len(drifted) + output.drifted) / columns
+    found = findings(features, output, performance, s)
+    problems = [f for f in found if f.kind == "data_problem"]
+    decays = [f for f in found if f.kind == "decay"]
+    moved = [f for f in found if f.kind == "drift"]
     reasons: list[str] = []
     verdict: Verdict
-    if performance is not None and performance.decided and performance.decayed:
-        verdict = "decay"
-        low, high = performance.interval or [math.nan, math.nan]
+    if problems and counts.rows >= s.min_rows:
+        verdict = "data_problem"
         reasons.append(
-            f"{performance.metric} on {performance.labelled_rows} labelled rows is "
-            f"{performance.value:.3f} ({low:.3f}-{high:.3f}), beyond the threshold "
-            f"{performance.threshold:.3f} (training {performance.training_value:.3f})"
+            f"data problem in {len({f.column for f in problems})} column(s): fix the feed; "
+            "retraining on these rows would learn the problem"
         )
+    elif decays:
+        verdict = "decay"
     elif counts.rows < s.min_rows:
         verdict = "insufficient_data"
         reasons.append(f"{counts.rows} rows; at least {s.min_rows} are needed to judge drift")
-    elif share >= s.drift_share:
+    elif share >= s.drift_share or moved:
         verdict = "drift"
-        moved = drifted + (["prediction"] if output.drifted else [])
-        reasons.append(
-            f"{len(moved)} of {columns} columns drifted ({share:.0%} >= {s.drift_share:.0%}): "
-            + ", ".join(moved[:10])
-        )
     else:
         verdict = "ok"
-    if verdict != "decay" and performance is not None and performance.value is not None:
+    if share >= s.drift_share:
+        names = drifted + (["prediction"] if output.drifted else [])
+        reasons.append(
+            f"{len(names)} of {columns} columns drifted ({share:.0%} >= {s.drift_share:.0%}): "
+            + ", ".join(names[:10])
+        )
+    reasons.extend(f.message for f in found)
+    flagged = [f.name for f in features if f.drifted and f.name not in {g.column for g in found}]
+    if flagged and share < s.drift_share:
+        # Flagged at the per-feature level only: about p_value of the columns are, by chance.
+        reasons.append(
+            f"{len(flagged)} of {columns} columns differ at p < {s.p_value:g} alone, within "
+            "chance across that many columns: " + ", ".join(flagged[:10])
+        )
+    if not decays and performance is not None and performance.value is not None:
         state = "decided" if performance.decided else "too few rows to decide"
         reasons.append(
             f"{performance.metric} {performance.value:.3f} on {performance.labelled_rows} "
@@ -411,7 +436,150 @@ def assess_version(
         performance=performance,
         verdict=verdict,
         reasons=reasons,
+        findings=found,
     )
+
+
+def _largest_change(histogram: Histogram) -> str:
+    """The bin that says most, e.g. "; 'north' 50% -> 0%" (names cut short).
+
+    A category or class that vanished, or appeared, in bulk comes first: it is what a
+    reader must hear, even when another bin's share moved by as much to make up for it.
+    """
+    bins = list(zip(histogram.bins, histogram.baseline, histogram.current, strict=False))
+    gone = [b for b in bins if (b[1] == 0) != (b[2] == 0) and max(b[1], b[2]) >= 0.05]
+    best = max(gone or bins, key=lambda b: abs(b[2] - b[1]), default=None)
+    if best is None:
+        return ""
+    return f"; {best[0][:24]!r} {best[1]:.0%} -> {best[2]:.0%}"
+
+
+def _data_problems(feature: FeatureDrift, level: float, s: MonitoringSettings) -> list[Finding]:
+    found = []
+    outside = feature.out_of_range or 0.0
+    outside_p = feature.out_of_range_p_value
+    if outside >= s.data_problem_share and outside_p is not None and outside_p < level:
+        low, high = feature.training_range or [math.nan, math.nan]
+        found.append(
+            Finding(
+                kind="data_problem",
+                column=feature.name,
+                what="out_of_range",
+                message=f"{feature.name[:40]}: {outside:.0%} of values outside the training "
+                f"range [{low:.4g}, {high:.4g}] (p={outside_p:.2g}); a unit or scale bug?",
+                figures={"share": outside, "low": low, "high": high, "p_value": outside_p},
+            )
+        )
+    unseen = feature.unseen or 0.0
+    unseen_p = feature.unseen_p_value
+    if unseen >= s.data_problem_share and unseen_p is not None and unseen_p < level:
+        found.append(
+            Finding(
+                kind="data_problem",
+                column=feature.name,
+                what="unseen_categories",
+                message=f"{feature.name[:40]}: {unseen:.0%} of values are categories the model "
+                f"never saw (p={unseen_p:.2g})",
+                figures={"share": unseen, "p_value": unseen_p},
+            )
+        )
+    jump = abs(feature.missing_rate - feature.baseline_missing_rate)
+    if jump >= s.missing_rate_change and feature.missing_p_value < level:
+        found.append(
+            Finding(
+                kind="data_problem",
+                column=feature.name,
+                what="missing_share",
+                message=f"{feature.name[:40]}: missing share {feature.baseline_missing_rate:.1%}"
+                f" at training, {feature.missing_rate:.1%} now (p={feature.missing_p_value:.2g})",
+                figures={
+                    "share": feature.missing_rate,
+                    "baseline": feature.baseline_missing_rate,
+                    "p_value": feature.missing_p_value,
+                },
+            )
+        )
+    return found
+
+
+def findings(
+    features: Sequence[FeatureDrift],
+    output: OutputDrift | None,
+    performance: Performance | None,
+    s: MonitoringSettings,
+) -> list[Finding]:
+    """What keeps a version's window from `ok`, each at a family-wise level.
+
+    Per-feature flags run at `p_value` each, so with 30 columns one or two are flagged in
+    most windows by chance: they decide a window only together (`drift_share`). One column
+    decides alone when it is off at `window_p_value` after a Bonferroni correction over
+    the columns (and its distance is large enough to matter), so a single broken column
+    is seen without raising the false alarms of 30 separate tests.
+    """
+    found: list[Finding] = []
+    # Two data-problem tests per feature (range or unseen, and missing share).
+    problem_level = s.window_p_value / max(2 * len(features), 1)
+    drift_level = s.window_p_value / max(len(features) + (output is not None), 1)
+    for feature in features:
+        problems = _data_problems(feature, problem_level, s)
+        found.extend(problems)
+        threshold = s.numeric_distance if feature.kind == "numeric" else s.categorical_distance
+        # A column with a data problem has moved because of it: not drift on top.
+        if not problems and feature.p_value < drift_level and feature.distance >= threshold:
+            change = "" if feature.kind == "numeric" else _largest_change(feature.histogram)
+            found.append(
+                Finding(
+                    kind="drift",
+                    column=feature.name,
+                    what="distribution",
+                    message=f"{feature.name[:40]}: distribution moved ({feature.test} "
+                    f"p={feature.p_value:.2g}, {_DISTANCES[feature.distance_name]} "
+                    f"{feature.distance:.3f}{change})",
+                    figures={"p_value": feature.p_value, "distance": feature.distance},
+                )
+            )
+    if output is not None:
+        numeric = output.distance_name == "wasserstein_normed"
+        threshold = s.numeric_distance if numeric else s.categorical_distance
+        if output.p_value < drift_level and output.distance >= threshold:
+            change = "" if numeric else _largest_change(output.histogram)
+            found.append(
+                Finding(
+                    kind="drift",
+                    column="prediction",
+                    what="distribution",
+                    message=f"prediction: {output.what} distribution moved ({output.test} "
+                    f"p={output.p_value:.2g}, {_DISTANCES[output.distance_name]} "
+                    f"{output.distance:.3f}{change})",
+                    figures={"p_value": output.p_value, "distance": output.distance},
+                )
+            )
+    if performance is not None and performance.decided:
+        for check in performance.checks:
+            if not check.decayed:
+                continue
+            low, high = check.interval or [math.nan, math.nan]
+            found.append(
+                Finding(
+                    kind="decay",
+                    column=check.metric,
+                    what="metric",
+                    message=f"{check.metric} {check.value:.3f} ({low:.3f}-{high:.3f}) on "
+                    f"{performance.labelled_rows} labelled rows, worse than training "
+                    f"{check.training_value:.3f} beyond the threshold {check.threshold:.3f}",
+                    figures={
+                        "value": check.value,
+                        "low": low,
+                        "high": high,
+                        "training": check.training_value,
+                        "threshold": check.threshold,
+                    },
+                )
+            )
+    return found
+
+
+_DISTANCES = {"wasserstein_normed": "normalised Wasserstein", "jensen_shannon": "Jensen-Shannon"}
 
 
 def window_verdict(sections: Sequence[VersionSection]) -> Verdict:

@@ -24,6 +24,7 @@ from shared.monitoring.report import (
     DriftReport,
     FeatureDrift,
     FileProblem,
+    Finding,
     Histogram,
     HistoryPoint,
     LabelSummary,
@@ -47,18 +48,21 @@ VERDICT_COLOURS: dict[str, str] = {
     "ok": "#15803d",
     "drift": "#b45309",
     "decay": "#b91c1c",
+    "data_problem": "#7c2d12",
     "insufficient_data": "#4b5563",
 }
 VERDICT_TITLES: dict[str, str] = {
     "ok": "OK",
     "drift": "Drift",
     "decay": "Decay",
+    "data_problem": "Data problem",
     "insufficient_data": "Insufficient data",
 }
 VERDICT_MEANINGS: dict[str, str] = {
-    "ok": "inputs, outputs and performance look like training",
+    "ok": "no column or metric differs from training beyond chance",
     "drift": "inputs or predictions moved away from training",
-    "decay": "performance fell below its threshold",
+    "decay": "a labelled metric fell below its threshold",
+    "data_problem": "the feed is broken: fix it, do not retrain on it",
     "insufficient_data": "too few rows or labels to decide",
 }
 BASELINE_COLOUR = "#9ca3af"
@@ -283,9 +287,24 @@ def _version(section: VersionSection) -> str:
     return (
         '<section class="card version">'
         f"<h2>Version {section.version} {_badge(section.verdict)}</h2>"
-        f"{_reasons(section.reasons)}{facts}{coarse}"
+        f"{_reasons(section.reasons)}{facts}{coarse}{_findings(section.findings)}"
         f"{_feature_table(section.features)}{_feature_charts(drifted)}"
         f"{_output(section.output)}{_performance(section.performance)}</section>"
+    )
+
+
+def _findings(findings: Sequence[Finding]) -> str:
+    if not findings:
+        return ""
+    rows = "".join(
+        f'<tr class="finding {_e(f.kind)}"><td>{_badge(f.kind)}</td><td>{_named(f.column)}</td>'
+        f"<td>{_e(f.what.replace('_', ' '))}</td><td>{_e(f.message, 240)}</td></tr>"
+        for f in findings
+    )
+    return (
+        '<h3>Findings</h3><div class="scroll"><table class="table findings">'
+        "<thead><tr><th>kind</th><th>column</th><th>what</th><th>how much</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
     )
 
 
@@ -431,13 +450,32 @@ def _performance(performance: Performance | None) -> str:
     )
     chart = _performance_chart(performance) if performance.value is not None else ""
     others = ""
-    if performance.metrics:
+    if performance.checks:
+        rows = "".join(
+            f"<tr{' class=drifted' if c.decayed else ''}><td>{_e(c.metric)}</td>"
+            f"<td>{_num(c.value)} {_interval(c.interval)}</td><td>{_num(c.training_value)}</td>"
+            f"<td>{_num(c.threshold)}</td><td>"
+            f"{'<span class="pill bad">decayed</span>' if c.decayed else ''}</td></tr>"
+            for c in performance.checks
+        )
+        others = (
+            '<div class="scroll"><table class="table metrics"><thead><tr><th>metric</th>'
+            "<th>window [interval]</th><th>training</th><th>threshold</th><th></th></tr>"
+            f"</thead><tbody>{rows}</tbody></table></div>"
+        )
+    elif performance.metrics:
         cells = "".join(
             f"<div><dt>{_e(name)}</dt><dd>{_num(value)}</dd></div>"
             for name, value in sorted(performance.metrics.items())
         )
         others = f'<dl class="facts small">{cells}</dl>'
     return f"<h3>Performance {state}</h3>{text}{chart}{others}"
+
+
+def _interval(interval: Sequence[float] | None) -> str:
+    if interval is None or len(interval) != 2:
+        return ""
+    return f"<small>[{_num(interval[0])}, {_num(interval[1])}]</small>"
 
 
 def _shadows(shadows: Sequence[ShadowComparison]) -> str:
@@ -771,7 +809,7 @@ def _trends(report: DriftReport) -> str:
         metric_title = f"{_e(metric_name)} per window"
     keys = "".join(
         f'<span><i style="background:{VERDICT_COLOURS[v]}"></i>{VERDICT_TITLES[v]}</span>'
-        for v in ("ok", "drift", "decay", "insufficient_data")
+        for v in ("ok", "drift", "decay", "data_problem", "insufficient_data")
     )
     return (
         f'<section class="card"><h2>Trend <small>{_int(len(history))} '

@@ -20,9 +20,17 @@ from shared.monitoring.schema import check_schema
 REPORT_SCHEMA_VERSION = 1
 MONITORING_PREFIX = "monitoring/"
 
-Verdict = Literal["ok", "drift", "decay", "insufficient_data"]
-# Worst first: a window's verdict is the worst of its versions'.
-VERDICT_ORDER: tuple[Verdict, ...] = ("decay", "drift", "ok", "insufficient_data")
+Verdict = Literal["ok", "drift", "decay", "data_problem", "insufficient_data"]
+# Worst first: a window's verdict is the worst of its versions'. A data problem (a unit
+# bug, a column arriving empty, codes the model never saw) ranks above decay because it
+# causes decay too, and retraining on it would teach the model the bug.
+VERDICT_ORDER: tuple[Verdict, ...] = ("data_problem", "decay", "drift", "ok", "insufficient_data")
+
+FindingKind = Literal["data_problem", "drift", "decay"]
+# What a finding is about; readers (the CLI, the page, alerting) branch on this, not on text.
+FindingWhat = Literal[
+    "out_of_range", "missing_share", "unseen_categories", "distribution", "metric"
+]
 
 
 class Histogram(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +39,16 @@ class Histogram(msgspec.Struct, frozen=True, kw_only=True):
     bins: list[str]  # bin labels: value ranges, categories, classes
     baseline: list[float]  # shares, each list sums to 1 (or is all 0)
     current: list[float]
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One reason a window is not `ok`: a column or a metric, what is wrong, and by how much."""
+
+    kind: FindingKind
+    column: str  # a feature, "prediction", or the metric's name for decay
+    what: FindingWhat
+    message: str  # one line for people, e.g. "length_mm: 100% of values outside ..."
+    figures: dict[str, float]  # the numbers behind the message (shares, p-values, ...)
 
 
 class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +70,9 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     out_of_range: float | None = None  # numeric: share outside the training range
     unseen: float | None = None  # categorical: share of categories the model never saw
     ks_error_bound: float | None = None  # numeric: the exact KS lies within D + this
+    training_range: list[float] | None = None  # numeric: [min, max] at training
+    out_of_range_p_value: float | None = None  # numeric: that many outside by chance
+    unseen_p_value: float | None = None  # categorical: that unseen share against training's 0
     drifted: bool
     reasons: list[str]
     histogram: Histogram
@@ -72,13 +93,28 @@ class OutputDrift(msgspec.Struct, frozen=True, kw_only=True):
     probability: Histogram | None = None  # classification: positive/first class probability
 
 
+class MetricCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """One labelled metric against its training figure, with its own interval."""
+
+    metric: str
+    value: float
+    interval: list[float] | None  # [low, high]; Bonferroni over the metrics checked
+    training_value: float
+    threshold: float  # decayed when the whole interval is worse than this
+    decayed: bool
+
+
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
-    """The served version's metric on the labelled rows, next to its training figure."""
+    """The served version's metrics on the labelled rows, next to their training figures.
+
+    The top-level fields are the primary metric's; `checks` holds every metric that has a
+    training figure, each judged on its own interval. `decayed` is true when any is.
+    """
 
     metric: str
     labelled_rows: int
     value: float | None
-    interval: list[float] | None  # [low, high] at the settings' confidence
+    interval: list[float] | None  # [low, high], at the confidence `method` names
     method: str  # how the interval was computed
     training_value: float
     threshold: float  # decay when the whole interval is worse than this
@@ -86,6 +122,7 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     decayed: bool
     metrics: dict[str, float]  # every metric on the labelled rows
     unusable_labels: int = 0  # labels that are not a class of the version (or not a number)
+    checks: list[MetricCheck] = msgspec.field(default_factory=list)
 
 
 class VersionSection(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +138,8 @@ class VersionSection(msgspec.Struct, frozen=True, kw_only=True):
     performance: Performance | None
     verdict: Verdict
     reasons: list[str]
+    # What made the verdict, column by column; empty in reports written before findings.
+    findings: list[Finding] = msgspec.field(default_factory=list)
 
 
 class FileProblem(msgspec.Struct, frozen=True, kw_only=True):
