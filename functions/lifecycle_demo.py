@@ -11,7 +11,6 @@ the metric of the maintained model next to a frozen version 1, on the same label
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 from collections.abc import Callable, Sequence
@@ -112,16 +111,25 @@ class ServedWeek:
 
 
 def serve_week(
-    store: ObjectStore, model: str, rows: Sequence[Record], *, at: datetime, prefix: str
+    store: ObjectStore,
+    model: str,
+    rows: Sequence[Record],
+    *,
+    at: datetime,
+    prefix: str,
+    spread: timedelta = timedelta(0),
 ) -> ServedWeek:
-    """Send `rows` through the serving path as deployed, captured at the simulated time `at`.
+    """Send `rows` through the serving path as deployed, captured on a simulated clock that
+    starts at `at` and moves evenly over `spread` (requests arrive through the week).
 
     Production answers; requests carry BATCH rows and ids `<prefix>-<first row>`.
     """
-    clock = functools.partial(float, at.timestamp())
-    inference.reset_cache(ModelCache(store), CaptureWriter(store, clock=clock))
+    requests = max(1, -(-len(rows) // BATCH))
+    now = [at.timestamp()]
+    inference.reset_cache(ModelCache(store), CaptureWriter(store, clock=lambda: now[0]))
     served = ServedWeek([], [], [], [])
-    for start in range(0, len(rows), BATCH):
+    for number, start in enumerate(range(0, len(rows), BATCH)):
+        now[0] = at.timestamp() + spread.total_seconds() * number / requests
         part = rows[start : start + BATCH]
         rid = f"{prefix}-{start}"
         body = json.dumps({"id": rid, "records": list(part)})
@@ -189,7 +197,14 @@ def simulate(
         data = customers(rows_per_week, week, seed=week)
         rows = [_record(data, i) for i in range(rows_per_week)]
         truth = [str(b) for b in data["bought"]]
-        served = serve_week(store, MODEL, rows, at=begins + timedelta(hours=1), prefix=f"w{week}")
+        served = serve_week(
+            store,
+            MODEL,
+            rows,
+            at=begins + timedelta(hours=1),
+            prefix=f"w{week}",
+            spread=timedelta(days=6),
+        )
         # Purchases are known a few days later: the labels file, by request id and row.
         upload_labels(store, f"labels/{MODEL}/week-{week}.csv", served, "bought", truth)
         production = ModelRegistry(store, MODEL).load().aliases["production"]

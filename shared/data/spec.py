@@ -153,10 +153,13 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     metric: str | None = None  # None: the primary metric
     # Both versions are scored on the same rows that neither was fitted to, and the
     # challenger replaces production only when the one-sided lower confidence bound of its
-    # improvement (a paired bootstrap, at `confidence`) is above `min_improvement`
-    # (absolute, in the metric's better direction): a difference the rows cannot tell
-    # from noise never promotes.
+    # improvement (a paired bootstrap, at `confidence`) is above the margin: the larger of
+    # `min_improvement` (absolute, in the metric's better direction) and
+    # `min_relative_improvement` times production's figure. A difference the rows cannot
+    # tell from noise never promotes; one too small to matter does not either, or equally
+    # good versions would trade places by chance week after week.
     min_improvement: float = 0.0
+    min_relative_improvement: float = 0.005
     confidence: float = 0.95
     # Labelled captured rows both versions must be scored on before an automatic move;
     # 0: rows of the challenger's held-out set that production never saw are enough.
@@ -170,6 +173,11 @@ class PromotionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         if not 0.0 <= self.min_improvement <= 1.0:
             raise SpecError(
                 f"promotion.min_improvement: must be between 0 and 1, got {self.min_improvement}"
+            )
+        if not 0.0 <= self.min_relative_improvement <= 1.0:
+            raise SpecError(
+                "promotion.min_relative_improvement: must be between 0 and 1, "
+                f"got {self.min_relative_improvement}"
             )
         if not 0.5 <= self.confidence <= 0.999:
             raise SpecError(f"promotion.confidence: must be 0.5 to 0.999, got {self.confidence}")

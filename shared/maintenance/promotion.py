@@ -2,9 +2,10 @@
 
 Both versions are scored on rows neither was fitted to (challenger.py finds them). The
 challenger replaces production only when a paired comparison on those rows shows it better
-by more than `min_improvement` at the spec's `confidence`: the one-sided lower bound of a
-paired bootstrap of the metric's difference (the same resampled rows score both versions)
-must be above the margin. A difference the rows cannot tell from noise is kept, with its
+by more than a margin at the spec's `confidence`: the one-sided lower bound of a paired
+bootstrap of the metric's difference (the same resampled rows score both versions) must be
+above the larger of `min_improvement` and `min_relative_improvement` times production's
+figure. A difference the rows cannot tell from noise is kept, with its
 figures; a worse challenger is never promoted. In `manual` mode the decision is recorded,
 not acted on.
 """
@@ -124,6 +125,12 @@ def _figures(c: PairedComparison, challenger: int, champion: int) -> str:
     )
 
 
+def required_margin(comparison: PairedComparison, settings: PromotionSettings) -> float:
+    """What the improvement's lower bound must be above: the larger of the two margins."""
+    relative = settings.min_relative_improvement * abs(comparison.champion or 0.0)
+    return max(settings.min_improvement, relative)
+
+
 def decide(
     champion: int,
     challenger: int,
@@ -160,9 +167,11 @@ def decide(
     if comparison.improvement is None or comparison.lower_bound is None:
         return decision("incomparable", f"{comparison.metric} is undefined on the rows compared")
     figures = _figures(comparison, challenger, champion)
-    if comparison.lower_bound <= settings.min_improvement:
-        margin = f"above {settings.min_improvement:g}"
-        return decision("keep", f"v{challenger} is not shown better ({margin}): {figures}")
+    margin = required_margin(comparison, settings)
+    if comparison.lower_bound <= margin:
+        return decision(
+            "keep", f"v{challenger} is not shown better by more than {margin:.4g}: {figures}"
+        )
     if labelled_rows < settings.min_labelled_rows:
         return decision(
             "wait",
