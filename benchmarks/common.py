@@ -106,6 +106,7 @@ class Sizes:
     decision_change_week: int  # the week each scenario's change starts
     decision_kinds: tuple[str, ...] | None  # data kinds simulated (None: all)
     decision_scenarios: tuple[str, ...] | None  # scenarios simulated (None: all)
+    verdict_windows: int  # unchanged windows per size in the verdict simulations
 
     @classmethod
     def full(cls) -> Sizes:
@@ -140,6 +141,7 @@ class Sizes:
             decision_change_week=4,
             decision_kinds=None,
             decision_scenarios=None,
+            verdict_windows=200,
         )
 
     @classmethod
@@ -175,6 +177,7 @@ class Sizes:
             decision_change_week=2,
             decision_kinds=("numeric",),
             decision_scenarios=("abrupt",),
+            verdict_windows=4,
         )
 
 

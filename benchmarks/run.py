@@ -48,6 +48,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         s3_requests,
         training,
         training_memory,
+        verdicts,
     )
 
     return {
@@ -65,6 +66,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "capture_overhead_us": monitoring.capture_overhead_us,
         "shadow_overhead_us": monitoring.shadow_overhead_us,
         "monitor_1m_rows_seconds": monitoring.monitor_1m_rows_seconds,
+        "verdict_false_alarm_rate": verdicts.verdict_false_alarm_rate,
         "package_unzipped_mb": package_size.package_unzipped_mb,
         "decisions_at_defaults": decisions.decisions_at_defaults,
     }
@@ -85,6 +87,7 @@ FIGURES = (
     "capture_overhead_us",
     "shadow_overhead_us",
     "monitor_1m_rows_seconds",
+    "verdict_false_alarm_rate",
     "package_unzipped_mb",
     "decisions_at_defaults",
 )

@@ -243,19 +243,23 @@ def test_a_noise_sized_difference_is_kept_and_a_significant_one_promoted() -> No
 
 
 def test_equally_good_versions_are_rarely_promoted() -> None:
-    # Two versions each right with probability 0.85, independently, on 150 rows: the rule
-    # may promote at most about 1 - confidence of the time (5%); the point estimates
-    # alone would promote about half the time.
+    # Two versions each right with probability 0.85, independently, on 150 rows. The test
+    # alone may promote about 1 - confidence of the time (5%); with the default relative
+    # margin, less. The point estimates alone would promote about half the time.
     rng = np.random.default_rng(11)
-    promoted = 0
     trials = 300
+    by_test = by_default = by_points = 0
     for _ in range(trials):
         a, b = rng.random(150) < 0.85, rng.random(150) < 0.85
         comparison = paired_comparison(
             "accuracy", _accuracy_of(a), _accuracy_of(b), 150, 0.95, resamples=400
         )
-        promoted += decide(1, 2, comparison, PromotionSettings()).promote
-    assert promoted / trials <= 0.08
+        by_test += decide(1, 2, comparison, PromotionSettings(min_relative_improvement=0)).promote
+        by_default += decide(1, 2, comparison, PromotionSettings()).promote
+        by_points += int(b.mean() > a.mean())
+    assert by_test / trials <= 0.08
+    assert by_default <= by_test
+    assert by_points / trials > 0.4
 
 
 def _canonical(features: Mapping[str, object], label: object) -> tuple[object, ...]:

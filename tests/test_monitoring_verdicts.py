@@ -1,6 +1,6 @@
 """Window verdicts a user can trust: each case built to produce one verdict, seeded.
 
-The windows come from tests/verdict_simulation.py (30 features of four kinds, three
+The windows come from benchmarks/verdicts.py (30 features of four kinds, three
 predicted classes); expected figures come from numpy and scikit-learn, never from the
 code under test.
 """
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from benchmarks import verdicts as sim
 from shared.data.spec import MonitoringSettings
 from shared.monitoring.assessment import assess_version
 from shared.monitoring.performance import decay_threshold, measure
 from shared.monitoring.report import VERDICT_ORDER, DriftReport, decode_report, encode_report
 from shared.monitoring.summary import Baseline
-from tests import verdict_simulation as sim
 
 
 @pytest.fixture(scope="module")
