@@ -182,7 +182,19 @@ def test_the_trail_reads_in_the_order_things_happened(store: LocalStore) -> None
     assert started is not None
     assert started.data_key is not None
     assert train_from_dataset(store, started.data_key, trigger="test").version == 2
-    consider(store, MODEL, now=HOUR + timedelta(hours=1))
+    judged = consider(store, MODEL, now=HOUR + timedelta(hours=1))
+    # Judged on the 80 labelled rows held back from v2's set (v1 never saw them either),
+    # and on v2's held-out rows less those v1 was fitted to (rows of week0.csv).
+    decision = judged.decision
+    assert decision is not None
+    assert decision.labelled_rows == 80
+    labelled = decision.rows[0]
+    assert (labelled.source, labelled.rows) == ("labelled captured rows", 80)
+    assert labelled.keys == [started.data_key.removesuffix(".csv") + ".sources.json"]
+    assert decision.excluded["labelled rows a version was fitted to"] == 320
+    assert decision.excluded["held-out rows of v2 that v1 was fitted to"] > 0
+    assert decision.comparison is not None
+    assert decision.comparison.rows == 80 + decision.rows[1].rows
     events = [(e.event, e.details.get("version")) for e in read_trail(store, MODEL)]
     names = [name for name, _ in events]
     # The verdict, then the retraining it started (same window end: they once sorted by
@@ -251,3 +263,26 @@ def test_a_rollback_after_a_promotion_by_hand_leaves_staging_alone(store: LocalS
     record, source, target = registry.rollback(reason="v2 misbehaves", actor="alice")
     assert (source, target) == (2, 1)
     assert record.aliases == {"production": 1, "staging": 3}
+
+
+def test_a_window_of_a_broken_feed_is_not_retrained_on(store: LocalStore) -> None:
+    # x0 sent in the wrong unit (x10), the labels right: the model does badly, and a
+    # retraining would learn the bug. The window is a data problem and nothing retrains.
+    traffic = draw(400, seed=23)
+    traffic["x0"] = traffic["x0"] * 10
+    for start in range(0, 400, 100):
+        body = json.dumps({"id": f"u-{start}", "records": records(traffic, start, start + 100)})
+        assert inference.predict_records(MODEL, None, body.encode(), {}).status == 200
+    inference.capture_writer().flush()
+    _label_file(
+        store,
+        "bug.csv",
+        [(f"u-{100 * (i // 100)}", i % 100, str(traffic["target"][i])) for i in range(400)],
+    )
+    outcome = check_model(store, MODEL, WINDOW)
+    assert outcome.verdict == "data_problem"
+    result = retrain(store, outcome)
+    assert result is not None
+    assert not result.started
+    assert "data_problem" in result.reason
+    assert store.head(retraining_key(MODEL, WINDOW)) is None

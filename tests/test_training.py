@@ -638,3 +638,27 @@ def test_max_categories_below_two_is_refused() -> None:
 
     with pytest.raises(SpecError, match="max_categories: must be at least 2"):
         parse_spec(b'{"max_categories": 1}')
+
+
+def test_the_gate_reads_lower_is_better_metrics_the_right_way_round() -> None:
+    from shared.data.spec import GateSettings
+    from shared.training.gate import judge
+
+    settings = GateSettings(min_improvement=0.1)
+    # RMSE 8 against the mean's 10: (10 - 8) / 10 = 0.2 better, relative: passes.
+    passed = judge("rmse", 8.0, 10.0, "the training mean", settings)
+    assert (passed.passed, passed.improvement) == (True, 0.2)
+    # RMSE 9.5 against 10: 0.05 better, under the 0.1 margin; 12 against 10 is worse.
+    assert judge("rmse", 9.5, 10.0, "the training mean", settings).improvement == 0.05
+    assert not judge("rmse", 9.5, 10.0, "the training mean", settings).passed
+    worse = judge("log_loss", 0.8, 0.6931, "class priors", settings)
+    assert worse.improvement == round((0.6931 - 0.8) / 0.6931, 6)
+    assert not worse.passed
+    # A floor is a ceiling for them: at most 9 allowed, 9.5 refused even past the margin.
+    capped = GateSettings(min_improvement=0.0, minimum=9.0)
+    assert judge("mae", 9.0, 20.0, "the training median", capped).passed
+    refused = judge("mae", 9.5, 20.0, "the training median", capped)
+    assert not refused.passed
+    assert refused.reasons == ["mae 9.5000: the spec requires at most 9"]
+    # And higher-is-better the other way: accuracy 0.80 over 0.75 is +0.05, absolute.
+    assert judge("accuracy", 0.80, 0.75, "majority class", settings).improvement == 0.05

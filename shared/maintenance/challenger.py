@@ -32,7 +32,7 @@ from shared.maintenance.promotion import (
     decide,
     paired_comparison,
 )
-from shared.maintenance.sources import fitted_capture_ids
+from shared.maintenance.sources import fitted_capture_ids, read_sources, sources_key
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import (
@@ -217,8 +217,17 @@ def evaluate(
     labels = [label for _, label in unseen] + [str(h.label) for h in fair]
     comparison = _compare(metric, old, new, rows, labels, settings.confidence)
     first, last = _capture_range([r for r, _ in unseen])
+    # The challenger's set names the rows held back from it (when it was assembled).
+    named = sources_key(new.metadata.lineage.data.key)
+    held_back = [named] if read_sources(store, new.metadata.lineage.data.key) else []
     sources = [
-        RowSource(source="labelled captured rows", rows=len(unseen), first=first, last=last),
+        RowSource(
+            source="labelled captured rows",
+            rows=len(unseen),
+            first=first,
+            last=last,
+            keys=held_back,
+        ),
         RowSource(
             source=f"held-out rows of v{challenger}",
             rows=len(fair),
