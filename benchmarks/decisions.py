@@ -465,21 +465,22 @@ class RunResult:
     seconds: float
 
 
-def upload_event(key: str) -> dict[str, Any]:
-    """The S3 notification that an upload of `key` sends to the training function."""
+def upload_event(key: str, at: datetime) -> dict[str, Any]:
+    """The S3 notification that an upload of `key` at `at` sends to the training function."""
     return {
         "Records": [
             {
                 "eventSource": "aws:s3",
                 "eventName": "ObjectCreated:Put",
+                "eventTime": at.isoformat().replace("+00:00", "Z"),
                 "s3": {"bucket": {"name": BUCKET}, "object": {"key": quote_plus(key)}},
             }
         ]
     }
 
 
-def _train(store: ObjectStore, key: str) -> list[str]:
-    outcomes = training.handle_s3_event(upload_event(key), store)
+def _train(store: ObjectStore, key: str, at: datetime) -> list[str]:
+    outcomes = training.handle_s3_event(upload_event(key, at), store)
     return [f"v{o.version} {o.status}" if o.version else o.status for o in outcomes]
 
 
@@ -497,14 +498,13 @@ def _decisions(store: ObjectStore, seen: set[str]) -> tuple[list[str], int]:
         if event.event != "promotion_decided" or key in seen:
             continue
         seen.add(key)
-        compared = [c for c in details.get("comparisons", []) if isinstance(c, dict)]
-        labelled = [
-            int(c.get("rows", 0)) for c in compared if "labelled" in str(c.get("rows_from"))
-        ]
-        most = max([most, *labelled])
+        labelled = int(details.get("labelled_rows", 0))
+        compared = details.get("comparison") or {}
+        most = max(most, labelled)
         notes.append(
             f"v{details.get('challenger')} vs v{details.get('champion')}: "
-            f"{details.get('outcome')} ({max(labelled, default=0)} labelled rows)"
+            f"{details.get('outcome')} ({compared.get('rows', 0)} rows, {labelled} labelled; "
+            f"improvement {compared.get('improvement')}, bound {compared.get('lower_bound')})"
         )
     return notes, most
 
@@ -541,7 +541,7 @@ def simulate(
     store.put(f"specs/{MODEL}.json", json.dumps(SPEC).encode())
     previous = week_data(kind, scenario, 0, plan.rows)
     store.put(f"datasets/{MODEL}/week-00.csv", training_csv(previous))
-    first = _train(store, f"datasets/{MODEL}/week-00.csv")
+    first = _train(store, f"datasets/{MODEL}/week-00.csv", START)
     if first != ["v1 registered"]:
         raise RuntimeError(f"{kind.name}/{scenario.name}: week 0 did not train v1: {first}")
     served_model = Served(store)
@@ -601,7 +601,8 @@ def simulate(
         for key in new:
             trained.add(key)
             retraining_weeks.append(week)
-            result.retrained.extend(_train(store, key))
+            # Uploaded a few minutes after the check that wrote it, as on S3.
+            result.retrained.extend(_train(store, key, ends + timedelta(minutes=5)))
         after_training = _production(store)
         if after_training != after_check:
             result.promotions.append(f"v{after_check}->v{after_training}")

@@ -194,6 +194,10 @@ def evaluate(
     # Labelled captured rows of the label window that neither training set held.
     fitted_ids = fitted_capture_ids(store, old.metadata) | fitted_capture_ids(store, new.metadata)
     since = now - timedelta(hours=spec.monitoring.label_window_hours)
+    assembled = read_sources(store, new.metadata.lineage.data.key)
+    if assembled is not None and assembled.label_window:
+        # The rows held back from the challenger's set stay in, however late it is judged.
+        since = min(since, datetime.fromisoformat(assembled.label_window[0]))
     captured = [
         (row, label)
         for row, label in labelled_captures(store, model, since, now, new.metadata.target)
@@ -218,8 +222,7 @@ def evaluate(
     comparison = _compare(metric, old, new, rows, labels, settings.confidence)
     first, last = _capture_range([r for r, _ in unseen])
     # The challenger's set names the rows held back from it (when it was assembled).
-    named = sources_key(new.metadata.lineage.data.key)
-    held_back = [named] if read_sources(store, new.metadata.lineage.data.key) else []
+    held_back = [sources_key(new.metadata.lineage.data.key)] if assembled is not None else []
     sources = [
         RowSource(
             source="labelled captured rows",
