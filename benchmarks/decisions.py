@@ -882,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the --quick plan (one short run)")
     parser.add_argument("--kind", nargs="+", choices=tuple(KINDS), help="data kinds to run")
     parser.add_argument("--scenario", nargs="+", help="scenarios to run (default: all)")
+    parser.add_argument("--rows", type=int, help="rows served a week (default: the figure's)")
     args = parser.parse_args(argv)
     sizes = Sizes.small() if args.quick else Sizes.full()
     plan = Plan.of(sizes)
@@ -894,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios=tuple(args.scenario or plan.scenarios),
         weeks=plan.weeks,
         change=plan.change,
-        rows=plan.rows,
+        rows=args.rows or plan.rows,
     )
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlops-decisions-") as scratch:
