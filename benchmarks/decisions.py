@@ -54,7 +54,7 @@ from benchmarks.common import BUCKET, Figure, Sizes, figure
 from benchmarks.workspace import Workspace
 from functions import monitoring, training
 from functions.lifecycle_demo import Record, serve_week, upload_labels
-from shared.data.spec import parse_spec
+from shared.data.spec import RetrainingSettings, parse_spec
 from shared.monitoring.report import window_id
 from shared.registry.audit import read_trail
 from shared.registry.registry import ModelRegistry
@@ -696,9 +696,12 @@ def goals_of(run: RunResult, scenario: Scenario, plan: Plan) -> dict[str, bool]:
         goals["no_promotion"] = run.promotions == 0
         goals["at_most_1_retraining_per_24h"] = run.max_retrainings_per_24h <= 1
     elif scenario.goal == "no_retraining":
-        # From the bug on: the scheduled challengers of the weeks before are fine.
-        goals["no_retraining_from_the_bug_on"] = not any(
-            w.retrained for w in run.weeks if w.week >= plan.change
+        # While the bug is new (the spec's hold: fix the feed): nothing learns it. The
+        # scheduled challengers of the weeks before are fine; after the hold, the feed is
+        # what the model will see, and learning it is the point.
+        hold = -(-(RetrainingSettings().data_problem_hold_hours or 0) // WINDOW_HOURS)
+        goals[f"no_retraining_in_the_{hold}_weeks_after_the_bug"] = not any(
+            w.retrained for w in run.weeks if plan.change <= w.week < plan.change + hold
         )
     return goals
 

@@ -313,3 +313,56 @@ def test_a_champion_is_not_judged_on_rows_it_was_fitted_to(store: LocalStore) ->
     assert on_leaked > on_fair + 0.05
     fair_auc = score(v1, [h.features for h in fair], [str(h.label) for h in fair], "roc_auc")
     assert decision.comparison.champion == pytest.approx(fair_auc, abs=1e-6)
+
+
+def test_an_undefined_metric_waits_instead_of_ending_the_challenge() -> None:
+    # ROC AUC on rows of one class is undefined: more rows can define it.
+    def undefined(_: np.ndarray) -> float:
+        return float("nan")
+
+    comparison = paired_comparison("roc_auc", undefined, undefined, 150, 0.95)
+    decision = decide(1, 2, comparison, PromotionSettings())
+    assert (decision.outcome, decision.promote) == ("wait", False)
+    assert "undefined" in decision.reason
+
+
+def test_labelled_rows_a_version_was_fitted_to_by_upload_are_not_compared(
+    store: LocalStore,
+) -> None:
+    """A user exports labelled traffic and uploads it: the new version was fitted to those
+    rows (no retraining set names them), so they must not judge it."""
+    train(store, "first", dataset(1500, seed=60), spec={"estimator": "random_forest"})
+    inference.reset_cache(
+        ModelCache(store), CaptureWriter(store, clock=lambda: HOUR.timestamp() - 600)
+    )
+    traffic = draw(400, seed=61)
+    for start in range(0, 400, 100):
+        body = json.dumps({"id": f"x-{start}", "records": records(traffic, start, start + 100)})
+        assert inference.predict_records(MODEL, None, body.encode(), {}).status == 200
+    inference.reset_cache()
+    truth = [str(t) for t in traffic["target"]]
+    store.put(
+        f"labels/{MODEL}/x.csv",
+        _labels([(f"x-{100 * (i // 100)}", i % 100, truth[i]) for i in range(400)]),
+    )
+    # The same rows, as the user exports them: values as served, with their labels.
+    rows = [
+        [
+            ""
+            if name in NUMERIC and np.isnan(traffic[name][i])
+            else (repr(float(traffic[name][i])) if name in NUMERIC else traffic[name][i])
+            for name in HEADER[:-1]
+        ]
+        + [truth[i]]
+        for i in range(400)
+    ]
+    train(store, "exported", to_csv(HEADER, rows))
+    result = consider(store, MODEL, now=HOUR)
+    decision = result.decision
+    assert decision is not None
+    # v2 was fitted to 320 of the 400 (its own split holds the other 80 out): those 320
+    # are left out of the labelled rows, and its 80 held-out rows are not counted twice.
+    assert decision.excluded["labelled rows a version was fitted to"] == 320
+    assert decision.excluded["held-out rows of v2 already among the labelled rows"] == 80
+    assert decision.comparison is not None
+    assert decision.comparison.rows == 80

@@ -156,6 +156,29 @@ def test_a_challenger_is_retrained_on_schedule_whatever_the_verdict_but_a_broken
     assert not due("data_problem", HOUR, [], settings)[0]
     assert not due("data_problem", HOUR, [HOUR - 4 * week], settings)[0]
     assert due("data_problem", HOUR, [], RetrainingSettings(on=["data_problem"]))[0]
+    # A data problem that lasts the hold (336 h) is the feed as it now is: learnt, once.
+    two_weeks = timedelta(hours=336)
+    assert not due("data_problem", HOUR, [], settings, HOUR - two_weeks + timedelta(hours=1))[0]
+    lasted = due("data_problem", HOUR, [], settings, HOUR - two_weeks)
+    assert lasted[0]
+    assert "taken as it is now" in lasted[1]
+    assert not due("data_problem", HOUR, [HOUR - timedelta(hours=2)], settings, HOUR - 2 * week)[0]
+    never = RetrainingSettings(data_problem_hold_hours=None)
+    assert not due("data_problem", HOUR, [], never, HOUR - 50 * week)[0]
+
+
+def test_a_run_of_data_problem_windows_is_remembered_from_its_start(tmp_path: Path) -> None:
+    from shared.maintenance.retraining import data_problem_since
+
+    local = LocalStore(tmp_path / "store")
+    hours = [HOUR + timedelta(hours=i) for i in range(6)]
+    verdicts = ["ok", "data_problem", "insufficient_data", "data_problem", "drift", "data_problem"]
+    seen = [
+        data_problem_since(local, MODEL, verdict, at, window_id(at, 1))
+        for verdict, at in zip(verdicts, hours, strict=True)
+    ]
+    # Too few rows says nothing of the feed; drift ends the run, the next one starts anew.
+    assert seen == [None, hours[1], None, hours[1], None, hours[5]]
 
 
 def test_assembled_values_round_trip_through_the_csv_reader() -> None:
@@ -263,6 +286,10 @@ def test_a_rollback_after_a_promotion_by_hand_leaves_staging_alone(store: LocalS
     record, source, target = registry.rollback(reason="v2 misbehaves", actor="alice")
     assert (source, target) == (2, 1)
     assert record.aliases == {"production": 1, "staging": 3}
+    # Staging is judged against the champion now in place, not the one rolled back.
+    judged = consider(store, MODEL, now=HOUR)
+    assert judged.decision is not None
+    assert (judged.decision.champion, judged.decision.challenger) == (1, 3)
 
 
 def test_a_window_of_a_broken_feed_is_not_retrained_on(store: LocalStore) -> None:

@@ -196,6 +196,10 @@ class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     on: list[Literal["drift", "decay", "data_problem"]] = msgspec.field(
         default_factory=lambda: ["drift", "decay"]
     )
+    # ...until the data problem has lasted this long (None: never): a feed that stays so
+    # for weeks (a unit changed for good, a feature that trends beyond its training range)
+    # is what the model will see, and a model that cannot follow it stays wrong for good.
+    data_problem_hold_hours: int | None = 336
     min_interval_hours: int = 24  # at most one retraining per this many hours (window time)
     # A challenger is also retrained this often whatever the verdict (None: only on a
     # verdict), so that a version that is merely "ok" meets a fresh rival: its own held-out
@@ -218,6 +222,13 @@ class RetrainingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         if self.every_hours is not None and not 1 <= self.every_hours <= 24 * 365:
             raise SpecError(
                 f"retraining.every_hours: must be 1 to 8760 (or null), got {self.every_hours}"
+            )
+        if self.data_problem_hold_hours is not None and not (
+            1 <= self.data_problem_hold_hours <= 24 * 365
+        ):
+            raise SpecError(
+                "retraining.data_problem_hold_hours: must be 1 to 8760 (or null), "
+                f"got {self.data_problem_hold_hours}"
             )
         if self.keep_base_rows is not None and self.keep_base_rows < 0:
             raise SpecError(

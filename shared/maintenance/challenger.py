@@ -15,7 +15,7 @@ features and answer the same task and classes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +32,7 @@ from shared.maintenance.promotion import (
     decide,
     paired_comparison,
 )
-from shared.maintenance.sources import fitted_capture_ids, read_sources, sources_key
+from shared.maintenance.sources import read_sources, sources_key
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import (
@@ -128,42 +128,98 @@ def _holdout(store: ObjectStore, model: str, meta: ModelMetadata) -> list[Holdou
     return decode_holdout(body, key)
 
 
-def fitted_rows(store: ObjectStore, model: str, meta: ModelMetadata) -> Fingerprints | None:
-    """The fingerprints of the rows `meta`'s version was fitted to (None: not kept)."""
-    if meta.fitted_rows_sha256 is None:
-        return None
-    key = version_prefix(model, meta.version) + FITTED_ROWS_FILE
-    try:
-        body = store.get(key).body
-    except ObjectNotFound:
-        return None
-    if sha256_hex(body) != meta.fitted_rows_sha256:
-        raise ArtifactRejected(
-            f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
-        )
-    return decode_fitted_rows(body, key)
+# A version's fitted rows identify observations by their values only when nearly all of
+# them are distinct; where values repeat (few-valued features), the same values and label
+# in another row are another observation, not a leak, and content cannot tell rows apart.
+IDENTIFYING_SHARE = 0.95
+# More compared rows than this are sampled (seeded): the bootstrap's cost follows the rows
+# and 20,000 already bound an improvement to a few thousandths.
+MAX_COMPARED_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class FittedRows:
+    """What is known of the rows one version was fitted to."""
+
+    version: int
+    ids: set[str] | None  # captured rows its set held; None: its set's record is untrusted
+    prints: Fingerprints | None  # None: not kept (trained before they were)
+    identifying: bool  # its rows' values tell rows apart
+
+    def holds(self, row_id: str, fingerprint: int) -> bool:
+        """Whether this version may have been fitted to the captured row."""
+        if self.ids is None or row_id in self.ids:
+            return True
+        return self.identifying and self.prints is not None and _member(fingerprint, self.prints)
+
+
+def _member(value: int, sorted_prints: Fingerprints) -> bool:
+    return bool(seen(np.array([value], dtype=np.uint64), sorted_prints)[0])
+
+
+def fitted_rows(store: ObjectStore, model: str, meta: ModelMetadata) -> FittedRows:
+    """The rows `meta`'s version was fitted to: its set's captured rows and fingerprints."""
+    ids: set[str] | None = set()
+    sources = read_sources(store, meta.lineage.data.key)
+    if sources is not None:
+        trusted = sources.csv_sha256 in (None, meta.lineage.data.sha256)
+        # A record written for other bytes (a concurrent retry of the same window) could
+        # name the wrong rows: then any captured row may have been in the set.
+        ids = set(sources.captured) if trusted else None
+    prints: Fingerprints | None = None
+    if meta.fitted_rows_sha256 is not None:
+        key = version_prefix(model, meta.version) + FITTED_ROWS_FILE
+        try:
+            body = store.get(key).body
+        except ObjectNotFound:
+            body = None
+        if body is not None:
+            if sha256_hex(body) != meta.fitted_rows_sha256:
+                raise ArtifactRejected(
+                    f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
+                )
+            prints = decode_fitted_rows(body, key)
+    fitted = meta.lineage.data.train_rows
+    identifying = prints is not None and (not fitted or prints.size >= IDENTIFYING_SHARE * fitted)
+    return FittedRows(meta.version, ids, prints, identifying)
+
+
+def _fingerprints(
+    meta: ModelMetadata, rows: Sequence[Mapping[str, object]], labels: Sequence[object]
+) -> Fingerprints:
+    numeric = [f.name for f in meta.features if f.kind == "numeric"]
+    categorical = [f.name for f in meta.features if f.kind == "categorical"]
+    return row_fingerprints(
+        rows, labels, numeric, categorical, meta.task == "regression", MISSING_CATEGORY
+    )
 
 
 def unseen_holdout(
-    held: Sequence[HoldoutRow], champion: ModelMetadata, fitted: Fingerprints | None
-) -> tuple[list[HoldoutRow], int]:
-    """The held-out rows the champion was not fitted to, and how many were left out."""
-    if fitted is None:
-        return [], len(held)
+    held: Sequence[HoldoutRow],
+    champion: ModelMetadata,
+    fitted: FittedRows,
+    compared: Fingerprints | None = None,
+) -> tuple[list[HoldoutRow], int, int]:
+    """The held-out rows the champion was not fitted to and that are not already among the
+    `compared` captured rows: (rows, left out as fitted, left out as already compared)."""
+    if fitted.prints is None:
+        return [], len(held), 0
     if not held:
-        return [], 0
-    numeric = [f.name for f in champion.features if f.kind == "numeric"]
-    categorical = [f.name for f in champion.features if f.kind == "categorical"]
-    prints = row_fingerprints(
-        [h.features for h in held],
-        [h.label for h in held],
-        numeric,
-        categorical,
-        champion.task == "regression",
-        MISSING_CATEGORY,
+        return [], 0, 0
+    prints = _fingerprints(champion, [h.features for h in held], [h.label for h in held])
+    leaked = seen(prints, fitted.prints) if fitted.identifying else np.zeros(len(held), bool)
+    twice = (
+        seen(prints, np.unique(compared))
+        if compared is not None and compared.size
+        else np.zeros(len(held), bool)
     )
-    keep = ~seen(prints, fitted)
-    return [h for h, k in zip(held, keep.tolist(), strict=True) if k], int((~keep).sum())
+    twice &= ~leaked
+    keep = ~(leaked | twice)
+    return (
+        [h for h, k in zip(held, keep.tolist(), strict=True) if k],
+        int(leaked.sum()),
+        int(twice.sum()),
+    )
 
 
 def _answers(loaded: LoadedModel, rows: Sequence[Row], labels: Sequence[str]) -> list[LabelledRow]:
@@ -171,8 +227,8 @@ def _answers(loaded: LoadedModel, rows: Sequence[Row], labels: Sequence[str]) ->
 
 
 def _capture_range(rows: Sequence[CaptureRow]) -> tuple[str | None, str | None]:
-    times = sorted(r.at for r in rows)
-    return (times[0], times[-1]) if times else (None, None)
+    times = sorted(rows, key=lambda r: _when(r.at))
+    return (times[0].at, times[-1].at) if times else (None, None)
 
 
 def evaluate(
@@ -191,34 +247,64 @@ def evaluate(
             decide(champion, challenger, empty, settings), outcome="incomparable", reason=why_not
         )
     excluded: dict[str, int] = {}
-    # Labelled captured rows of the label window that neither training set held.
-    fitted_ids = fitted_capture_ids(store, old.metadata) | fitted_capture_ids(store, new.metadata)
-    since = now - timedelta(hours=spec.monitoring.label_window_hours)
+    notes: list[str] = []
+    champion_rows = fitted_rows(store, model, old.metadata)
+    challenger_rows = fitted_rows(store, model, new.metadata)
+    for version in (champion_rows, challenger_rows):
+        if version.prints is not None and not version.identifying:
+            notes.append(
+                f"v{version.version}'s fitted rows repeat values: rows are told apart by "
+                "capture id, not by their values"
+            )
+    # Labelled captured rows of the label window, and those held back from the
+    # challenger's set however late it is judged (two bounded reads, not the time between).
+    window = timedelta(hours=spec.monitoring.label_window_hours)
+    target = new.metadata.target
+    recent = labelled_captures(store, model, now - window, now, target)
+    found = {_row_id(r): (r, label) for r, label in recent}
     assembled = read_sources(store, new.metadata.lineage.data.key)
-    if assembled is not None and assembled.label_window:
-        # The rows held back from the challenger's set stay in, however late it is judged.
-        since = min(since, datetime.fromisoformat(assembled.label_window[0]))
-    captured = [
-        (row, label)
-        for row, label in labelled_captures(store, model, since, now, new.metadata.target)
-        if usable_label(new.metadata, label)
+    if assembled is not None and assembled.held_back_range:
+        first_held = datetime.fromisoformat(assembled.held_back_range[0])
+        last_held = datetime.fromisoformat(assembled.held_back_range[-1])
+        if first_held < now - window:
+            earlier = labelled_captures(
+                store, model, first_held, min(last_held + timedelta(microseconds=1), now), target
+            )
+            for r, label in earlier:
+                found.setdefault(_row_id(r), (r, label))
+    captured = [(r, lab) for r, lab in found.values() if usable_label(new.metadata, lab)]
+    captured.sort(key=lambda pair: (_when(pair[0].at), pair[0].capture_id, pair[0].row))
+    prints = _fingerprints(
+        new.metadata, [r.features for r, _ in captured], [label for _, label in captured]
+    )
+    keep = [
+        not (champion_rows.holds(_row_id(r), f) or challenger_rows.holds(_row_id(r), f))
+        for (r, _), f in zip(captured, prints.tolist(), strict=True)
     ]
-    unseen = [(r, lab) for r, lab in captured if f"{r.capture_id}/{r.row}" not in fitted_ids]
+    unseen = [pair for pair, k in zip(captured, keep, strict=True) if k]
     if len(unseen) < len(captured):
         excluded["labelled rows a version was fitted to"] = len(captured) - len(unseen)
-    # The challenger's held-out rows that the champion's fitted rows do not hold.
+    # The challenger's held-out rows that the champion was not fitted to.
     held = _holdout(store, model, new.metadata)
-    fitted = fitted_rows(store, model, old.metadata)
-    fair, left_out = unseen_holdout(held, old.metadata, fitted)
-    if left_out:
+    compared = prints[np.array(keep, dtype=bool)] if captured else None
+    fair, leaked, twice = unseen_holdout(held, old.metadata, champion_rows, compared)
+    if leaked:
         why = (
             f"held-out rows of v{challenger} that v{champion} was fitted to"
-            if fitted is not None
+            if champion_rows.prints is not None
             else f"held-out rows of v{challenger} (v{champion} kept no record of its fitted rows)"
         )
-        excluded[why] = left_out
+        excluded[why] = leaked
+    if twice:
+        excluded[f"held-out rows of v{challenger} already among the labelled rows"] = twice
     rows: list[Row] = [dict(r.features) for r, _ in unseen] + [h.features for h in fair]
     labels = [label for _, label in unseen] + [str(h.label) for h in fair]
+    if len(rows) > MAX_COMPARED_ROWS:
+        picked = np.sort(
+            np.random.default_rng(0).choice(len(rows), MAX_COMPARED_ROWS, replace=False)
+        ).tolist()
+        notes.append(f"compared on a seeded sample of {MAX_COMPARED_ROWS} of {len(rows)} rows")
+        rows, labels = [rows[i] for i in picked], [labels[i] for i in picked]
     comparison = _compare(metric, old, new, rows, labels, settings.confidence)
     first, last = _capture_range([r for r, _ in unseen])
     # The challenger's set names the rows held back from it (when it was assembled).
@@ -245,7 +331,17 @@ def evaluate(
         labelled_rows=len(unseen),
         rows=sources,
         excluded=excluded,
+        notes=notes,
     )
+
+
+def _row_id(row: CaptureRow) -> str:
+    return f"{row.capture_id}/{row.row}"
+
+
+def _when(at: str) -> datetime:
+    # Parsed, not compared as text: "...:00Z" (no fraction) sorts after "...:00.5Z".
+    return datetime.fromisoformat(at.replace("Z", "+00:00"))
 
 
 def _nan(_: np.ndarray) -> float:
@@ -288,7 +384,9 @@ def consider(
     # against this champion. Judging it again each hour as rows arrive would repeat the
     # test until noise passes it; the next challenger gets its own chance.
     created = datetime.fromisoformat(record.entry(challenger).created_at)
-    for final in ("keep", "incomparable"):
+    # In manual mode a recorded "promote" is final too: a person acts on it.
+    manual = load_spec(store, model)[0].promotion.mode == "manual"
+    for final in ("keep", "incomparable", *(["promote"] if manual else [])):
         if store.head(event_key(model, "promotion_decided", created, _dedupe(final))) is not None:
             note = f"v{challenger} was judged against v{champion} already: {final}"
             return PromotionOutcome(None, False, note)

@@ -69,6 +69,7 @@ class PromotionDecision(msgspec.Struct, frozen=True, kw_only=True):
     # Rows left out because a version under comparison was fitted to them, by reason.
     excluded: dict[str, int] = msgspec.field(default_factory=dict)
     labelled_rows: int = 0  # of the compared rows, labelled captured ones
+    notes: list[str] = msgspec.field(default_factory=list)  # how the rows were chosen
 
 
 def _finite(value: float) -> float | None:
@@ -140,6 +141,7 @@ def decide(
     labelled_rows: int = 0,
     rows: list[RowSource] | None = None,
     excluded: dict[str, int] | None = None,
+    notes: list[str] | None = None,
 ) -> PromotionDecision:
     """Apply the spec's rule to the paired comparison."""
 
@@ -156,6 +158,7 @@ def decide(
             rows=rows or [],
             excluded=excluded or {},
             labelled_rows=labelled_rows,
+            notes=notes or [],
         )
 
     if comparison.rows < MIN_COMPARED_ROWS:
@@ -165,7 +168,12 @@ def decide(
             f"{MIN_COMPARED_ROWS} are needed to compare v{challenger} with v{champion}",
         )
     if comparison.improvement is None or comparison.lower_bound is None:
-        return decision("incomparable", f"{comparison.metric} is undefined on the rows compared")
+        # E.g. ROC AUC on rows of one class: more rows can define it; judged again later.
+        return decision(
+            "wait",
+            f"{comparison.metric} is undefined on the {comparison.rows} rows compared "
+            "(one class only?); waiting for more labelled rows",
+        )
     figures = _figures(comparison, challenger, champion)
     margin = required_margin(comparison, settings)
     if comparison.lower_bound <= margin:

@@ -33,12 +33,12 @@ from shared.data.spec import (
     load_spec,
     spec_to_dict,
 )
-from shared.errors import MlopsError, PreconditionFailed
+from shared.errors import MlopsError, ObjectNotFound, PreconditionFailed
 from shared.maintenance.sources import RetrainingSources, read_sources, sources_key
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import usable_label
-from shared.monitoring.report import DriftReport, parse_window_id
+from shared.monitoring.report import MONITORING_PREFIX, DriftReport, parse_window_id
 from shared.registry.audit import record_event_once
 from shared.registry.metadata import ModelMetadata, decode_metadata
 from shared.registry.records import version_prefix
@@ -68,22 +68,45 @@ def due(
     window_start: datetime,
     earlier_starts: list[datetime],
     settings: RetrainingSettings,
+    data_problem_since: datetime | None = None,
 ) -> tuple[bool, str]:
-    """Whether this window should start a retraining, and why (pure)."""
+    """Whether this window should start a retraining, and why (pure).
+
+    `data_problem_since`: the start of the first window of the current run of
+    `data_problem` verdicts (None: not known, or not in one).
+    """
     if not settings.enabled:
         return False, "retraining is disabled in the spec"
     since = [s for s in earlier_starts if s <= window_start]
     last = max(since, default=None)
+    interval = timedelta(hours=settings.min_interval_hours)
+    recent = last is not None and window_start - interval < last
     if verdict in settings.on:
-        interval = timedelta(hours=settings.min_interval_hours)
-        if last is not None and window_start - interval < last:
+        if recent:
             return False, (
                 f"a retraining started for the window of {last:%Y-%m-%d %H:00}, less than "
                 f"{settings.min_interval_hours} h before this one"
             )
         return True, f"verdict {verdict}"
     if verdict == "data_problem":
-        return False, "verdict data_problem: fix the feed; a set of it would teach the bug"
+        hold = settings.data_problem_hold_hours
+        if hold is None or data_problem_since is None:
+            return False, "verdict data_problem: fix the feed; a set of it would teach the bug"
+        lasted = window_start - data_problem_since
+        if lasted < timedelta(hours=hold):
+            return False, (
+                f"verdict data_problem since the window of {data_problem_since:%Y-%m-%d %H:00}: "
+                f"fix the feed; if it stays so for {hold} h, the model learns it as it is"
+            )
+        if recent:
+            return False, (
+                f"a retraining started for the window of {last:%Y-%m-%d %H:00}, less than "
+                f"{settings.min_interval_hours} h before this one"
+            )
+        return True, (
+            f"the data problem has lasted since the window of {data_problem_since:%Y-%m-%d %H:00}"
+            f" ({hold} h or more): the feed is taken as it is now"
+        )
     if settings.every_hours is None:
         return False, f"verdict {verdict} is not one of {settings.on}"
     if last is not None and window_start - timedelta(hours=settings.every_hours) < last:
@@ -92,6 +115,41 @@ def due(
             f"{last:%Y-%m-%d %H:00}, less than {settings.every_hours} h before this one"
         )
     return True, f"scheduled: no challenger retrained in the {settings.every_hours} h before"
+
+
+class DataProblemRun(msgspec.Struct, frozen=True, kw_only=True):
+    """Since when a model's windows have been `data_problem` (``data-problem.json``)."""
+
+    since: str | None  # the first window's start, ISO; None: the run ended
+    window: str | None = None
+
+
+def data_problem_key(model: str) -> str:
+    """Where the current run of `data_problem` windows of `model` is remembered."""
+    return f"{MONITORING_PREFIX}{model}/data-problem.json"
+
+
+def data_problem_since(
+    store: ObjectStore, model: str, verdict: str, start: datetime, window: str
+) -> datetime | None:
+    """Track the run of `data_problem` windows (written only when it starts or ends) and
+    return when the current one started (None: not in one)."""
+    key = data_problem_key(model)
+    try:
+        run = msgspec.json.decode(store.get(key).body, type=DataProblemRun)
+    except ObjectNotFound:
+        run = DataProblemRun(since=None)
+    if verdict == "data_problem":
+        if run.since is None:
+            run = DataProblemRun(since=start.isoformat(), window=window)
+            store.put(key, msgspec.json.encode(run), content_type="application/json")
+        return datetime.fromisoformat(run.since) if run.since else None
+    if verdict in ("ok", "drift", "decay") and run.since is not None:
+        # A window that is not a data problem ends the run; too few rows says nothing.
+        store.put(
+            key, msgspec.json.encode(DataProblemRun(since=None)), content_type="application/json"
+        )
+    return None
 
 
 def pinned_spec(spec: ModelSpec, parent: ModelMetadata) -> ModelSpec:
@@ -167,10 +225,17 @@ def hold_back(
     never saw is held back, to judge the new version and the parent on (pure)."""
     fresh = [r for r in rows if f"{r[0].capture_id}/{r[0].row}" not in parent_saw]
     count = math.floor(len(fresh) * fraction)
-    newest = sorted(fresh, key=lambda r: (r[0].at, r[0].capture_id, r[0].row))[::-1][:count]
+    order = sorted(fresh, key=_arrival)
+    newest = order[len(order) - count :] if count else []
     held = {(r.capture_id, r.row) for r, _ in newest}
     kept = [r for r in rows if (r[0].capture_id, r[0].row) not in held]
-    return kept, sorted(newest, key=lambda r: (r[0].at, r[0].capture_id, r[0].row))
+    return kept, newest
+
+
+def _arrival(pair: tuple[CaptureRow, str]) -> tuple[datetime, str, int]:
+    # Parsed, not compared as text: "...:00Z" (no fraction) sorts after "...:00.5Z".
+    row = pair[0]
+    return datetime.fromisoformat(row.at.replace("Z", "+00:00")), row.capture_id, row.row
 
 
 def _skipped(
@@ -200,12 +265,13 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     spec, _ = load_spec(store, model)
     settings = spec.retraining
     start, end = parse_window_id(report.window)
-    go, why = due(report.verdict, start, _earlier_starts(store, model), settings)
+    run_since = data_problem_since(store, model, report.verdict, start, report.window)
+    go, why = due(report.verdict, start, _earlier_starts(store, model), settings, run_since)
     if not go:
         return RetrainingOutcome(False, why)
     # A scheduled retraining that finds too little to learn from says so without a record:
     # every hourly check of a quiet model would otherwise add one.
-    scheduled = report.verdict not in settings.on
+    scheduled = report.verdict not in settings.on and report.verdict != "data_problem"
     record = ModelRegistry(store, model).load()
     parent_version = record.aliases.get("production")
     if parent_version is None:
@@ -269,6 +335,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
         captured=sorted(appended if settings.keep_base_rows == 0 else included | appended),
         label_files=sorted({i.key for i in store.list(f"labels/{model}/")}),
         held_back=[_row_id(row) for row, _ in held],
+        csv_sha256=sha256_hex(body),
         held_back_range=[held[0][0].at, held[-1][0].at] if held else [],
     )
     pinned = pinned_spec(spec, parent)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import msgspec
 
 from shared.errors import ObjectNotFound
-from shared.registry.metadata import ModelMetadata
 from shared.store.base import ObjectStore
 
 
@@ -33,6 +32,9 @@ class RetrainingSources(msgspec.Struct, frozen=True, kw_only=True):
     # production: "capture_id/row", and their capture times' range.
     held_back: list[str] = msgspec.field(default_factory=list)
     held_back_range: list[str] = msgspec.field(default_factory=list)
+    # The sha256 of the CSV this record describes: a version trained on other bytes (a
+    # concurrent retry of the same window won the CSV) must not trust it.
+    csv_sha256: str | None = None
 
 
 def sources_key(data_key: str) -> str:
@@ -47,9 +49,3 @@ def read_sources(store: ObjectStore, data_key: str) -> RetrainingSources | None:
     except ObjectNotFound:
         return None
     return msgspec.json.decode(body, type=RetrainingSources)
-
-
-def fitted_capture_ids(store: ObjectStore, meta: ModelMetadata) -> set[str]:
-    """The captured rows ("capture_id/row") that `meta`'s version may have been fitted to."""
-    sources = read_sources(store, meta.lineage.data.key)
-    return set(sources.captured) if sources is not None else set()
