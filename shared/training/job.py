@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import logging
+import math
 import os
 import platform
 import time
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 import numpy as np
@@ -30,6 +31,7 @@ import shared
 from shared.data.dataset import MISSING_CATEGORY, PreparedData, prepare
 from shared.data.profile import BaselineProfile, profile_predictions
 from shared.data.spec import (
+    EstimatorName,
     ModelSpec,
     load_spec_for_dataset,
     spec_to_dict,
@@ -175,6 +177,19 @@ def _code_version() -> str:
     return os.environ.get("MLOPS_CODE_VERSION") or f"serverless-mlops {shared.__version__}"
 
 
+def _parity_advice(spec: ModelSpec, max_abs_diff: float) -> str:
+    """What to try when the export still disagrees: the spec's tolerance, or other estimators."""
+    others = [e for e in get_args(EstimatorName) if e != spec.estimator]
+    instead = f'try "estimator": "{others[0]}" or "{others[1]}"'
+    if not math.isfinite(max_abs_diff):  # a NaN output: no tolerance admits it
+        return instead[0].upper() + instead[1:]
+    allowance = float(f"{max_abs_diff * 2:.1g}")  # one significant digit, above the difference
+    return (
+        f"If a difference of that size does not matter for your use, allow it in the spec: "
+        f'"parity": {{"atol": {allowance:g}}}; otherwise {instead}'
+    )
+
+
 def _feature_schema(train: PreparedData) -> list[FeatureSchema]:
     """Each feature's input and, if categorical, the categories of the training rows."""
     k = train.n_numeric
@@ -275,7 +290,8 @@ def _build_candidate(
             raise ExportError(
                 f"ONNX export disagrees with scikit-learn on {parity.violations} of "
                 f"{parity.rows} held-out rows (max |difference| {parity.max_abs_diff:.3g}, "
-                f"allowed {spec.parity.atol:g} + {spec.parity.rtol:g}*|value|); not registered"
+                f"allowed {spec.parity.atol:g} + {spec.parity.rtol:g}*|value|); not registered. "
+                + _parity_advice(spec, parity.max_abs_diff)
             )
     with watch.step("metrics"):
         classes: list[str | int] | None = None
