@@ -25,12 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import shared
 from functions import inference, monitoring
 from shared.data.dataset import NUMERIC_MISSING, is_number
 from shared.data.spec import parse_spec, spec_key, validate_model_name
-from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError, quoted
+from shared.errors import (
+    BadRequest,
+    MlopsError,
+    ObjectNotFound,
+    SpecError,
+    StoreConfigError,
+    quoted,
+)
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
+from shared.monitoring.labels import check_label_file, labels_prefix
 from shared.monitoring.report import decode_report, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
@@ -168,7 +177,13 @@ def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     from functions.local_server import build_server  # chalice's dev server: only here
 
     _use_store_for_serving(store)
-    server = build_server(args.host, args.port)
+    try:
+        server = build_server(args.host, args.port)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        raise MlopsError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}; is another server "
+            "running there? Stop it, or choose another port with --port"
+        ) from None
     print(f"serving {store.uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
 
     def stop(signum: int, frame: object) -> None:
@@ -199,6 +214,14 @@ def _http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[
             return err.code, json.loads(err.read() or b"{}")
         except json.JSONDecodeError:  # e.g. a proxy's HTML error page
             return err.code, {"error": f"HTTP {err.code} {err.reason} from {url}"}
+    except urllib.error.URLError as err:  # nothing answered: no server, a wrong host
+        reason = getattr(err.reason, "strerror", None) or err.reason
+        raise MlopsError(
+            f"no answer from {url}: {reason}; start the server (`mlops serve`) or leave out "
+            "--url to predict in-process"
+        ) from None
+    except TimeoutError:
+        raise MlopsError(f"no answer from {url} within 60 seconds") from None
 
 
 def _feature_kinds(model: str, version: str | None, url: str | None) -> dict[str, str]:
@@ -376,6 +399,40 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
     return 0
 
 
+def cmd_labels(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops labels: check a ground-truth CSV as the monitoring check reads it, then upload it."""
+    path = Path(args.file)
+    body = path.read_bytes()
+    entry = ModelRegistry(store, args.model).load().resolve("production")
+    meta = decode_metadata(
+        store.get(version_prefix(args.model, entry.version) + "metadata.json").body
+    )
+    # Refused here (LabelFileError, exit 2) before anything is written: in the store a bad
+    # file would only be skipped by every check and named in its report.
+    values = check_label_file(body, str(path), meta)
+    key = labels_prefix(args.model) + path.name
+    try:
+        earlier = store.get(key).body
+    except ObjectNotFound:
+        earlier = None
+    if earlier == body:
+        print(f"{store.uri}/{key} holds this file already; nothing to do")
+        return 0
+    if earlier is not None:
+        # Not over the earlier file of that name: its labels would be lost with it.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        key = f"{labels_prefix(args.model)}{path.stem}-{stamp}{path.suffix}"
+    store.put(key, body, content_type="text/csv")
+    print(f"checked {path}: {len(values)} labels of {meta.target!r}, usable by v{meta.version}")
+    print(f"uploaded to {store.uri}/{key}")
+    hours = meta.spec.get("monitoring", {}).get("label_window_hours")
+    print(
+        f"next: `mlops monitor {args.model}` joins them to the rows captured with those request "
+        f"ids (up to {hours} hours before the end of the window it checks)"
+    )
+    return 0
+
+
 def _cli_actor() -> str:
     # Who moved an alias from this machine: recorded in the alias history and the audit.
     try:
@@ -507,6 +564,7 @@ def cmd_bucket(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each sub-command maps to one function above."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mlops {shared.__version__}")
     parser.add_argument(
         "--store",
         help="s3://bucket[/prefix] or a folder (default: $MLOPS_STORE, else ./.mlops-store)",
@@ -547,6 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
     )
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "labels",
+        help="check a ground-truth CSV (request_id, row, the target) as monitoring reads it, "
+        "then upload it under labels/<model>/",
+    )
+    p.add_argument("model")
+    p.add_argument("file", help="a CSV: request_id, optionally row, and the target or label")
+    p.set_defaults(func=cmd_labels)
     p = sub.add_parser("promote", help="point production (or --alias) at a version")
     p.add_argument("model")
     p.add_argument("version")
@@ -593,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captures-days", type=int, help="captures/ expire after (default 90)")
     p.add_argument("--reports-days", type=int, help="monitoring/ expires after (default 400)")
     p.set_defaults(func=cmd_bucket)
+    for name, command in sub.choices.items():
+        if name != "bucket":  # `mlops versions churn --store s3://b` as well as before it
+            command.add_argument("--store", default=argparse.SUPPRESS, help="as mlops --store")
     return parser
 
 
@@ -605,8 +674,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bucket_code
         store = open_store(args.store)
         code: int = args.func(store, args)
+        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
+    except BrokenPipeError:
+        # The reader stopped reading: end quietly, as a program stopped by SIGPIPE does, and
+        # point stdout at nothing so that the interpreter's last flush finds no pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file named on the command line: missing, unreadable...
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except Exception as exc:
         # The store refused (credentials, a bucket policy, the network): say what it said in

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,3 +337,163 @@ def test_predict_takes_the_csv_excel_writes(tmp_path: Path) -> None:
     data.write_bytes(b"\xef\xbb\xbf" + classification_csv())
     assert main([*store, "upload", str(data), "--model", "churn"]) == 0
     assert main([*store, "predict", "churn", "--csv", str(data)]) == 0
+
+
+@pytest.fixture
+def churn(tmp_path: Path) -> list[str]:
+    """A store with `churn` trained (linear, classes no/yes): the --store arguments to it."""
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    return store
+
+
+def test_labels_are_checked_then_uploaded_under_the_models_prefix(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text("request_id,row,target\nvisit-1,0,yes\nbatch-2,0,no\nbatch-2,1,yes\n")
+    capsys.readouterr()
+
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+
+    out = capsys.readouterr().out
+    written = tmp_path / "store" / "labels" / "churn" / "truth.csv"
+    assert written.read_bytes() == truth.read_bytes()
+    assert f"checked {truth}: 3 labels of 'target', usable by v1" in out
+    assert "/labels/churn/truth.csv" in out
+    assert "mlops monitor churn" in out
+    # The same file again changes nothing; another under the same name keeps the first.
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+    assert "holds this file already; nothing to do" in capsys.readouterr().out
+    truth.write_text("request_id,label\nvisit-3,no\n")
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+    files = sorted(p.name for p in written.parent.iterdir())
+    assert files[0].startswith("truth-")
+    assert files[1] == "truth.csv"
+    assert written.read_text().startswith("request_id,row,target")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,target\nvisit-1,yes\n", "line 1: no 'request_id' column"),
+        ("request_id,outcome\nvisit-1,yes\n", "line 1: no column 'target' (the model's target)"),
+        ("request_id,target\nvisit-1,yes\nvisit-2\n", "line 3: 1 fields, the header has 2"),
+        ("request_id,row,target\nvisit-1,first,yes\n", "line 2, column 'row': 'first'"),
+        ("request_id,target\nvisit-1,\n", "line 2, column 'target': empty"),
+        ("request_id,target\n", "no labels"),
+        (
+            "request_id,target\nvisit-1,Yes\nvisit-2,yes\nvisit-3,Yes\n",
+            "2 of 3 true values cannot score churn version 1: 'Yes' (2); each must be one of "
+            "the classes 'no', 'yes'",
+        ),
+    ],
+)
+def test_a_label_file_the_check_could_not_use_is_refused_and_nothing_written(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text(text)
+    capsys.readouterr()
+
+    code = main([*churn, "labels", "churn", str(truth)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {truth}: {message}")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "store" / "labels").exists()
+
+
+def test_labels_for_a_model_never_trained_or_a_missing_file_are_error_lines(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text("request_id,target\nvisit-1,yes\n")
+    capsys.readouterr()
+    assert main([*churn, "labels", "ghost", str(truth)]) == 2
+    assert capsys.readouterr().err == "error: no model named 'ghost' is registered\n"
+    assert main([*churn, "labels", "churn", str(tmp_path / "nope.csv")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.csv'}: No such file or directory\n"
+    assert not (tmp_path / "store" / "labels").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_predict_from_a_server_that_is_not_running_is_an_error_line(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "churn.csv"
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there any more
+    capsys.readouterr()
+
+    code = main([*churn, "predict", "churn", "--csv", str(data), "--url", url])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: no answer from {url}/v2/models/churn: Connection refused; start the server "
+        "(`mlops serve`) or leave out --url to predict in-process\n"
+    )
+
+
+def test_serve_on_a_port_in_use_is_an_error_line(
+    churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        capsys.readouterr()
+
+        code = main([*churn, "serve", "--port", str(port)])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use; is another server "
+        "running there? Stop it, or choose another port with --port\n"
+    )
+
+
+def test_store_may_follow_the_command_and_version_is_the_packages(
+    churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["versions", "churn", *churn]) == 0
+    assert capsys.readouterr().out.startswith("v1\tready\t")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"mlops {importlib.metadata.version('serverless-mlops')}\n"
+
+
+def test_output_into_a_reader_that_stops_ends_quietly(tmp_path: Path, churn: list[str]) -> None:
+    # More rows than a pipe holds (64 KiB), so that writing outlives the reader.
+    data = tmp_path / "many.csv"
+    data.write_bytes(classification_csv(3000))
+    command = [
+        sys.executable,
+        "-m",
+        "functions.cli",
+        *churn,
+        "predict",
+        "churn",
+        "--csv",
+        str(data),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    mlops = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert mlops.stdout is not None
+    assert mlops.stderr is not None
+    assert mlops.stdout.readline() == b"{\n"  # as `| head -1` reads it, then goes away
+    mlops.stdout.close()
+    err = mlops.stderr.read().decode()
+    assert mlops.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert err == ""
