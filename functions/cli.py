@@ -18,10 +18,11 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from shared.errors import (
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.labels import check_label_file, labels_prefix
-from shared.monitoring.report import decode_report, window_id
+from shared.monitoring.report import decode_report, report_key, report_prefix, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
@@ -326,10 +327,18 @@ def breast_cancer_csv() -> bytes:
 def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
     """Train the breast-cancer model end to end on the given store (or the lifecycle)."""
     if args.which == "lifecycle":
-        from functions.lifecycle_demo import simulate  # only this demo needs it
+        from functions import lifecycle_demo  # only this demo needs it
 
-        print(f"store: {store.uri}")
-        simulate(store, rows_per_week=args.rows, weeks=args.weeks)
+        model = lifecycle_demo.unused_model_name(store)
+        print(f"store: {store.uri}; model: {model}")
+        weeks = lifecycle_demo.simulate(
+            store, rows_per_week=args.rows, weeks=args.weeks, model=model
+        )
+        last = window_id(lifecycle_demo.START + timedelta(weeks=len(weeks)), 168)
+        print(f"\nreports, one a week: {_openable(store, report_prefix(model))}")
+        print(f"open the last week's page: {_openable(store, report_key(model, last, 'html'))}")
+        again = _mlops(args)
+        print(f"its versions: {again} versions {model}; its audit trail: {again} audit {model}")
         return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -427,10 +436,26 @@ def cmd_labels(store: ObjectStore, args: argparse.Namespace) -> int:
     print(f"uploaded to {store.uri}/{key}")
     hours = meta.spec.get("monitoring", {}).get("label_window_hours")
     print(
-        f"next: `mlops monitor {args.model}` joins them to the rows captured with those request "
-        f"ids (up to {hours} hours before the end of the window it checks)"
+        f"next: `{_mlops(args)} monitor {args.model}` joins them to the rows captured with "
+        f"those request ids (up to {hours} hours before the end of the window it checks)"
     )
     return 0
+
+
+def _mlops(args: argparse.Namespace) -> str:
+    """The command again, on the same store: for the next steps a command suggests."""
+    return "mlops" + (f" --store {args.store}" if args.store else "")
+
+
+def _openable(store: ObjectStore, key: str) -> str:
+    """Where a person finds `key`: a local store's file (relative to here when below it), or
+    the object's URI."""
+    if not isinstance(store, LocalStore):
+        return f"{store.uri}/{key}"
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(store.uri).path)) / key
+    with contextlib.suppress(ValueError):  # not below the working directory
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def _cli_actor() -> str:

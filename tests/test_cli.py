@@ -363,7 +363,7 @@ def test_labels_are_checked_then_uploaded_under_the_models_prefix(
     assert written.read_bytes() == truth.read_bytes()
     assert f"checked {truth}: 3 labels of 'target', usable by v1" in out
     assert "/labels/churn/truth.csv" in out
-    assert "mlops monitor churn" in out
+    assert f"next: `mlops --store {churn[1]} monitor churn` joins them" in out
     # The same file again changes nothing; another under the same name keeps the first.
     assert main([*churn, "labels", "churn", str(truth)]) == 0
     assert "holds this file already; nothing to do" in capsys.readouterr().out
@@ -497,3 +497,24 @@ def test_output_into_a_reader_that_stops_ends_quietly(tmp_path: Path, churn: lis
     err = mlops.stderr.read().decode()
     assert mlops.wait(timeout=60) == 128 + signal.SIGPIPE
     assert err == ""
+
+
+def test_the_lifecycle_demo_twice_on_one_store_makes_a_model_each_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo = ["--store", "store", "demo", "lifecycle", "--rows", "300", "--weeks", "1"]
+    models = []
+    for expected in ("shop-recommendations", "shop-recommendations-2"):
+        assert main(demo) == 0
+        out = capsys.readouterr().out
+        assert f"; model: {expected}\n" in out
+        page = out.split("open the last week's page: ")[1].splitlines()[0]
+        # A path from here, to the page of the week just checked.
+        assert page == f"store/monitoring/{expected}/2026-01-12T00-168h.html"
+        assert (tmp_path / page).read_text().startswith("<!doctype html>")
+        assert f"mlops --store store versions {expected}" in out
+        models.append(expected)
+    assert main(["--store", "store", "models"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{model}: 2 version(s), production=1" in listed for model in models)
