@@ -56,6 +56,8 @@ from shared.training.pipeline import check_params
 
 
 def _print_outcome(outcome: TrainingOutcome) -> None:
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if outcome.status == "registered":
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()))
         print(

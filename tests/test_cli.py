@@ -9,15 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from functions import inference
 from functions.cli import main
 from functions.local_server import running_server
-from tests.factories import classification_csv
+from shared.registry.holdout import decode_holdout
+from tests.factories import classification_csv, to_csv
 
 
 @pytest.fixture(autouse=True)
@@ -518,3 +521,71 @@ def test_the_lifecycle_demo_twice_on_one_store_makes_a_model_each_time(
     assert main(["--store", "store", "models"]) == 0
     listed = capsys.readouterr().out
     assert all(f"{model}: 2 version(s), production=1" in listed for model in models)
+
+
+def test_a_text_column_of_nearly_a_value_per_row_is_warned_of_and_the_card_is_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.normal(size=n)
+    # 300 names in 400 rows (75%): under the data check's 90% id rule, so it trains.
+    names = [f"name-{i % 300}" for i in range(n)]
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    y = np.where(x + rng.normal(scale=0.5, size=n) > 0.3, "yes", "no")
+    data = tmp_path / "people.csv"
+    data.write_bytes(
+        to_csv(
+            ["x", "name", "colour", "target"], list(zip(x.round(3), names, colour, y, strict=True))
+        )
+    )
+    store = ["--store", str(tmp_path / "store")]
+
+    assert main([*store, "upload", str(data), "--model", "people"]) == 0
+
+    err = capsys.readouterr().err
+    # The training rows: those of the file less the rows held out (stored beside the model).
+    version = tmp_path / "store/models/people/versions/1"
+    held_out = decode_holdout((version / "holdout.jsonl.gz").read_bytes(), "holdout")
+    held_names = Counter(str(r.features["name"]) for r in held_out)
+    trained = sum(count > held_names[name] for name, count in Counter(names).items())
+    train_rows = n - len(held_out)
+    assert err.startswith(
+        f"warning: column 'name' is categorical with {trained} different values in "
+        f"{train_rows} training rows ({trained / train_rows:.0%}): "
+    )
+    assert 'list it under "drop" in the spec; else group the rare values with' in err
+    assert "colour" not in err
+    assert main([*store, "show", "people"]) == 0
+    card = capsys.readouterr().out
+    assert f"## Warnings\n\n- column 'name' is categorical with {trained} different" in card
+    # The trivial predictor's figures beside the model's, from the same held-out rows.
+    meta = json.loads((version / "metadata.json").read_text())
+    accuracy = f"| accuracy | {meta['metrics']['accuracy']:.4f} | "
+    assert accuracy + f"{meta['trivial_metrics']['accuracy']:.4f} | higher |" in card
+    assert "| metric | value | majority class and class priors | better |" in card
+    # Class balance, counted from the training rows; held-out rows, from the stored ones.
+    yes_held = sum(r.label == "yes" for r in held_out)
+    share_yes = (int(np.sum(y == "yes")) - yes_held) / train_rows
+    assert f"| yes | {share_yes:.1%} | {yes_held} | " in card
+    assert "`max_iter=1000`" in card  # the estimator's parameters
+    assert "| colour | categorical | 0.0% | blue, green, red |" in card
+    assert f"| name | categorical | 0.0% | {trained}: name-" in card
+
+
+def test_no_many_categories_warning_once_the_spec_groups_or_drops_the_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.normal(size=n)
+    names = [f"name-{i % 300}" for i in range(n)]
+    y = np.where(x > 0, "yes", "no")
+    data = tmp_path / "people.csv"
+    data.write_bytes(to_csv(["x", "name", "target"], list(zip(x.round(3), names, y, strict=True))))
+    for model, spec in (("grouped", {"max_categories": 20}), ("dropped", {"drop": ["name"]})):
+        spec_path = tmp_path / f"{model}.json"
+        spec_path.write_text(json.dumps(spec))
+        store = ["--store", str(tmp_path / "store")]
+        assert main([*store, "upload", str(data), "--model", model, "--spec", str(spec_path)]) == 0
+        assert "warning" not in capsys.readouterr().err

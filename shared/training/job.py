@@ -74,6 +74,7 @@ from shared.training.pipeline import (
     classification_metrics,
     effective_params,
     fit_pipeline,
+    per_class_figures,
     rare_category_codes,
     regression_metrics,
     split_rows,
@@ -99,6 +100,7 @@ class TrainingOutcome:
     alias: str | None = None
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_of_data_key(key: str) -> str:
@@ -190,6 +192,36 @@ def _parity_advice(spec: ModelSpec, max_abs_diff: float) -> str:
     )
 
 
+# A categorical feature with distinct values on this share of its training rows (or more) is
+# warned of: each value is an input the model sees a few times (the data check refuses 90%).
+_MANY_CATEGORIES = 0.5
+_MIN_ROWS_FOR_CATEGORIES = 50
+
+
+def many_categories_warnings(schema: list[FeatureSchema], rows: int, spec: ModelSpec) -> list[str]:
+    """A warning per inferred categorical feature with nearly a category per row.
+
+    Not for a feature the spec lists under "categorical" (its author decided), nor when
+    max_categories groups the values already.
+    """
+    if rows < _MIN_ROWS_FOR_CATEGORIES or spec.max_categories is not None:
+        return []
+    found = []
+    for feature in schema:
+        n = len(feature.categories)
+        if feature.kind != "categorical" or feature.name in spec.categorical:
+            continue
+        if n >= _MANY_CATEGORIES * rows:
+            found.append(
+                f"column {feature.name!r} is categorical with {n} different values in {rows} "
+                f"training rows ({n / rows:.0%}): the model learns little from each, and every "
+                "value it never saw counts as none; if it is an id or free text, list it under "
+                f'"drop" in the spec; else group the rare values with "max_categories" '
+                f"(e.g. {max(2, min(20, n // 10))})"
+            )
+    return found
+
+
 def _feature_schema(train: PreparedData) -> list[FeatureSchema]:
     """Each feature's input and, if categorical, the categories of the training rows."""
     k = train.n_numeric
@@ -257,6 +289,7 @@ def _build_candidate(
         profile_seconds = data.profile_seconds
         del data  # from here on, only its two parts are held
         schema = _feature_schema(train)
+        warnings = many_categories_warnings(schema, train.n_rows, spec)
     # Profiling the features is timed as profiling (as before it moved into preparation).
     watch.move("prepare", "profile", profile_seconds)
     with watch.step("fit"):
@@ -302,9 +335,11 @@ def _build_candidate(
             predictions = outputs[LABEL_OUTPUT].ravel()
             probabilities = outputs[PROBABILITIES_OUTPUT]
             metrics = classification_metrics(y_test, predictions, probabilities, fitted_classes)
+            per_class = per_class_figures(fitted_classes, y_train, y_test, predictions)
         else:
             predictions = outputs[REGRESSION_OUTPUT].ravel()
             metrics = regression_metrics(y_test, predictions)
+            per_class = {}
         trivial, trivial_name = trivial_metrics(task, y_train, y_test, fitted_classes)
         primary = spec.metric_for(task)
         gate = judge(primary, metrics[primary], trivial[primary], trivial_name, spec.gate)
@@ -369,6 +404,8 @@ def _build_candidate(
         holdout_sha256=sha256_hex(holdout),
         fitted_rows_sha256=sha256_hex(fitted_rows),
         trivial_metrics={k: round(v, 6) for k, v in trivial.items()},
+        warnings=warnings,
+        per_class=per_class,
     )
     return _Candidate(
         onnx_bytes=onnx_bytes,
@@ -477,6 +514,7 @@ def _register(
                     version=entry.version,
                     reason=reason,
                     metrics=dict(final.metrics),
+                    warnings=list(final.warnings),
                 )
             alias = registry.complete(
                 entry.version,
@@ -502,6 +540,7 @@ def _register(
         version=entry.version,
         alias=alias,
         metrics=dict(final.metrics),
+        warnings=list(final.warnings),
     )
 
 
