@@ -519,7 +519,10 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
             shown = True
             print(f"\rchecking {args.model}: {done}/{total} capture files", end="", file=sys.stderr)
 
-    outcome = check_model(store, args.model, args.window, progress=progress)
+    window = args.window
+    if window == "current":  # the hour in progress, traffic served a moment ago included
+        window = window_id(datetime.now(UTC).replace(minute=0, second=0, microsecond=0), 1)
+    outcome = check_model(store, args.model, window, progress=progress)
     if shown:
         print(file=sys.stderr)
     report = decode_report(store.get(outcome.report_key).body, outcome.report_key)
@@ -529,6 +532,15 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     # The reasons name every finding (column, what, how much) in the report's words.
     for reason in report.reasons:
         print(f"  {reason}")
+    if report.verdict == "insufficient_data":
+        # Rows served a moment ago are not in the store yet, or not in the window checked.
+        print(
+            f"  the window checked is {report.window}"
+            + (" (the last complete one)" if args.window is None else "")
+            + "; a running `mlops serve` holds the rows it answered until its batch fills "
+            "(captures.batch_rows) or waits its longest (captures.max_wait_seconds), and "
+            "writes them all when it stops; check the hour in progress with --window current"
+        )
     print(f"report: {outcome.report_key} (and .html)")
     result = monitoring.retrain(store, outcome)
     if result is not None and result.started and result.data_key is not None:
@@ -658,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument(
         "--window",
-        help="e.g. 2026-11-30T10-1h (UTC start hour and length); default: the last complete one",
+        help="e.g. 2026-11-30T10-1h (UTC start hour and length), or current (the hour in "
+        "progress); default: the last complete one",
     )
     p.set_defaults(func=cmd_monitor)
     p = sub.add_parser(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -589,3 +590,23 @@ def test_no_many_categories_warning_once_the_spec_groups_or_drops_the_column(
         store = ["--store", str(tmp_path / "store")]
         assert main([*store, "upload", str(data), "--model", model, "--spec", str(spec_path)]) == 0
         assert "warning" not in capsys.readouterr().err
+
+
+def test_monitor_says_why_a_window_is_empty_and_checks_the_hour_in_progress(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "churn.csv"
+    assert main([*churn, "predict", "churn", "--csv", str(data)]) == 0
+    capsys.readouterr()
+
+    assert main([*churn, "monitor", "churn"]) == 0
+    out = capsys.readouterr().out
+    assert ": insufficient_data (0 rows" in out
+    assert "(the last complete one); a running `mlops serve` holds the rows" in out
+    assert "check the hour in progress with --window current" in out
+
+    assert main([*churn, "monitor", "churn", "--window", "current"]) == 0
+    out = capsys.readouterr().out
+    hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+    assert f"churn {hour}-1h: " in out
+    assert "(300 rows" in out  # the rows just predicted, all of the CSV's
