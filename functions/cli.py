@@ -359,10 +359,10 @@ def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
     cmd_versions(store, argparse.Namespace(model="breast-cancer"))
     print()
     cmd_show(store, argparse.Namespace(model="breast-cancer", version=str(outcome.version)))
-    return _demo_serving(store, data_path)
+    return _demo_serving(store, data_path, args.store)
 
 
-def _demo_serving(store: ObjectStore, data_path: Path) -> int:
+def _demo_serving(store: ObjectStore, data_path: Path, store_arg: str | None) -> int:
     """Serve over real HTTP on loopback and predict with both protocols."""
     from functions.local_server import running_server
 
@@ -407,6 +407,14 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
     window = window_id(now.replace(minute=0, second=0, microsecond=0), 1)
     print()
     cmd_monitor(store, argparse.Namespace(model="breast-cancer", window=window))
+    again = _mlops(argparse.Namespace(store=store_arg))
+    print(
+        "\nnext:\n"
+        "  open the report page above in a browser\n"
+        f"  {again} serve            # the HTTP API on http://127.0.0.1:8000, then:\n"
+        f"  {again} predict breast-cancer --csv {data_path} --url http://127.0.0.1:8000\n"
+        f"  {again} upload your.csv --model yours --spec your.spec.json   # your own data"
+    )
     return 0
 
 
@@ -532,7 +540,7 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     # The reasons name every finding (column, what, how much) in the report's words.
     for reason in report.reasons:
         print(f"  {reason}")
-    if report.verdict == "insufficient_data":
+    if report.verdict == "insufficient_data" and (args.window is None or report.rows == 0):
         # Rows served a moment ago are not in the store yet, or not in the window checked.
         print(
             f"  the window checked is {report.window}"
@@ -541,7 +549,8 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
             "(captures.batch_rows) or waits its longest (captures.max_wait_seconds), and "
             "writes them all when it stops; check the hour in progress with --window current"
         )
-    print(f"report: {outcome.report_key} (and .html)")
+    page = outcome.report_key.removesuffix(".json") + ".html"
+    print(f"report: {_openable(store, page)} (and .json beside it)")
     result = monitoring.retrain(store, outcome)
     if result is not None and result.started and result.data_key is not None:
         print(f"retraining: {result.reason} -> {result.data_key}")

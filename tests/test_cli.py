@@ -44,6 +44,11 @@ def test_demo_trains_serves_and_predicts_over_http(
     answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"model')]
     assert answers[0]["predictions"] == ["malignant", "malignant", "benign", "benign"]
     assert answers[1]["outputs"][0]["data"] == answers[0]["predictions"]
+    # The page's path opens as printed, and the next steps follow.
+    page = out.split("\nreport: ")[1].split(" (and .json beside it)")[0]
+    assert Path(page).read_text().startswith("<!doctype html>")
+    assert f"mlops --store {tmp_path / 'store'} serve" in out
+    assert f"predict breast-cancer --csv {tmp_path / 'w' / 'breast_cancer.csv'} --url" in out
     # Again: the same upload is recognised, nothing retrains, serving still answers.
     assert main(["--store", str(tmp_path / "store"), "demo", "--workdir", str(tmp_path / "w")]) == 0
     assert "already trained as version 1" in capsys.readouterr().out
