@@ -18,20 +18,30 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import shared
 from functions import inference, monitoring
 from shared.data.dataset import NUMERIC_MISSING, is_number
 from shared.data.spec import parse_spec, spec_key, validate_model_name
-from shared.errors import BadRequest, MlopsError, SpecError, StoreConfigError, quoted
+from shared.errors import (
+    BadRequest,
+    MlopsError,
+    ObjectNotFound,
+    SpecError,
+    StoreConfigError,
+    quoted,
+)
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
-from shared.monitoring.report import decode_report, window_id
+from shared.monitoring.labels import check_label_file, labels_prefix
+from shared.monitoring.report import decode_report, report_key, report_prefix, window_id
 from shared.registry.audit import read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
@@ -46,6 +56,8 @@ from shared.training.pipeline import check_params
 
 
 def _print_outcome(outcome: TrainingOutcome) -> None:
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if outcome.status == "registered":
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()))
         print(
@@ -168,7 +180,13 @@ def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     from functions.local_server import build_server  # chalice's dev server: only here
 
     _use_store_for_serving(store)
-    server = build_server(args.host, args.port)
+    try:
+        server = build_server(args.host, args.port)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        raise MlopsError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}; is another server "
+            "running there? Stop it, or choose another port with --port"
+        ) from None
     print(f"serving {store.uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
 
     def stop(signum: int, frame: object) -> None:
@@ -199,6 +217,14 @@ def _http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[
             return err.code, json.loads(err.read() or b"{}")
         except json.JSONDecodeError:  # e.g. a proxy's HTML error page
             return err.code, {"error": f"HTTP {err.code} {err.reason} from {url}"}
+    except urllib.error.URLError as err:  # nothing answered: no server, a wrong host
+        reason = getattr(err.reason, "strerror", None) or err.reason
+        raise MlopsError(
+            f"no answer from {url}: {reason}; start the server (`mlops serve`) or leave out "
+            "--url to predict in-process"
+        ) from None
+    except TimeoutError:
+        raise MlopsError(f"no answer from {url} within 60 seconds") from None
 
 
 def _feature_kinds(model: str, version: str | None, url: str | None) -> dict[str, str]:
@@ -303,10 +329,18 @@ def breast_cancer_csv() -> bytes:
 def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
     """Train the breast-cancer model end to end on the given store (or the lifecycle)."""
     if args.which == "lifecycle":
-        from functions.lifecycle_demo import simulate  # only this demo needs it
+        from functions import lifecycle_demo  # only this demo needs it
 
-        print(f"store: {store.uri}")
-        simulate(store, rows_per_week=args.rows, weeks=args.weeks)
+        model = lifecycle_demo.unused_model_name(store)
+        print(f"store: {store.uri}; model: {model}")
+        weeks = lifecycle_demo.simulate(
+            store, rows_per_week=args.rows, weeks=args.weeks, model=model
+        )
+        last = window_id(lifecycle_demo.START + timedelta(weeks=len(weeks)), 168)
+        print(f"\nreports, one a week: {_openable(store, report_prefix(model))}")
+        print(f"open the last week's page: {_openable(store, report_key(model, last, 'html'))}")
+        again = _mlops(args)
+        print(f"its versions: {again} versions {model}; its audit trail: {again} audit {model}")
         return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -325,10 +359,10 @@ def cmd_demo(store: ObjectStore, args: argparse.Namespace) -> int:
     cmd_versions(store, argparse.Namespace(model="breast-cancer"))
     print()
     cmd_show(store, argparse.Namespace(model="breast-cancer", version=str(outcome.version)))
-    return _demo_serving(store, data_path)
+    return _demo_serving(store, data_path, args.store)
 
 
-def _demo_serving(store: ObjectStore, data_path: Path) -> int:
+def _demo_serving(store: ObjectStore, data_path: Path, store_arg: str | None) -> int:
     """Serve over real HTTP on loopback and predict with both protocols."""
     from functions.local_server import running_server
 
@@ -373,7 +407,65 @@ def _demo_serving(store: ObjectStore, data_path: Path) -> int:
     window = window_id(now.replace(minute=0, second=0, microsecond=0), 1)
     print()
     cmd_monitor(store, argparse.Namespace(model="breast-cancer", window=window))
+    again = _mlops(argparse.Namespace(store=store_arg))
+    print(
+        "\nnext:\n"
+        "  open the report page above in a browser\n"
+        f"  {again} serve            # the HTTP API on http://127.0.0.1:8000, then:\n"
+        f"  {again} predict breast-cancer --csv {data_path} --url http://127.0.0.1:8000\n"
+        f"  {again} upload your.csv --model yours --spec your.spec.json   # your own data"
+    )
     return 0
+
+
+def cmd_labels(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops labels: check a ground-truth CSV as the monitoring check reads it, then upload it."""
+    path = Path(args.file)
+    body = path.read_bytes()
+    entry = ModelRegistry(store, args.model).load().resolve("production")
+    meta = decode_metadata(
+        store.get(version_prefix(args.model, entry.version) + "metadata.json").body
+    )
+    # Refused here (LabelFileError, exit 2) before anything is written: in the store a bad
+    # file would only be skipped by every check and named in its report.
+    values = check_label_file(body, str(path), meta)
+    key = labels_prefix(args.model) + path.name
+    try:
+        earlier = store.get(key).body
+    except ObjectNotFound:
+        earlier = None
+    if earlier == body:
+        print(f"{store.uri}/{key} holds this file already; nothing to do")
+        return 0
+    if earlier is not None:
+        # Not over the earlier file of that name: its labels would be lost with it.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        key = f"{labels_prefix(args.model)}{path.stem}-{stamp}{path.suffix}"
+    store.put(key, body, content_type="text/csv")
+    print(f"checked {path}: {len(values)} labels of {meta.target!r}, usable by v{meta.version}")
+    print(f"uploaded to {store.uri}/{key}")
+    hours = meta.spec.get("monitoring", {}).get("label_window_hours")
+    print(
+        f"next: `{_mlops(args)} monitor {args.model}` joins them to the rows captured with "
+        f"those request ids (up to {hours} hours before the end of the window it checks)"
+    )
+    return 0
+
+
+def _mlops(args: argparse.Namespace) -> str:
+    """The command again, on the same store: for the next steps a command suggests."""
+    return "mlops" + (f" --store {args.store}" if args.store else "")
+
+
+def _openable(store: ObjectStore, key: str) -> str:
+    """Where a person finds `key`: a local store's file (relative to here when below it), or
+    the object's URI."""
+    if not isinstance(store, LocalStore):
+        return f"{store.uri}/{key}"
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(store.uri).path)) / key
+    with contextlib.suppress(ValueError):  # not below the working directory
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def _cli_actor() -> str:
@@ -435,7 +527,10 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
             shown = True
             print(f"\rchecking {args.model}: {done}/{total} capture files", end="", file=sys.stderr)
 
-    outcome = check_model(store, args.model, args.window, progress=progress)
+    window = args.window
+    if window == "current":  # the hour in progress, traffic served a moment ago included
+        window = window_id(datetime.now(UTC).replace(minute=0, second=0, microsecond=0), 1)
+    outcome = check_model(store, args.model, window, progress=progress)
     if shown:
         print(file=sys.stderr)
     report = decode_report(store.get(outcome.report_key).body, outcome.report_key)
@@ -445,7 +540,17 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     # The reasons name every finding (column, what, how much) in the report's words.
     for reason in report.reasons:
         print(f"  {reason}")
-    print(f"report: {outcome.report_key} (and .html)")
+    if report.verdict == "insufficient_data" and (args.window is None or report.rows == 0):
+        # Rows served a moment ago are not in the store yet, or not in the window checked.
+        print(
+            f"  the window checked is {report.window}"
+            + (" (the last complete one)" if args.window is None else "")
+            + "; a running `mlops serve` holds the rows it answered until its batch fills "
+            "(captures.batch_rows) or waits its longest (captures.max_wait_seconds), and "
+            "writes them all when it stops; check the hour in progress with --window current"
+        )
+    page = outcome.report_key.removesuffix(".json") + ".html"
+    print(f"report: {_openable(store, page)} (and .json beside it)")
     result = monitoring.retrain(store, outcome)
     if result is not None and result.started and result.data_key is not None:
         print(f"retraining: {result.reason} -> {result.data_key}")
@@ -507,6 +612,7 @@ def cmd_bucket(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each sub-command maps to one function above."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mlops {shared.__version__}")
     parser.add_argument(
         "--store",
         help="s3://bucket[/prefix] or a folder (default: $MLOPS_STORE, else ./.mlops-store)",
@@ -547,6 +653,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
     )
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "labels",
+        help="check a ground-truth CSV (request_id, row, the target) as monitoring reads it, "
+        "then upload it under labels/<model>/",
+    )
+    p.add_argument("model")
+    p.add_argument("file", help="a CSV: request_id, optionally row, and the target or label")
+    p.set_defaults(func=cmd_labels)
     p = sub.add_parser("promote", help="point production (or --alias) at a version")
     p.add_argument("model")
     p.add_argument("version")
@@ -565,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument(
         "--window",
-        help="e.g. 2026-11-30T10-1h (UTC start hour and length); default: the last complete one",
+        help="e.g. 2026-11-30T10-1h (UTC start hour and length), or current (the hour in "
+        "progress); default: the last complete one",
     )
     p.set_defaults(func=cmd_monitor)
     p = sub.add_parser(
@@ -593,6 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captures-days", type=int, help="captures/ expire after (default 90)")
     p.add_argument("--reports-days", type=int, help="monitoring/ expires after (default 400)")
     p.set_defaults(func=cmd_bucket)
+    for name, command in sub.choices.items():
+        if name != "bucket":  # `mlops versions churn --store s3://b` as well as before it
+            command.add_argument("--store", default=argparse.SUPPRESS, help="as mlops --store")
     return parser
 
 
@@ -605,8 +723,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bucket_code
         store = open_store(args.store)
         code: int = args.func(store, args)
+        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
+    except BrokenPipeError:
+        # The reader stopped reading: end quietly, as a program stopped by SIGPIPE does, and
+        # point stdout at nothing so that the interpreter's last flush finds no pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file named on the command line: missing, unreadable...
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except Exception as exc:
         # The store refused (credentials, a bucket policy, the network): say what it said in

@@ -178,13 +178,34 @@ class Week:
     frozen: float | None
 
 
+def unused_model_name(store: ObjectStore) -> str:
+    """MODEL, or MODEL-2, MODEL-3...: the first name nothing in `store` uses yet.
+
+    A run reuses nothing of an earlier one: the same requests served again would make every
+    label ambiguous, and the same week-0 file would not train again.
+    """
+    name, n = MODEL, 2
+    while any(
+        next(iter(store.list(prefix)), None) is not None
+        for prefix in (f"specs/{name}.json", f"models/{name}/", f"datasets/{name}/")
+    ):
+        name, n = f"{MODEL}-{n}", n + 1
+    return name
+
+
 def simulate(
-    store: ObjectStore, *, rows_per_week: int, weeks: int = 8, say: Callable[[str], None] = print
+    store: ObjectStore,
+    *,
+    rows_per_week: int,
+    weeks: int = 8,
+    say: Callable[[str], None] = print,
+    model: str = MODEL,
 ) -> list[Week]:
-    """Run the weeks on `store` (a local store: training runs in-process) and report them."""
-    store.put(f"specs/{MODEL}.json", json.dumps(SPEC).encode())
-    store.put(f"datasets/{MODEL}/week-0.csv", to_csv(customers(rows_per_week * 2, 0, seed=0)))
-    first = train_from_dataset(store, f"datasets/{MODEL}/week-0.csv", trigger="demo week 0")
+    """Run the weeks for `model` on `store` (a local store: training runs in-process) and
+    report them."""
+    store.put(f"specs/{model}.json", json.dumps(SPEC).encode())
+    store.put(f"datasets/{model}/week-0.csv", to_csv(customers(rows_per_week * 2, 0, seed=0)))
+    first = train_from_dataset(store, f"datasets/{model}/week-0.csv", trigger="demo week 0")
     if first.version != 1:
         raise RuntimeError(f"week 0 did not train version 1: {first.reason}")
     auc = first.metrics["roc_auc"]
@@ -199,31 +220,31 @@ def simulate(
         truth = [str(b) for b in data["bought"]]
         served = serve_week(
             store,
-            MODEL,
+            model,
             rows,
             at=begins + timedelta(hours=1),
             prefix=f"w{week}",
             spread=timedelta(days=6),
         )
         # Purchases are known a few days later: the labels file, by request id and row.
-        upload_labels(store, f"labels/{MODEL}/week-{week}.csv", served, "bought", truth)
-        production = ModelRegistry(store, MODEL).load().aliases["production"]
+        upload_labels(store, f"labels/{model}/week-{week}.csv", served, "bought", truth)
+        production = ModelRegistry(store, model).load().aliases["production"]
         # Both models on the same labelled rows of the week: what the shop saw, and what it
         # would have seen with nothing maintained.
         cache = ModelCache(store)
-        maintained = score(cache.get(MODEL, str(production)), rows, truth, "roc_auc")
-        frozen = score(cache.get(MODEL, "1"), rows, truth, "roc_auc")
+        maintained = score(cache.get(model, str(production)), rows, truth, "roc_auc")
+        frozen = score(cache.get(model, "1"), rows, truth, "roc_auc")
         # The weekly check, then what the verdict leads to, as the scheduled function does.
         window = window_id(begins, 168)
-        outcome = check_model(store, MODEL, window)
+        outcome = check_model(store, model, window)
         retrained = promoted = "-"
         result = monitoring.retrain(store, outcome)
         if result is not None and result.started and result.data_key is not None:
             trained = train_from_dataset(store, result.data_key, trigger=f"demo week {week}")
             retrained = f"v{trained.version} {trained.status}"
-            before = ModelRegistry(store, MODEL).load().aliases["production"]
-            challenge(store, MODEL, now=begins + timedelta(weeks=1))
-            after = ModelRegistry(store, MODEL).load().aliases["production"]
+            before = ModelRegistry(store, model).load().aliases["production"]
+            challenge(store, model, now=begins + timedelta(weeks=1))
+            after = ModelRegistry(store, model).load().aliases["production"]
             promoted = f"v{before} -> v{after}" if after != before else f"kept v{before}"
         line = Week(week, production, outcome.verdict, retrained, promoted, maintained, frozen)
         results.append(line)

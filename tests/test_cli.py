@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from functions import inference
 from functions.cli import main
 from functions.local_server import running_server
-from tests.factories import classification_csv
+from shared.registry.holdout import decode_holdout
+from tests.factories import classification_csv, to_csv
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +44,11 @@ def test_demo_trains_serves_and_predicts_over_http(
     answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"model')]
     assert answers[0]["predictions"] == ["malignant", "malignant", "benign", "benign"]
     assert answers[1]["outputs"][0]["data"] == answers[0]["predictions"]
+    # The page's path opens as printed, and the next steps follow.
+    page = out.split("\nreport: ")[1].split(" (and .json beside it)")[0]
+    assert Path(page).read_text().startswith("<!doctype html>")
+    assert f"mlops --store {tmp_path / 'store'} serve" in out
+    assert f"predict breast-cancer --csv {tmp_path / 'w' / 'breast_cancer.csv'} --url" in out
     # Again: the same upload is recognised, nothing retrains, serving still answers.
     assert main(["--store", str(tmp_path / "store"), "demo", "--workdir", str(tmp_path / "w")]) == 0
     assert "already trained as version 1" in capsys.readouterr().out
@@ -331,3 +346,272 @@ def test_predict_takes_the_csv_excel_writes(tmp_path: Path) -> None:
     data.write_bytes(b"\xef\xbb\xbf" + classification_csv())
     assert main([*store, "upload", str(data), "--model", "churn"]) == 0
     assert main([*store, "predict", "churn", "--csv", str(data)]) == 0
+
+
+@pytest.fixture
+def churn(tmp_path: Path) -> list[str]:
+    """A store with `churn` trained (linear, classes no/yes): the --store arguments to it."""
+    store = ["--store", str(tmp_path / "store")]
+    data = tmp_path / "churn.csv"
+    data.write_bytes(classification_csv())
+    assert main([*store, "upload", str(data), "--model", "churn"]) == 0
+    return store
+
+
+def test_labels_are_checked_then_uploaded_under_the_models_prefix(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text("request_id,row,target\nvisit-1,0,yes\nbatch-2,0,no\nbatch-2,1,yes\n")
+    capsys.readouterr()
+
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+
+    out = capsys.readouterr().out
+    written = tmp_path / "store" / "labels" / "churn" / "truth.csv"
+    assert written.read_bytes() == truth.read_bytes()
+    assert f"checked {truth}: 3 labels of 'target', usable by v1" in out
+    assert "/labels/churn/truth.csv" in out
+    assert f"next: `mlops --store {churn[1]} monitor churn` joins them" in out
+    # The same file again changes nothing; another under the same name keeps the first.
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+    assert "holds this file already; nothing to do" in capsys.readouterr().out
+    truth.write_text("request_id,label\nvisit-3,no\n")
+    assert main([*churn, "labels", "churn", str(truth)]) == 0
+    files = sorted(p.name for p in written.parent.iterdir())
+    assert files[0].startswith("truth-")
+    assert files[1] == "truth.csv"
+    assert written.read_text().startswith("request_id,row,target")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,target\nvisit-1,yes\n", "line 1: no 'request_id' column"),
+        ("request_id,outcome\nvisit-1,yes\n", "line 1: no column 'target' (the model's target)"),
+        ("request_id,target\nvisit-1,yes\nvisit-2\n", "line 3: 1 fields, the header has 2"),
+        ("request_id,row,target\nvisit-1,first,yes\n", "line 2, column 'row': 'first'"),
+        ("request_id,target\nvisit-1,\n", "line 2, column 'target': empty"),
+        ("request_id,target\n", "no labels"),
+        (
+            "request_id,target\nvisit-1,Yes\nvisit-2,yes\nvisit-3,Yes\n",
+            "2 of 3 true values cannot score churn version 1: 'Yes' (2); each must be one of "
+            "the classes 'no', 'yes'",
+        ),
+    ],
+)
+def test_a_label_file_the_check_could_not_use_is_refused_and_nothing_written(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text(text)
+    capsys.readouterr()
+
+    code = main([*churn, "labels", "churn", str(truth)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {truth}: {message}")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "store" / "labels").exists()
+
+
+def test_labels_for_a_model_never_trained_or_a_missing_file_are_error_lines(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text("request_id,target\nvisit-1,yes\n")
+    capsys.readouterr()
+    assert main([*churn, "labels", "ghost", str(truth)]) == 2
+    assert capsys.readouterr().err == "error: no model named 'ghost' is registered\n"
+    assert main([*churn, "labels", "churn", str(tmp_path / "nope.csv")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.csv'}: No such file or directory\n"
+    assert not (tmp_path / "store" / "labels").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_predict_from_a_server_that_is_not_running_is_an_error_line(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "churn.csv"
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there any more
+    capsys.readouterr()
+
+    code = main([*churn, "predict", "churn", "--csv", str(data), "--url", url])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: no answer from {url}/v2/models/churn: Connection refused; start the server "
+        "(`mlops serve`) or leave out --url to predict in-process\n"
+    )
+
+
+def test_serve_on_a_port_in_use_is_an_error_line(
+    churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        capsys.readouterr()
+
+        code = main([*churn, "serve", "--port", str(port)])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use; is another server "
+        "running there? Stop it, or choose another port with --port\n"
+    )
+
+
+def test_store_may_follow_the_command_and_version_is_the_packages(
+    churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["versions", "churn", *churn]) == 0
+    assert capsys.readouterr().out.startswith("v1\tready\t")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"mlops {importlib.metadata.version('serverless-mlops')}\n"
+
+
+def test_output_into_a_reader_that_stops_ends_quietly(tmp_path: Path, churn: list[str]) -> None:
+    # More rows than a pipe holds (64 KiB), so that writing outlives the reader.
+    data = tmp_path / "many.csv"
+    data.write_bytes(classification_csv(3000))
+    command = [
+        sys.executable,
+        "-m",
+        "functions.cli",
+        *churn,
+        "predict",
+        "churn",
+        "--csv",
+        str(data),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    mlops = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert mlops.stdout is not None
+    assert mlops.stderr is not None
+    assert mlops.stdout.readline() == b"{\n"  # as `| head -1` reads it, then goes away
+    mlops.stdout.close()
+    err = mlops.stderr.read().decode()
+    assert mlops.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert err == ""
+
+
+def test_the_lifecycle_demo_twice_on_one_store_makes_a_model_each_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo = ["--store", "store", "demo", "lifecycle", "--rows", "300", "--weeks", "1"]
+    models = []
+    for expected in ("shop-recommendations", "shop-recommendations-2"):
+        assert main(demo) == 0
+        out = capsys.readouterr().out
+        assert f"; model: {expected}\n" in out
+        page = out.split("open the last week's page: ")[1].splitlines()[0]
+        # A path from here, to the page of the week just checked.
+        assert page == f"store/monitoring/{expected}/2026-01-12T00-168h.html"
+        assert (tmp_path / page).read_text().startswith("<!doctype html>")
+        assert f"mlops --store store versions {expected}" in out
+        models.append(expected)
+    assert main(["--store", "store", "models"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{model}: 2 version(s), production=1" in listed for model in models)
+
+
+def test_a_text_column_of_nearly_a_value_per_row_is_warned_of_and_the_card_is_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.normal(size=n)
+    # 300 names in 400 rows (75%): under the data check's 90% id rule, so it trains.
+    names = [f"name-{i % 300}" for i in range(n)]
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    y = np.where(x + rng.normal(scale=0.5, size=n) > 0.3, "yes", "no")
+    data = tmp_path / "people.csv"
+    data.write_bytes(
+        to_csv(
+            ["x", "name", "colour", "target"], list(zip(x.round(3), names, colour, y, strict=True))
+        )
+    )
+    store = ["--store", str(tmp_path / "store")]
+
+    assert main([*store, "upload", str(data), "--model", "people"]) == 0
+
+    err = capsys.readouterr().err
+    # The training rows: those of the file less the rows held out (stored beside the model).
+    version = tmp_path / "store/models/people/versions/1"
+    held_out = decode_holdout((version / "holdout.jsonl.gz").read_bytes(), "holdout")
+    held_names = Counter(str(r.features["name"]) for r in held_out)
+    trained = sum(count > held_names[name] for name, count in Counter(names).items())
+    train_rows = n - len(held_out)
+    assert err.startswith(
+        f"warning: column 'name' is categorical with {trained} different values in "
+        f"{train_rows} training rows ({trained / train_rows:.0%}): "
+    )
+    assert 'list it under "drop" in the spec; else group the rare values with' in err
+    assert "colour" not in err
+    assert main([*store, "show", "people"]) == 0
+    card = capsys.readouterr().out
+    assert f"## Warnings\n\n- column 'name' is categorical with {trained} different" in card
+    # The trivial predictor's figures beside the model's, from the same held-out rows.
+    meta = json.loads((version / "metadata.json").read_text())
+    accuracy = f"| accuracy | {meta['metrics']['accuracy']:.4f} | "
+    assert accuracy + f"{meta['trivial_metrics']['accuracy']:.4f} | higher |" in card
+    assert "| metric | value | majority class and class priors | better |" in card
+    # Class balance, counted from the training rows; held-out rows, from the stored ones.
+    yes_held = sum(r.label == "yes" for r in held_out)
+    share_yes = (int(np.sum(y == "yes")) - yes_held) / train_rows
+    assert f"| yes | {share_yes:.1%} | {yes_held} | " in card
+    assert "`max_iter=1000`" in card  # the estimator's parameters
+    assert "| colour | categorical | 0.0% | blue, green, red |" in card
+    assert f"| name | categorical | 0.0% | {trained}: name-" in card
+
+
+def test_no_many_categories_warning_once_the_spec_groups_or_drops_the_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.normal(size=n)
+    names = [f"name-{i % 300}" for i in range(n)]
+    y = np.where(x > 0, "yes", "no")
+    data = tmp_path / "people.csv"
+    data.write_bytes(to_csv(["x", "name", "target"], list(zip(x.round(3), names, y, strict=True))))
+    for model, spec in (("grouped", {"max_categories": 20}), ("dropped", {"drop": ["name"]})):
+        spec_path = tmp_path / f"{model}.json"
+        spec_path.write_text(json.dumps(spec))
+        store = ["--store", str(tmp_path / "store")]
+        assert main([*store, "upload", str(data), "--model", model, "--spec", str(spec_path)]) == 0
+        assert "warning" not in capsys.readouterr().err
+
+
+def test_monitor_says_why_a_window_is_empty_and_checks_the_hour_in_progress(
+    tmp_path: Path, churn: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "churn.csv"
+    assert main([*churn, "predict", "churn", "--csv", str(data)]) == 0
+    capsys.readouterr()
+
+    assert main([*churn, "monitor", "churn"]) == 0
+    out = capsys.readouterr().out
+    assert ": insufficient_data (0 rows" in out
+    assert "(the last complete one); a running `mlops serve` holds the rows" in out
+    assert "check the hour in progress with --window current" in out
+
+    assert main([*churn, "monitor", "churn", "--window", "current"]) == 0
+    out = capsys.readouterr().out
+    hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+    assert f"churn {hour}-1h: " in out
+    assert "(300 rows" in out  # the rows just predicted, all of the CSV's

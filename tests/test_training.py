@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 import threading
 from pathlib import Path
@@ -15,16 +16,19 @@ import onnxruntime as ort
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
+from shared.data.dataset import prepare
+from shared.data.spec import parse_spec
 from shared.errors import ObjectNotFound
 from shared.registry.audit import read_trail
-from shared.registry.metadata import decode_metadata
+from shared.registry.metadata import NUMERIC_INPUT, FeatureSchema, decode_metadata
 from shared.registry.records import version_prefix
 from shared.registry.registry import ModelRegistry
 from shared.serving.runtime import ModelInput, OnnxModel, sha256_hex
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
+from shared.training.export import export_pipeline, float32_at_or_below
 from shared.training.job import source_fingerprint, train_from_dataset
-from shared.training.pipeline import classification_metrics
+from shared.training.pipeline import classification_metrics, fit_pipeline
 from tests.factories import classification_csv, regression_csv, to_csv
 
 
@@ -174,6 +178,12 @@ def test_parity_beyond_tolerance_registers_nothing(local: LocalStore) -> None:
     outcome = train(local, "m", regression_csv())
     assert outcome.status == "failed"
     assert "ONNX export disagrees with scikit-learn" in (outcome.reason or "")
+    # It names what to try: a tolerance above the difference seen, or the other estimators.
+    advice = re.search(r'"parity": \{"atol": ([0-9.e-]+)\}', outcome.reason or "")
+    assert advice is not None, outcome.reason
+    seen = float(re.search(r"max \|difference\| ([0-9.e-]+)", outcome.reason or "")[1])  # type: ignore[index]
+    assert float(advice[1]) > seen
+    assert 'try "estimator": "random_forest" or "gradient_boosting"' in (outcome.reason or "")
     with pytest.raises(ObjectNotFound):
         local.get("models/m/registry.json")
     assert [e.event for e in read_trail(local, "m")] == ["training_failed"]
@@ -662,3 +672,111 @@ def test_the_gate_reads_lower_is_better_metrics_the_right_way_round() -> None:
     assert refused.reasons == ["mae 9.5000: the spec requires at most 9"]
     # And higher-is-better the other way: accuracy 0.80 over 0.75 is +0.05, absolute.
     assert judge("accuracy", 0.80, 0.75, "majority class", settings).improvement == 0.05
+
+
+def _on_the_boundary(n: int, task: str, seed: int = 0) -> bytes:
+    """Rows whose x is 12.1 or the float32 just below it (written 12.099999), with y set by
+    which side of 12.1 x is: a split between the two must decide them as the data does."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice([5.0, 12.099999, 12.1, 20.0], size=n)
+    high = x >= 12.1
+    if task == "regression":
+        y: list[object] = list(np.where(high, 10.0, 0.0) + rng.normal(scale=0.1, size=n))
+    else:
+        y = list(np.where(high, "high", "low"))
+    return to_csv(["x", "z", "y"], list(zip(x, rng.normal(size=n).round(3), y, strict=True)))
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "gradient_boosting"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_value_beside_a_float32_rounded_threshold_takes_scikit_learns_branch(
+    local: LocalStore, estimator: str, task: str
+) -> None:
+    # The issue's case: 12.1 is 12.100000381 in float32 and the split between it and the
+    # float32 below sits at 12.0999999046, whose nearest float32 is 12.100000381 itself.
+    assert np.float32(np.float32(12.1) / 2 + np.float32(12.099999) / 2) == np.float32(12.1)
+    put_spec(local, "m", target="y", estimator=estimator, task=task)
+
+    outcome = train(local, "m", _on_the_boundary(400, task))
+
+    assert outcome.status == "registered", outcome.reason
+    prefix = version_prefix("m", 1)
+    meta = decode_metadata(local.get(prefix + "metadata.json").body)
+    model = OnnxModel(local.get(prefix + "model.onnx").body, meta.features)
+    batch = ModelInput(numeric=np.array([[12.1, 0.0], [12.099999, 0.0]]), categorical={})
+    outputs = model.run(model.feed(batch))
+    # The truth is the rule the rows were made by: 12.1 is high, the float32 below it low.
+    if task == "regression":
+        assert outputs["variable"].ravel() == pytest.approx([10.0, 0.0], abs=0.5)
+    else:
+        assert outputs["label"].ravel().tolist() == ["high", "low"]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task", "n_classes"),
+    [
+        ("random_forest", "classification", 2),
+        ("random_forest", "classification", 3),
+        ("random_forest", "regression", 0),
+        ("gradient_boosting", "classification", 2),
+        ("gradient_boosting", "classification", 3),
+        ("gradient_boosting", "regression", 0),
+    ],
+)
+def test_every_split_decides_float32_values_on_its_threshold_as_scikit_learn(
+    estimator: str, task: str, n_classes: int
+) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3)).round(2)
+    signal = X[:, 0] + X[:, 1] * X[:, 2]
+    y: list[object] = (
+        list(np.digitize(signal, np.quantile(signal, np.linspace(0, 1, n_classes + 1)[1:-1])))
+        if task == "classification"
+        else list(signal)
+    )
+    body = to_csv(["a", "b", "c", "y"], [[*row, target] for row, target in zip(X, y, strict=True)])
+    params = {"n_estimators": 10} if estimator == "random_forest" else {"max_iter": 20}
+    spec = parse_spec(
+        json.dumps({"target": "y", "estimator": estimator, "task": task, "params": params}).encode()
+    )
+    data = prepare(body, spec, source="probe")
+    pipeline = fit_pipeline(data, spec)
+    schema = [FeatureSchema(name=n, kind="numeric", input_name=NUMERIC_INPUT) for n in "abc"]
+    session = ort.InferenceSession(
+        export_pipeline(pipeline, schema, data.task, []), providers=["CPUExecutionProvider"]
+    )
+    fitted = pipeline.steps[-1][1]
+    if estimator == "random_forest":
+        splits = [
+            (int(f), float(t))
+            for tree in fitted.estimators_
+            for f, t in zip(tree.tree_.feature, tree.tree_.threshold, strict=True)
+            if f >= 0
+        ]
+    else:
+        splits = [
+            (int(node["feature_idx"]), float(node["num_threshold"]))
+            for trees in fitted._predictors
+            for tree in trees
+            for node in tree.nodes
+            if not node["is_leaf"]
+        ]
+    # Per split, rows whose feature sits on the threshold's float32 neighbours: the one below,
+    # the nearest (what a plain cast gives) and the one above; the rest of the row typical.
+    probes = []
+    for feature, threshold in splits:
+        below = np.float32(float32_at_or_below(threshold))
+        for value in (below, np.nextafter(below, np.float32(np.inf)), np.float32(threshold)):
+            row = np.median(data.X, axis=0)
+            row[feature] = value
+            probes.append(row)
+    rows = np.array(probes, dtype=np.float32)
+    # Without the rounding down, some of these would flip: a nearest float32 above its
+    # threshold is a value that scikit-learn sends right and a plain cast left.
+    assert any(float(np.float32(t)) > t for _, t in splits) or estimator == "random_forest"
+    outputs = session.run(None, {NUMERIC_INPUT: rows})
+    if task == "classification":
+        assert outputs[0].ravel().tolist() == pipeline.predict(rows).tolist()
+        np.testing.assert_allclose(outputs[1], pipeline.predict_proba(rows), atol=1e-5)
+    else:
+        np.testing.assert_allclose(outputs[0].ravel(), pipeline.predict(rows), atol=1e-4, rtol=1e-5)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.data.spec import validate_model_name
 from shared.errors import MlopsError
+from shared.monitoring.performance import usable_label
+from shared.registry.metadata import ModelMetadata
 
 LABELS_PREFIX = "labels/"
 MAX_ID_LENGTH = 128
@@ -113,4 +116,31 @@ def parse_labels(body: bytes, key: str, target: str) -> dict[tuple[str, int], st
             values[(request_id, row)] = value
     except csv.Error as exc:
         raise LabelFileError(f"{key}: line {reader.line_num}: {exc}") from None
+    return values
+
+
+def check_label_file(body: bytes, source: str, meta: ModelMetadata) -> dict[tuple[str, int], str]:
+    """A label file's values, read as the check reads them for `meta`'s model.
+
+    LabelFileError where the check would skip the file (parse_labels), where it has no label,
+    or where a true value could never score the model (no class of it, or no number): the
+    check would count such rows unusable and never use them, a typo ("Yes" for "yes") that
+    is better fixed before upload than found in a report.
+    """
+    values = parse_labels(body, source, meta.target)
+    if not values:
+        raise LabelFileError(f"{source}: no labels; expected a line per labelled row")
+    unusable = Counter(v for v in values.values() if not usable_label(meta, v))
+    if unusable:
+        shown = ", ".join(f"{_short(v)} ({n})" for v, n in unusable.most_common(5))
+        more = f" and {len(unusable) - 5} other values" if len(unusable) > 5 else ""
+        expected = (
+            "one of the classes " + ", ".join(repr(str(c)) for c in meta.classes or [])
+            if meta.task == "classification"
+            else "a number"
+        )
+        raise LabelFileError(
+            f"{source}: {sum(unusable.values())} of {len(values)} true values cannot score "
+            f"{meta.model} version {meta.version}: {shown}{more}; each must be {expected}"
+        )
     return values

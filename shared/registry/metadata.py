@@ -149,6 +149,12 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     # The rows it was fitted to (fitted-rows.u64); None: trained before they were kept.
     fitted_rows_sha256: str | None = None
     trivial_metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    # What a person should know before serving it (e.g. a categorical feature with nearly as
+    # many values as rows); [] when there is nothing, or before warnings were recorded.
+    warnings: list[str] = msgspec.field(default_factory=list)
+    # Classification, per class: its share of the training rows ("share"), its held-out rows
+    # ("support") and the served model's "precision", "recall" and "f1" on them.
+    per_class: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
 
 
 def encode_metadata(metadata: ModelMetadata) -> bytes:

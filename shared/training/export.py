@@ -3,11 +3,14 @@
 The parity check is not a formality: a float32 step in an imputed constant or a
 scaled value can flip a tree split, so a version is registered only if the ONNX
 graph reproduces scikit-learn's outputs on held-out rows within the spec's tolerance.
+Tree thresholds are written so that no float32 input can flip a split (see
+_round_thresholds_down).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from onnx import GraphProto, ModelProto, TensorProto, helper
@@ -33,6 +36,7 @@ _LABEL_ENCODER_OPSET = 2
 _UNKNOWN_CODE = -1.0
 
 LABEL_OUTPUT, PROBABILITIES_OUTPUT, REGRESSION_OUTPUT = OUTPUT_NAMES
+_TREE_ENSEMBLES = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
 
 def export_pipeline(
@@ -63,6 +67,7 @@ def export_pipeline(
         )
     except Exception as exc:  # skl2onnx raises many unrelated types for unsupported parts
         raise ExportError(f"skl2onnx could not convert the pipeline: {exc}") from exc
+    _round_thresholds_down(model, estimator)
     if encoded:
         if codes is None:
             codes = [np.arange(len(values)) for values in categories]
@@ -74,6 +79,94 @@ def export_pipeline(
     if outputs != expected:
         raise ExportError(f"exported graph has outputs {outputs}, expected {expected}")
     return bytes(model.SerializeToString())
+
+
+def float32_at_or_below(threshold: float) -> float:
+    """The largest float32 not above `threshold`.
+
+    For a float32 x, `x <= threshold` holds exactly when `x <= float32_at_or_below(threshold)`;
+    the nearest float32 (what a cast gives) may lie above the threshold, and then the value
+    that rounds to it goes left in the graph and right in scikit-learn.
+    """
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, stepped down below
+        nearest = np.float32(threshold)
+    if float(nearest) > threshold:
+        nearest = np.nextafter(nearest, np.float32(-np.inf))
+    return float(nearest)
+
+
+def _tree_thresholds(estimator: Any) -> dict[tuple[int, int], float] | None:
+    """(tree id, node id) -> the float64 threshold scikit-learn compares with, for each split,
+    numbered as skl2onnx numbers the trees and nodes; None for an estimator without trees.
+
+    Forests compare float32 inputs (they cast X) and HistGradientBoosting compares float64
+    copies of them; either way the input is a float32 value held against a float64 threshold.
+    """
+    if hasattr(estimator, "estimators_"):  # RandomForest*: one tree per estimator
+        return {
+            (t, int(n)): float(tree.tree_.threshold[n])
+            for t, tree in enumerate(estimator.estimators_)
+            for n in np.flatnonzero(tree.tree_.children_left != -1)
+        }
+    predictors = getattr(estimator, "_predictors", None)
+    if predictors is None:
+        return None
+    # HistGradientBoosting*: per iteration one tree per output (per class when multiclass),
+    # numbered iteration * outputs + output.
+    thresholds = {}
+    for i, trees in enumerate(predictors):
+        for k, tree in enumerate(trees):
+            tree_id = i * len(trees) + k if len(trees) > 1 else i
+            for n, node in enumerate(tree.nodes):
+                if not node["is_leaf"]:
+                    thresholds[(tree_id, n)] = float(node["num_threshold"])
+    return thresholds
+
+
+def _round_thresholds_down(model: ModelProto, estimator: Any) -> None:
+    """Write each split's threshold as the largest float32 not above scikit-learn's own.
+
+    skl2onnx casts HistGradientBoosting's thresholds to the nearest float32, which can sit
+    above the float64 threshold: a value between them (12.1 as float32, 12.100000381, against
+    12.0999999046) then takes the other branch. Forests get the same rule from skl2onnx
+    already; it is applied to every tree here so that no export depends on which does.
+    """
+    thresholds = _tree_thresholds(estimator)
+    if thresholds is None:
+        return
+    for node in model.graph.node:
+        if node.op_type not in _TREE_ENSEMBLES:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "nodes_values" not in attrs:
+            raise ExportError(f"{node.op_type} has no nodes_values: its thresholds are unknown")
+        values = attrs["nodes_values"].floats
+        for i, (tree, number, mode) in enumerate(
+            zip(
+                attrs["nodes_treeids"].ints,
+                attrs["nodes_nodeids"].ints,
+                attrs["nodes_modes"].strings,
+                strict=True,
+            )
+        ):
+            if mode == b"LEAF":
+                continue
+            threshold = thresholds.get((tree, number))
+            if mode != b"BRANCH_LEQ" or threshold is None:
+                raise ExportError(
+                    f"{node.op_type} tree {tree} node {number} ({mode.decode()}) matches no "
+                    "split of the fitted trees: its threshold cannot be set as scikit-learn's"
+                )
+            below = float32_at_or_below(threshold)
+            above = float(np.nextafter(np.float32(below), np.float32(np.inf)))
+            # skl2onnx wrote the nearest float32 or the one below: anything else means the
+            # numbering is not the fitted trees' and the rewrite would scramble the model.
+            if values[i] not in (below, above):
+                raise ExportError(
+                    f"{node.op_type} tree {tree} node {number}: threshold {values[i]!r} is not "
+                    f"scikit-learn's {threshold!r} as float32"
+                )
+            values[i] = below
 
 
 def _encode_categories(

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import logging
+import math
 import os
 import platform
 import time
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 import numpy as np
@@ -30,6 +31,7 @@ import shared
 from shared.data.dataset import MISSING_CATEGORY, PreparedData, prepare
 from shared.data.profile import BaselineProfile, profile_predictions
 from shared.data.spec import (
+    EstimatorName,
     ModelSpec,
     load_spec_for_dataset,
     spec_to_dict,
@@ -72,6 +74,7 @@ from shared.training.pipeline import (
     classification_metrics,
     effective_params,
     fit_pipeline,
+    per_class_figures,
     rare_category_codes,
     regression_metrics,
     split_rows,
@@ -97,6 +100,7 @@ class TrainingOutcome:
     alias: str | None = None
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_of_data_key(key: str) -> str:
@@ -175,6 +179,49 @@ def _code_version() -> str:
     return os.environ.get("MLOPS_CODE_VERSION") or f"serverless-mlops {shared.__version__}"
 
 
+def _parity_advice(spec: ModelSpec, max_abs_diff: float) -> str:
+    """What to try when the export still disagrees: the spec's tolerance, or other estimators."""
+    others = [e for e in get_args(EstimatorName) if e != spec.estimator]
+    instead = f'try "estimator": "{others[0]}" or "{others[1]}"'
+    if not math.isfinite(max_abs_diff):  # a NaN output: no tolerance admits it
+        return instead[0].upper() + instead[1:]
+    allowance = float(f"{max_abs_diff * 2:.1g}")  # one significant digit, above the difference
+    return (
+        f"If a difference of that size does not matter for your use, allow it in the spec: "
+        f'"parity": {{"atol": {allowance:g}}}; otherwise {instead}'
+    )
+
+
+# A categorical feature with distinct values on this share of its training rows (or more) is
+# warned of: each value is an input the model sees a few times (the data check refuses 90%).
+_MANY_CATEGORIES = 0.5
+_MIN_ROWS_FOR_CATEGORIES = 50
+
+
+def many_categories_warnings(schema: list[FeatureSchema], rows: int, spec: ModelSpec) -> list[str]:
+    """A warning per inferred categorical feature with nearly a category per row.
+
+    Not for a feature the spec lists under "categorical" (its author decided), nor when
+    max_categories groups the values already.
+    """
+    if rows < _MIN_ROWS_FOR_CATEGORIES or spec.max_categories is not None:
+        return []
+    found = []
+    for feature in schema:
+        n = len(feature.categories)
+        if feature.kind != "categorical" or feature.name in spec.categorical:
+            continue
+        if n >= _MANY_CATEGORIES * rows:
+            found.append(
+                f"column {feature.name!r} is categorical with {n} different values in {rows} "
+                f"training rows ({n / rows:.0%}): the model learns little from each, and every "
+                "value it never saw counts as none; if it is an id or free text, list it under "
+                f'"drop" in the spec; else group the rare values with "max_categories" '
+                f"(e.g. {max(2, min(20, n // 10))})"
+            )
+    return found
+
+
 def _feature_schema(train: PreparedData) -> list[FeatureSchema]:
     """Each feature's input and, if categorical, the categories of the training rows."""
     k = train.n_numeric
@@ -242,6 +289,7 @@ def _build_candidate(
         profile_seconds = data.profile_seconds
         del data  # from here on, only its two parts are held
         schema = _feature_schema(train)
+        warnings = many_categories_warnings(schema, train.n_rows, spec)
     # Profiling the features is timed as profiling (as before it moved into preparation).
     watch.move("prepare", "profile", profile_seconds)
     with watch.step("fit"):
@@ -275,7 +323,8 @@ def _build_candidate(
             raise ExportError(
                 f"ONNX export disagrees with scikit-learn on {parity.violations} of "
                 f"{parity.rows} held-out rows (max |difference| {parity.max_abs_diff:.3g}, "
-                f"allowed {spec.parity.atol:g} + {spec.parity.rtol:g}*|value|); not registered"
+                f"allowed {spec.parity.atol:g} + {spec.parity.rtol:g}*|value|); not registered. "
+                + _parity_advice(spec, parity.max_abs_diff)
             )
     with watch.step("metrics"):
         classes: list[str | int] | None = None
@@ -286,9 +335,11 @@ def _build_candidate(
             predictions = outputs[LABEL_OUTPUT].ravel()
             probabilities = outputs[PROBABILITIES_OUTPUT]
             metrics = classification_metrics(y_test, predictions, probabilities, fitted_classes)
+            per_class = per_class_figures(fitted_classes, y_train, y_test, predictions)
         else:
             predictions = outputs[REGRESSION_OUTPUT].ravel()
             metrics = regression_metrics(y_test, predictions)
+            per_class = {}
         trivial, trivial_name = trivial_metrics(task, y_train, y_test, fitted_classes)
         primary = spec.metric_for(task)
         gate = judge(primary, metrics[primary], trivial[primary], trivial_name, spec.gate)
@@ -353,6 +404,8 @@ def _build_candidate(
         holdout_sha256=sha256_hex(holdout),
         fitted_rows_sha256=sha256_hex(fitted_rows),
         trivial_metrics={k: round(v, 6) for k, v in trivial.items()},
+        warnings=warnings,
+        per_class=per_class,
     )
     return _Candidate(
         onnx_bytes=onnx_bytes,
@@ -461,6 +514,7 @@ def _register(
                     version=entry.version,
                     reason=reason,
                     metrics=dict(final.metrics),
+                    warnings=list(final.warnings),
                 )
             alias = registry.complete(
                 entry.version,
@@ -486,6 +540,7 @@ def _register(
         version=entry.version,
         alias=alias,
         metrics=dict(final.metrics),
+        warnings=list(final.warnings),
     )
 
 

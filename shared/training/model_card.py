@@ -22,15 +22,41 @@ def render_model_card(meta: ModelMetadata) -> str:
         f"- **Code**: {meta.lineage.code_version}",
         f"- **Artifact**: `{meta.onnx.file}` sha256 `{meta.onnx.sha256}`",
         "",
+    ]
+    if meta.warnings:
+        lines += ["## Warnings", "", *(f"- {inert(w)}" for w in meta.warnings), ""]
+    trivial = meta.gate.trivial_predictor if meta.gate is not None else "trivial predictor"
+    lines += [
         "## Held-out metrics",
         "",
-        "| metric | value | better |",
-        "|---|---|---|",
+        f"| metric | value | {trivial} | better |",
+        "|---|---|---|---|",
     ]
     for name, value in sorted(meta.metrics.items()):
         marker = " (primary)" if name == meta.primary_metric else ""
         better = "lower" if name in LOWER_IS_BETTER else "higher"
-        lines.append(f"| {name}{marker} | {value:.4f} | {better} |")
+        base = meta.trivial_metrics.get(name)
+        shown = "-" if base is None else f"{base:.4f}"
+        lines.append(f"| {name}{marker} | {value:.4f} | {shown} | {better} |")
+    if meta.per_class:
+        lines += [
+            "",
+            "## Classes",
+            "",
+            "| class | share of training rows | held-out rows | precision | recall | f1 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, figures in meta.per_class.items():
+            lines.append(
+                f"| {inert(name)} | {figures['share']:.1%} | {figures['support']:.0f} | "
+                f"{figures['precision']:.4f} | {figures['recall']:.4f} | {figures['f1']:.4f} |"
+            )
+    lines += [
+        "",
+        "## Estimator parameters",
+        "",
+        ", ".join(f"`{name}={value}`" for name, value in sorted(meta.params.items())) or "none",
+    ]
     parity = meta.parity
     lines += [
         "",
@@ -42,14 +68,17 @@ def render_model_card(meta: ModelMetadata) -> str:
         "",
         "## Inputs",
         "",
-        "| feature | kind | missing in training |",
-        "|---|---|---|",
+        "| feature | kind | missing in training | categories |",
+        "|---|---|---|---|",
     ]
     for feature in meta.features:
         profile = meta.baseline.features[feature.name]
         # Names come from the uploaded CSV; a card's table pasted into a spreadsheet must
         # not run one that reads as a formula.
-        lines.append(f"| {inert(feature.name)} | {feature.kind} | {profile.missing_rate:.1%} |")
+        lines.append(
+            f"| {inert(feature.name)} | {feature.kind} | {profile.missing_rate:.1%} | "
+            f"{_categories(feature.categories) if feature.kind == 'categorical' else ''} |"
+        )
     lines += [
         "",
         "Missing values are imputed inside the model; categories unseen in training are "
@@ -57,3 +86,9 @@ def render_model_card(meta: ModelMetadata) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _categories(values: list[str], shown: int = 10) -> str:
+    """The categories, or their count and the first few when there are many."""
+    names = ", ".join(inert(v).replace("|", "\\|") for v in values[:shown])
+    return names if len(values) <= shown else f"{len(values)}: {names}, …"

@@ -30,6 +30,7 @@ from sklearn.metrics import (
     log_loss,
     mean_absolute_error,
     mean_squared_error,
+    precision_recall_fscore_support,
     r2_score,
     roc_auc_score,
 )
@@ -238,6 +239,25 @@ def classification_metrics(
             roc_auc_score(true_idx, probabilities, multi_class="ovr", labels=positions)
         )
     return metrics
+
+
+def per_class_figures(
+    classes: np.ndarray, y_train: np.ndarray, y_test: np.ndarray, predicted: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Each class's share of the training rows and the served model's figures on it."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_test, predicted, labels=classes, zero_division=0
+    )
+    return {
+        str(c.item() if isinstance(c, np.generic) else c): {
+            "share": round(float(np.mean(y_train == c)), 6),
+            "support": float(support[i]),
+            "precision": round(float(precision[i]), 6),
+            "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6),
+        }
+        for i, c in enumerate(classes)
+    }
 
 
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
