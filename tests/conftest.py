@@ -15,6 +15,7 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from shared.store.base import ObjectStore
+from shared.store.check import forget_verdicts
 from shared.store.local import LocalStore
 from shared.store.s3 import S3Store
 from tests.seaweedfs import RunningServer, start_seaweedfs
@@ -48,6 +49,14 @@ def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake AWS credentials and region for the test, with any real endpoint or profile unset."""
     _fake_aws(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _store_verdicts_per_test() -> Iterator[None]:
+    """Each test starts as a new process would: no store check verdict cached in memory."""
+    forget_verdicts()
+    yield
+    forget_verdicts()
 
 
 @pytest.fixture(scope="session")

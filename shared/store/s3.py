@@ -21,7 +21,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import boto3
 from botocore.exceptions import ClientError
@@ -37,6 +37,7 @@ from shared.errors import (
 from shared.store.base import (
     MAX_KEY_BYTES,
     NULL_VERSION,
+    EtagSpelling,
     ObjectInfo,
     ObjectStore,
     StoredObject,
@@ -50,8 +51,6 @@ _CLIENT_LOCK = threading.Lock()
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # A condition that did not hold: 412, or 409 when conditional writes to one key overlap on S3.
 _LOST_CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
-# How an If-Match ETag is sent: as the caller gives it (as S3 returned it, quoted), or bare.
-EtagSpelling = Literal["as given", "unquoted"]
 
 
 class S3Store(ObjectStore):
@@ -102,6 +101,11 @@ class S3Store(ObjectStore):
     def endpoint(self) -> str:
         """The URL of the S3 service this store talks to."""
         return str(self.client.meta.endpoint_url)
+
+    @property
+    def service(self) -> str:
+        """The bucket at its endpoint: one bucket's guarantees hold for all its prefixes."""
+        return f"{self.endpoint.rstrip('/')}/{self._bucket}"
 
     @property
     def sorts_listings(self) -> bool:
