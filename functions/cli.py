@@ -504,13 +504,23 @@ def _bucket_target(args: argparse.Namespace) -> tuple[str, BucketSettings]:
 
 
 def cmd_bucket(args: argparse.Namespace) -> int:
-    """mlops bucket create|check: the data bucket's protective settings, made or verified."""
+    """mlops bucket create|check: the data bucket's protective settings, made or verified.
+
+    Exit 0: every setting in place; 1: the bucket exists but settings are missing (each
+    named: not applied, and why, or found different); 2 (from main): it could not be made
+    or reached.
+    """
     name, settings = _bucket_target(args)
     client = bucket_settings.s3_client(args.region)
+    not_applied: list[str] = []
     if args.action == "create":
-        created = bucket_settings.create_bucket(client, name, settings)
+        created, not_applied = bucket_settings.create_bucket(client, name, settings)
         print(f"{'created' if created else 'updated'} s3://{name}: {settings}")
-    problems = bucket_settings.check_bucket(client, name, settings)
+        for line in not_applied:
+            print(f"s3://{name}: {line}", file=sys.stderr)
+    # Each setting not applied is said once, above; the check adds what else differs.
+    skip = {line.split(":")[0] for line in not_applied}
+    problems = bucket_settings.check_bucket(client, name, settings, skip=skip)
     for problem in problems:
         print(f"s3://{name}: {problem}", file=sys.stderr)
     if not problems:
@@ -519,7 +529,7 @@ def cmd_bucket(args: argparse.Namespace) -> int:
             f"expire after {settings.captures_days} days and reports after "
             f"{settings.reports_days}"
         )
-    return 1 if problems else 0
+    return 1 if problems or not_applied else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
