@@ -151,9 +151,11 @@ def test_racing_registry_writers_lose_nothing_on_a_store_that_wants_unquoted_eta
     assert len(registry.load().versions) == 6
 
 
-def test_a_recorded_verdict_spares_the_probes_until_it_is_old(s3_bucket: str) -> None:
-    client = boto3.client("s3")  # its own: the session's client must not keep this hook
-    store = S3Store(s3_bucket, client=client)
+def test_a_recorded_verdict_spares_the_probes_until_it_is_old(
+    seaweedfs: RunningServer, seaweedfs_client: Any
+) -> None:
+    client = client_of(seaweedfs.endpoint)  # its own: the session's client keeps no hook
+    store = S3Store(seaweedfs_bucket(seaweedfs_client, versioned=False), client=client)
     puts: list[object] = []
     client.meta.events.register("before-call.s3.PutObject", lambda **kw: puts.append(kw))
     check_store(store)
@@ -169,6 +171,15 @@ def test_a_recorded_verdict_spares_the_probes_until_it_is_old(s3_bucket: str) ->
     puts.clear()
     ensure_trusted(store)
     assert len(puts) > 5  # probed again, and recorded
+
+
+def test_aws_itself_is_not_probed_before_registry_writes(s3_bucket: str, s3_client: Any) -> None:
+    # The deployed roles grant nothing under store-check/: probing AWS would fail the run.
+    store = S3Store(s3_bucket, client=s3_client)
+
+    ModelRegistry(store, "churn").claim(run_id="r", source="datasets/churn/a.csv", data_key="k")
+
+    assert list(store.list("store-check/")) == []
 
 
 def test_a_local_folder_is_not_probed_before_registry_writes(tmp_path: Any) -> None:

@@ -96,11 +96,6 @@ def validate_prefix(prefix: str) -> str:
 class ObjectStore(abc.ABC):
     """Bytes under keys, with S3's semantics including its conditional writes."""
 
-    # Whether the registry checks the store (shared.store.check) before its first write: a
-    # service's guarantees vary by server; a backend whose conditions are this project's own
-    # code, proven by the contract suite, sets it False.
-    checked_before_registry_writes = True
-
     @property
     @abc.abstractmethod
     def uri(self) -> str:
@@ -143,6 +138,15 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object; absent objects are not an error (as on S3)."""
+
+    @property
+    def checked_before_registry_writes(self) -> bool:
+        """Whether the registry checks the store (shared.store.check) before its first write.
+
+        A service's guarantees vary by server; a backend whose guarantees are known (this
+        project's own code, or AWS S3 itself) says False.
+        """
+        return True
 
     @property
     def service(self) -> str:

@@ -81,10 +81,6 @@ def _collision(key: str) -> InvalidKey:
 class LocalStore(ObjectStore):
     """Objects as files below a root folder; conditional writes are atomic across processes."""
 
-    # Its conditions are this module's locks, proven by the contract suite; `mlops store
-    # check` still probes a folder on request (a network filesystem may not honour flock).
-    checked_before_registry_writes = False
-
     def __init__(self, root: str | os.PathLike[str]) -> None:
         """Use the folder `root`, creating it if needed; a relative root is resolved now."""
         path = Path(root)
@@ -97,6 +93,12 @@ class LocalStore(ObjectStore):
         self._locks = self._root / LOCKS_DIR
         self._tmp.mkdir(exist_ok=True)
         self._locks.mkdir(exist_ok=True)
+
+    @property
+    def checked_before_registry_writes(self) -> bool:
+        """False: its conditions are this module's locks, proven by the contract suite
+        (`mlops store check` still probes a folder on request: NFS may not honour flock)."""
+        return False
 
     @property
     def uri(self) -> str:

@@ -108,14 +108,24 @@ class S3Store(ObjectStore):
         return f"{self.endpoint.rstrip('/')}/{self._bucket}"
 
     @property
+    def on_aws(self) -> bool:
+        """Whether the service is AWS S3's general-purpose buckets (the reference semantics)."""
+        host = urllib.parse.urlsplit(self.endpoint).hostname or ""
+        # Directory buckets (S3 Express One Zone) do not list in key order.
+        return host.endswith(".amazonaws.com") and "s3express" not in host
+
+    @property
     def sorts_listings(self) -> bool:
         """Whether list() sorts the service's listing (it does off AWS general-purpose S3)."""
         if self._sort_listings is None:
-            host = urllib.parse.urlsplit(self.endpoint).hostname or ""
-            # Directory buckets (S3 Express One Zone) do not list in key order either.
-            on_aws = host.endswith(".amazonaws.com") and "s3express" not in host
-            self._sort_listings = not on_aws
+            self._sort_listings = not self.on_aws
         return self._sort_listings
+
+    @property
+    def checked_before_registry_writes(self) -> bool:
+        """Only off AWS: S3 itself defines the guarantees, and the deployed functions' roles
+        grant no access to the check's scratch keys (`mlops store check` probes it on request)."""
+        return not self.on_aws
 
     def as_the_service_answers(self, spelling: EtagSpelling) -> S3Store:
         """This store without its tolerances of spelling: ETags sent as `spelling`, listings
