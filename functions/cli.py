@@ -49,6 +49,7 @@ from shared.registry.registry import ModelRegistry, list_models
 from shared.store import ObjectStore, open_store
 from shared.store import bucket as bucket_settings
 from shared.store.bucket import BucketSettings
+from shared.store.check import check_store
 from shared.store.local import LocalStore
 from shared.training.job import TrainingOutcome, train_from_dataset
 from shared.training.model_card import render_model_card
@@ -563,6 +564,23 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops store check: probe every guarantee the project relies on; 0 if trusted, else 1."""
+    print(f"checking {store.uri} on scratch keys under store-check/ ...")
+    verdict = check_store(store)
+    marks = {True: "held", False: "FAILED", None: "n/a"}
+    for probe in verdict.probes:
+        needed = " (the registry needs it)" if probe.registry_needs and not probe.held else ""
+        print(f"  {marks[probe.held]:>6}  {probe.name}: {probe.detail}{needed}")
+    if not verdict.trusted:
+        print(f"error: {verdict.refusal()}", file=sys.stderr)
+        return 1
+    others = [probe.name for probe in verdict.failed]
+    caveat = f", except: {', '.join(others)}" if others else ""
+    print(f"{store.uri}: the registry can be kept here{caveat} (verdict in store-check/)")
+    return 0
+
+
 def _bucket_target(args: argparse.Namespace) -> tuple[str, BucketSettings]:
     """The bucket and its settings: flags, else the Chalice stage's, else MLOPS_STORE's bucket.
 
@@ -591,13 +609,23 @@ def _bucket_target(args: argparse.Namespace) -> tuple[str, BucketSettings]:
 
 
 def cmd_bucket(args: argparse.Namespace) -> int:
-    """mlops bucket create|check: the data bucket's protective settings, made or verified."""
+    """mlops bucket create|check: the data bucket's protective settings, made or verified.
+
+    Exit 0: every setting in place; 1: the bucket exists but settings are missing (each
+    named: not applied, and why, or found different); 2 (from main): it could not be made
+    or reached.
+    """
     name, settings = _bucket_target(args)
     client = bucket_settings.s3_client(args.region)
+    not_applied: list[str] = []
     if args.action == "create":
-        created = bucket_settings.create_bucket(client, name, settings)
+        created, not_applied = bucket_settings.create_bucket(client, name, settings)
         print(f"{'created' if created else 'updated'} s3://{name}: {settings}")
-    problems = bucket_settings.check_bucket(client, name, settings)
+        for line in not_applied:
+            print(f"s3://{name}: {line}", file=sys.stderr)
+    # Each setting not applied is said once, above; the check adds what else differs.
+    skip = {line.split(":")[0] for line in not_applied}
+    problems = bucket_settings.check_bucket(client, name, settings, skip=skip)
     for problem in problems:
         print(f"s3://{name}: {problem}", file=sys.stderr)
     if not problems:
@@ -606,7 +634,7 @@ def cmd_bucket(args: argparse.Namespace) -> int:
             f"expire after {settings.captures_days} days and reports after "
             f"{settings.reports_days}"
         )
-    return 1 if problems else 0
+    return 1 if problems or not_applied else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -696,6 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weeks", type=int, default=8, help="lifecycle: weeks after week 0")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(
+        "store",
+        help="check that the store keeps every guarantee the registry relies on "
+        "(conditional writes, read-after-write, versions, listing order)",
+    )
+    p.add_argument("action", choices=["check"])
+    p.set_defaults(func=cmd_store)
+    p = sub.add_parser(
         "bucket",
         help="create or check the S3 data bucket's settings (public access blocked, "
         "encryption, versioning, TLS only, lifecycle)",
@@ -717,11 +752,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mlops`; domain errors print their message and exit 2."""
     args = build_parser().parse_args(argv)
+    where = ""  # what refused, for a one-line error: the store once opened, else the bucket's
     try:
         if args.command == "bucket":  # the bucket itself, not a store in it
             bucket_code: int = cmd_bucket(args)
             return bucket_code
         store = open_store(args.store)
+        where = f"store {store.uri}"
         code: int = args.func(store, args)
         sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
     except BrokenPipeError:
@@ -742,10 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line rather than a traceback. botocore is not imported on a local store's path.
         if not type(exc).__module__.startswith("botocore"):
             raise
-        print(
-            f"error: the store {args.store or os.environ.get('MLOPS_STORE', '')} refused: {exc}",
-            file=sys.stderr,
-        )
+        if args.command == "bucket":
+            endpoint = bucket_settings.s3_client(args.region).meta.endpoint_url
+            where = f"S3 service at {endpoint}"
+        print(f"error: the {where or 'store'} refused: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -58,6 +58,22 @@ class StoreConfigError(MlopsError):
     """The store location (MLOPS_STORE) cannot be understood."""
 
 
+class StoreNotTrusted(MlopsError):
+    """The store does not keep a guarantee the registry relies on (see `mlops store check`)."""
+
+
+class ConditionRefused(StoreNotTrusted):
+    """The store refused a conditional write whose condition held: a refusal, not a lost race."""
+
+    def __init__(self, store: str, key: str, detail: str) -> None:
+        super().__init__(
+            f"the store {store} refused a conditional write of {key!r} whose condition held"
+            f" ({detail}): it cannot do compare-and-swap, so the registry cannot be kept there;"
+            " run `mlops store check` for what it supports"
+        )
+        self.key = key
+
+
 class SpecError(MlopsError):
     """A model spec is invalid; the message names the field."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,16 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from shared.store.base import ObjectStore
+from shared.store.check import forget_verdicts
 from shared.store.local import LocalStore
 from shared.store.s3 import S3Store
+from tests.seaweedfs import RunningServer, start_seaweedfs
 
 BUCKET = "mlops-test"
 REGION = "us-east-1"
+# Store kinds whose bucket is versioned: objects get version ids there.
+VERSIONED_KINDS = frozenset({"seaweedfs-versioned"})
+_BUCKET_NUMBERS = itertools.count()
 
 
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +51,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_aws(monkeypatch)
 
 
+@pytest.fixture(autouse=True)
+def _store_verdicts_per_test() -> Iterator[None]:
+    """Each test starts as a new process would: no store check verdict cached in memory."""
+    forget_verdicts()
+    yield
+    forget_verdicts()
+
+
 @pytest.fixture(scope="session")
 def s3_client() -> Any:
     """One boto3 S3 client for every test: making a client takes about 0.1 s.
@@ -65,14 +79,59 @@ def s3_bucket(aws_env: None, s3_client: Any) -> Iterator[str]:
         yield BUCKET
 
 
-@pytest.fixture(params=["local", "s3", "s3-prefixed"])
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A SeaweedFS server on a loopback port, started once for the run and stopped after it."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_client(seaweedfs: RunningServer) -> Any:
+    """A boto3 S3 client of the SeaweedFS server (any credentials do: it has no identities)."""
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    ).client("s3", endpoint_url=seaweedfs.endpoint)
+
+
+def seaweedfs_bucket(client: Any, *, versioned: bool) -> str:
+    """A new, empty bucket on the SeaweedFS server (the server lasts the run, so names differ)."""
+    name = f"contract-{next(_BUCKET_NUMBERS)}"
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture
+def seaweedfs_env(seaweedfs: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
+    """boto3's environment pointed at the SeaweedFS server, as a user of such a service sets it."""
+    _fake_aws(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweedfs.endpoint)
+    return seaweedfs
+
+
+@pytest.fixture(params=["local", "s3", "s3-prefixed", "seaweedfs", "seaweedfs-versioned"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """Each backend in turn: a local folder, a bucket, and a folder inside a bucket."""
+    """Each backend in turn: a local folder, a moto bucket, a folder inside one, and buckets
+    of a real S3-compatible server over HTTP (SeaweedFS), unversioned and versioned."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
+    if request.param.startswith("seaweedfs"):
+        request.getfixturevalue("seaweedfs_env")
+        client = request.getfixturevalue("seaweedfs_client")
+        name = seaweedfs_bucket(client, versioned=request.param in VERSIONED_KINDS)
+        return S3Store(name, client=client)
     bucket: str = request.getfixturevalue("s3_bucket")
     prefix = "team/a" if request.param == "s3-prefixed" else ""
     return S3Store(bucket, prefix=prefix, client=request.getfixturevalue("s3_client"))
+
+
+@pytest.fixture
+def store_is_versioned(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's `store` hands out version ids (its bucket is versioned)."""
+    return request.node.callspec.params.get("store") in VERSIONED_KINDS
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from shared.registry.records import (
     version_prefix,
 )
 from shared.store.base import ObjectStore
+from shared.store.check import ensure_trusted
 
 
 class ModelRegistry:
@@ -69,6 +70,9 @@ class ModelRegistry:
             if updated == record:
                 return record
             body = msgspec.json.format(msgspec.json.encode(updated), indent=2)
+            # Before the first write, once per process: a store that ignores a condition
+            # would lose updates silently, so it is refused here, with nothing written.
+            ensure_trusted(self.store)
             try:
                 if etag is None:
                     self.store.put(
@@ -81,7 +85,8 @@ class ModelRegistry:
                 # Another writer got there first: back off a little, with jitter, and redo.
                 time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
         raise RegistryError(
-            f"registry of {self.model!r} stayed contended for {self.MAX_ATTEMPTS} attempts"
+            f"registry of {self.model!r} stayed contended for {self.MAX_ATTEMPTS} attempts:"
+            " other writers changed it each time between a read and a write"
         )
 
     def claim(

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from shared.errors import InvalidKey
 
@@ -15,6 +16,8 @@ NULL_VERSION = "null"
 # Keys are S3-style relative paths; the same rules keep the local backend inside its root.
 _SEGMENT_FORBIDDEN = re.compile(r"[\x00-\x1f\\]")
 MAX_KEY_BYTES = 1024
+# How an If-Match ETag is sent: as the caller gives it (as S3 returned it, quoted), or bare.
+EtagSpelling = Literal["as given", "unquoted"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,31 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object; absent objects are not an error (as on S3)."""
+
+    @property
+    def checked_before_registry_writes(self) -> bool:
+        """Whether the registry checks the store (shared.store.check) before its first write.
+
+        A service's guarantees vary by server; a backend whose guarantees are known (this
+        project's own code, or AWS S3 itself) says False.
+        """
+        return True
+
+    @property
+    def service(self) -> str:
+        """What keeps this store's guarantees (the store check's verdict is cached per service)."""
+        return self.uri
+
+    @property
+    def sorts_listings(self) -> bool:
+        """Whether list() sorts what the service lists (the service's own order differs)."""
+        return False
+
+    def as_the_service_answers(self, spelling: EtagSpelling) -> ObjectStore:
+        """This store without tolerances of spelling, sending If-Match ETags as `spelling`
+        and listing in the service's order: what the store check probes. A backend with no
+        wire to spell anything on is itself."""
+        return self
 
     def key_for_event(self, bucket: str, key: str) -> str:
         """The store-relative key of an object that a storage event names.

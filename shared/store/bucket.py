@@ -10,7 +10,7 @@ CloudFormation path's bucket (infra/template.json) has the same settings; a test
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -109,10 +109,11 @@ def s3_client(region: str | None = None) -> Any:
     return boto3.session.Session().client("s3", region_name=region)
 
 
-def create_bucket(client: Any, bucket: str, settings: BucketSettings) -> bool:
+def create_bucket(client: Any, bucket: str, settings: BucketSettings) -> tuple[bool, list[str]]:
     """Create `bucket` in the client's region if it does not exist, then apply every setting.
 
-    Returns whether it was created. An existing bucket of this account gets the settings too.
+    Returns whether it was created, and what could not be applied (see apply_settings). An
+    existing bucket of this account gets the settings too.
     """
     region = client.meta.region_name
     created = True
@@ -125,22 +126,102 @@ def create_bucket(client: Any, bucket: str, settings: BucketSettings) -> bool:
             )
     except client.exceptions.BucketAlreadyOwnedByYou:
         created = False
-    apply_settings(client, bucket, settings)
-    return created
+    return created, apply_settings(client, bucket, settings)
 
 
-def apply_settings(client: Any, bucket: str, settings: BucketSettings) -> None:
-    """Put every protective setting on `bucket` (each call replaces that setting whole)."""
-    client.put_public_access_block(
-        Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
-    )
-    client.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OWNERSHIP)
-    client.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION)
-    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
-    client.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(settings)}
-    )
+def apply_settings(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
+    """Put each protective setting on `bucket` (each call replaces that setting whole).
+
+    Every setting is tried, whatever became of the others: an S3-compatible server may
+    support some (SeaweedFS answers 501 to PublicAccessBlock, Ceph RGW refuses
+    OwnershipControls and SSE-S3). Returns one line per setting not applied, saying why.
+    """
+    endpoint = str(client.meta.endpoint_url)
+    calls: list[tuple[str, Any]] = [
+        (
+            "public access block",
+            lambda: client.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
+            ),
+        ),
+        (
+            "object ownership",
+            lambda: client.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls=OWNERSHIP
+            ),
+        ),
+        (
+            "default encryption",
+            lambda: client.put_bucket_encryption(
+                Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION
+            ),
+        ),
+        (
+            "versioning",
+            lambda: client.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+            ),
+        ),
+        (
+            "TLS-only policy",
+            lambda: client.put_bucket_policy(
+                Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket))
+            ),
+        ),
+        (
+            "lifecycle rules",
+            lambda: client.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(settings)}
+            ),
+        ),
+    ]
+    not_applied = []
+    for name, call in calls:
+        if name == "TLS-only policy" and endpoint.startswith("http://"):
+            # A server that enforces the policy (SeaweedFS does) would then refuse every
+            # request made through this endpoint, the project's own included.
+            not_applied.append(
+                f"{name}: not applied: the endpoint {endpoint} is plain HTTP, and the policy"
+                " would refuse every request made through it"
+            )
+            continue
+        try:
+            call()
+        except client.exceptions.ClientError as err:
+            not_applied.append(f"{name}: not applied: the server answered {_said(err)}")
+            continue
+        if name == "default encryption":
+            refused = _write_refused(client, bucket)
+            if refused:
+                # SeaweedFS 4.48 accepts SSE-S3 with no key configured, then answers every
+                # PutObject 500: a bucket nobody can write is worse than an unencrypted one.
+                client.delete_bucket_encryption(Bucket=bucket)
+                not_applied.append(
+                    f"{name}: not applied: the server accepted it, then refused a write"
+                    f" ({refused}), so it was removed; configure the server's SSE keys first"
+                )
+    return not_applied
+
+
+def _write_refused(client: Any, bucket: str) -> str | None:
+    """Why an object cannot be written to `bucket` now; None if it can (the probe is removed)."""
+    key = "store-check/bucket-create-probe"
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+    except client.exceptions.ClientError as err:
+        return _said(err)
+    client.delete_object(Bucket=bucket, Key=key)
+    return None
+
+
+def _said(err: Any) -> str:
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+    error = err.response.get("Error", {})
+    return f"{status} {error.get('Code', '')} ({error.get('Message', '')})".strip()
+
+
+class _Unreadable(Exception):
+    """A setting the server would not report (e.g. 501 NotImplemented)."""
 
 
 def _read(client: Any, call: str, bucket: str, missing: str) -> Any:
@@ -150,16 +231,43 @@ def _read(client: Any, call: str, bucket: str, missing: str) -> Any:
     except client.exceptions.ClientError as err:
         if err.response.get("Error", {}).get("Code") == missing:
             return None
-        raise
+        raise _Unreadable(_said(err)) from err
 
 
-def check_bucket(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
-    """What differs between `bucket` and the settings; an empty list means all are in place."""
+def check_bucket(
+    client: Any, bucket: str, settings: BucketSettings, *, skip: Collection[str] = ()
+) -> list[str]:
+    """What differs between `bucket` and the settings; an empty list means all are in place.
+
+    A setting the server will not report is named as such, and the others are still checked;
+    settings named in `skip` (e.g. known not applied) are not.
+    """
     problems = []
+    for name, check in (
+        ("public access block", _check_public_access),
+        ("default encryption", _check_encryption),
+        ("versioning", _check_versioning),
+        ("TLS-only policy", _check_policy),
+        ("lifecycle rules", _check_lifecycle),
+    ):
+        if name in skip:
+            continue
+        try:
+            problems.extend(check(client, bucket, settings))
+        except _Unreadable as err:
+            problems.append(f"{name}: the server would not report it: {err}")
+    return problems
+
+
+def _check_public_access(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
     block = _read(client, "get_public_access_block", bucket, "NoSuchPublicAccessBlockConfiguration")
     blocked = block and block["PublicAccessBlockConfiguration"]
-    if blocked != PUBLIC_ACCESS_BLOCK:
-        problems.append(f"public access is not fully blocked: {blocked}")
+    return (
+        [] if blocked == PUBLIC_ACCESS_BLOCK else [f"public access is not fully blocked: {blocked}"]
+    )
+
+
+def _check_encryption(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
     encryption = _read(
         client, "get_bucket_encryption", bucket, "ServerSideEncryptionConfigurationNotFoundError"
     )
@@ -168,20 +276,29 @@ def check_bucket(client: Any, bucket: str, settings: BucketSettings) -> list[str
         for rule in (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     ]
     if not set(algorithms) & {"AES256", "aws:kms", "aws:kms:dsse"}:
-        problems.append(f"no default encryption (found {algorithms})")
-    versioning = client.get_bucket_versioning(Bucket=bucket).get("Status")
-    if versioning != "Enabled":
-        problems.append(f"versioning is {versioning or 'off'}, not Enabled")
+        return [f"no default encryption (found {algorithms})"]
+    return []
+
+
+def _check_versioning(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
+    versioning = _read(client, "get_bucket_versioning", bucket, "").get("Status")
+    return [] if versioning == "Enabled" else [f"versioning is {versioning or 'off'}, not Enabled"]
+
+
+def _check_policy(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
     policy = _read(client, "get_bucket_policy", bucket, "NoSuchBucketPolicy")
     statements = json.loads(policy["Policy"])["Statement"] if policy else []
     if tls_only_policy(bucket)["Statement"][0] not in statements:
-        problems.append(
-            "the bucket policy does not deny requests without TLS (aws:SecureTransport)"
-        )
+        return ["the bucket policy does not deny requests without TLS (aws:SecureTransport)"]
+    return []
+
+
+def _check_lifecycle(client: Any, bucket: str, settings: BucketSettings) -> list[str]:
     lifecycle = _read(
         client, "get_bucket_lifecycle_configuration", bucket, "NoSuchLifecycleConfiguration"
     )
     found = {rule["ID"]: rule for rule in (lifecycle or {}).get("Rules", [])}
+    problems = []
     for rule in lifecycle_rules(settings):
         have = found.get(rule["ID"])
         if have is None or {k: have.get(k) for k in rule} != rule:

@@ -95,6 +95,12 @@ class LocalStore(ObjectStore):
         self._locks.mkdir(exist_ok=True)
 
     @property
+    def checked_before_registry_writes(self) -> bool:
+        """False: its conditions are this module's locks, proven by the contract suite
+        (`mlops store check` still probes a folder on request: NFS may not honour flock)."""
+        return False
+
+    @property
     def uri(self) -> str:
         """``file://`` and the absolute root, percent-encoded where a URI needs it."""
         return self._root.as_uri()
