@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -50,8 +50,20 @@ def binary_response_deliverable(accept: str | None) -> bool:
     media type of the request's Accept header is a binary media type; otherwise the client
     would get base64 text. Chalice refuses to answer such a request with a binary body.
     """
-    first = (accept or "").split(",", 1)[0].split(";", 1)[0]
+    first, *parameters = (accept or "").split(",", 1)[0].split(";")
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "q" and _zero_quality(value):
+            return False  # "not acceptable" (RFC 9110, 12.4.2): JSON data, as with no Accept
     return first.strip().lower() == BINARY_TYPE
+
+
+def _zero_quality(value: str) -> bool:
+    # A malformed quality counts as zero: the answer is then JSON, which every client reads.
+    try:
+        return not float(value.strip()[:8]) > 0.0
+    except ValueError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -207,7 +219,11 @@ def server_metadata() -> HttpResult:
     """GET /v2."""
     return HttpResult(
         200,
-        {"name": SERVER_NAME, "version": shared.__version__, "extensions": ["binary_tensor_data"]},
+        {
+            "name": SERVER_NAME,
+            "version": shared.__version__,
+            "extensions": ["binary_tensor_data", "classification"],
+        },
     )
 
 
@@ -269,7 +285,7 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
             # The parameters asked for binary outputs, but this response could not carry
             # them: the same outputs go as JSON data, and no Inference-Header-Content-Length
             # header tells the client (tritonclient reads either form).
-            wanted = [(output, False) for output, _ in wanted]
+            wanted = [replace(output, binary=False) for output in wanted]
         batch = inference_v2.parse_inputs(decoded, loaded)
         prediction = predict(loaded, batch)
         _record(loaded, version, rid, batch, prediction)

@@ -3,8 +3,8 @@
 The routes are the deployed ones; the store is whatever MLOPS_STORE names, the local
 folder by default, so nothing in the cloud is needed. The request handler also plays the
 parts API Gateway plays when deployed (infra/template.json): an unknown route is a 404 in
-the API's error object, and a response is compressed when the client accepts gzip or
-deflate and the body is at least MIN_COMPRESSION_BYTES.
+the API's error object, and an inference response is compressed when the client accepts
+gzip or deflate and the body is at least MIN_COMPRESSION_BYTES.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalice.config import Config
 from chalice.local import (
@@ -32,13 +33,15 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
-from shared.errors import MlopsError
+from shared.errors import MlopsError, quoted
 from shared.serving import encoding
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The deployed API's MinimumCompressionSize (infra/template.json): smaller bodies are sent
 # as they are, compressing them would cost more than it saves.
 MIN_COMPRESSION_BYTES = 1024
+# API Gateway's payload limit: a larger Content-Length is refused before its body is read.
+GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
 UNKNOWN_ROUTE = (
     b'{"error": "no such route: the API serves /v2/... (Open Inference Protocol) and '
     b'/models/{name}/predict; see the README"}'
@@ -105,15 +108,90 @@ class GatewayServer(ThreadedHTTPServer):
 
 
 class GatewayRequestHandler(ChaliceRequestHandler):
-    """Chalice's local handler, with API Gateway's unknown-route answer and compression."""
+    """Chalice's local handler, answering as the deployed API does.
+
+    API Gateway's parts: an unknown route is a 404 in the API's error object, and an
+    inference response is compressed. And what the HTTP layer itself refuses (a malformed
+    request line or Content-Length, an unknown method) is the same JSON error object, not
+    http.server's HTML page or a closed connection.
+    """
 
     def handle_one_request(self) -> None:
         super().handle_one_request()
         if getattr(self.server, "draining", False):
             self.close_connection = True  # a stopping server answers no more on this one
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals, as the API's JSON error object."""
+        self.log_error("code %d, message %s", code, message)
+        if code == 501:
+            text = (
+                f"method {quoted(self.command)} is not supported; the API takes GET and POST "
+                "(see the README)"
+            )
+        else:
+            # http.server quotes the request line in its messages: keep only a short piece.
+            text = (message or self.responses.get(code, ("error",))[0])[:200]
+        self._send_json_error(code, text)
+
+    def _send_json_error(self, code: int, message: str) -> None:
+        # The connection is closed after: its next bytes may be this request's unread body.
+        self.close_connection = True
+        self._send_http_response(
+            code,
+            {"Content-Type": "application/json", "Connection": "close"},
+            json.dumps({"error": message}).encode(),
+        )
+
+    def _framing_problem(self) -> tuple[int, str] | None:
+        """Why this request's body cannot be read as sent, if it cannot."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            return 411, "send the body with a Content-Length, not chunked Transfer-Encoding"
+        lengths = {
+            _header_text(value).strip(" \t")
+            for value in self.headers.get_all("Content-Length") or []
+        }
+        if len(lengths) > 1:
+            return (
+                400,
+                f"Content-Length is repeated with different values {quoted(sorted(lengths))}",
+            )
+        length = next(iter(lengths), "0")
+        if not (length.isascii() and length.isdigit()):
+            return 400, f"Content-Length {quoted(length)} must be a number of bytes"
+        if len(length) > 9 or int(length) > GATEWAY_MAX_BODY_BYTES:
+            return 413, (
+                f"Content-Length {quoted(length)} is over the {GATEWAY_MAX_BODY_BYTES}-byte "
+                "limit (split the batch into several requests)"
+            )
+        return None
+
+    def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
+        length = int((self.headers.get("Content-Length") or "0").strip(" \t"))
+        body = self.rfile.read(length) if length > 0 else None
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            text = _header_text(value)
+            # A field repeated means its values joined by commas (RFC 9110, 5.3), as the
+            # deployed API passes them on; not silently the first one.
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        headers.pop("content-length", None)
+        if body is not None:
+            headers["content-length"] = str(len(body))
+        return headers, body
+
+    def _generic_handle(self) -> None:
+        problem = self._framing_problem()
+        if problem is not None:
+            self._send_json_error(*problem)
+            return
+        super()._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
     def _send_headers(self, headers: dict[str, Any]) -> None:
-        if getattr(self.server, "draining", False):
+        if getattr(self.server, "draining", False) and "Connection" not in headers:
             self.send_header("Connection", "close")  # so the client does not reuse it
         super()._send_headers(headers)
 
@@ -130,10 +208,29 @@ class GatewayRequestHandler(ChaliceRequestHandler):
     ) -> None:
         raw = body.encode("utf-8") if isinstance(body, str) else body
         coding = encoding.accepted_coding(self.headers.get("Accept-Encoding"))
-        if coding is not None and len(raw) >= MIN_COMPRESSION_BYTES:
+        if coding is not None and len(raw) >= MIN_COMPRESSION_BYTES and self._is_inference():
             raw = encoding.compress(raw, coding)
             headers = {**headers, "Content-Encoding": coding}
-        super()._send_http_response_with_body(code, headers, raw)
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self._send_headers(headers)
+        if self.command != "HEAD":  # a HEAD answer's body would be read as the next answer
+            self.wfile.write(raw)
+
+    def _is_inference(self) -> bool:
+        # Only inference responses are compressed, as Triton's endpoint does: tritonclient's
+        # aio client decompresses inside infer() alone, and read gzip metadata as garbage.
+        path = urlsplit(self.path).path
+        return self.command == "POST" and path.endswith(("/infer", "/predict"))
+
+
+def _header_text(value: str) -> str:
+    """A header value as the UTF-8 its bytes are (http.server decodes them as latin-1)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def load_app() -> Any:
