@@ -91,7 +91,15 @@ def _headers() -> dict[str, str]:
         inference.ACCEPT_HEADER,
         inference.CONTENT_ENCODING_HEADER,
     )
-    return {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+    found = {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+    # API Gateway keeps the last value of a repeated header in `headers` and all of them in
+    # multiValueHeaders: a repeated field means its values joined by commas (RFC 9110, 5.3),
+    # which then fails the check of a header that takes one value, rather than one winning.
+    multi = request.to_original_event().get("multiValueHeaders") or {}
+    for name, values in multi.items():
+        if name.lower() in found and isinstance(values, list) and len(values) > 1:
+            found[name.lower()] = ", ".join(values)
+    return found
 
 
 _HINTS = {

@@ -178,7 +178,7 @@ def _use_store_for_serving(store: ObjectStore) -> None:
 
 def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     """Serve the HTTP API (both protocols) on this machine until interrupted."""
-    from functions.local_server import build_server  # chalice's dev server: only here
+    from functions.local_server import build_server, stop_server  # chalice's: only here
 
     _use_store_for_serving(store)
     try:
@@ -198,7 +198,12 @@ def cmd_serve(store: ObjectStore, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    inference.reset_cache()  # writes the rows still buffered for capture
+    # A repeated SIGTERM must not cut the drain short (what it answers is captured only
+    # after); a second Ctrl-C still does, as a person pressing it twice means "now".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not stop_server(server):
+        print("some requests were still being answered when the server stopped", file=sys.stderr)
+    inference.reset_cache()  # then writes every row buffered for capture
     return 0
 
 

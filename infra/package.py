@@ -492,11 +492,24 @@ def stdlib_python() -> Path:
     return Path(sys.base_prefix) / "bin" / version
 
 
+def smoke_environment() -> dict[str, str]:
+    """The caller's environment without its AWS and project settings.
+
+    The smoke checks test what was packaged, not the caller's setup: an AWS_ENDPOINT_URL
+    (set by anyone deploying to an emulator or an S3-compatible endpoint) made the bundled
+    botocore presign for that endpoint, and the build stopped.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
+    return {**env, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
 def smoke(check: str, folders: Sequence[Path], workdir: Path) -> None:
     """Run infra/smoke.py `check` in a stdlib-only Python with just `folders` importable."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = [str(stdlib_python()), "-I", "-S", str(SMOKE), check, *map(str, folders)]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, cwd=workdir, env=smoke_environment(), capture_output=True, text=True, check=False
+    )
     for line in (result.stdout + result.stderr).splitlines():
         log(f"smoke {check}: {line}")
     if result.returncode != 0:

@@ -14,9 +14,15 @@ _QUOTE = reprlib.Repr(
 
 def quoted(value: object) -> str:
     """A short repr of `value` for an error message: long strings, lists and numbers cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        # reprlib would format every digit before cutting (and cannot past 4,300 of them):
+        # count them from the bit length instead, exact after one comparison.
+        digits = (abs(value).bit_length() - 1) * 30103 // 100000 + 1
+        digits += abs(value) >= 10**digits
+        return f"<a number of {digits} digits>"
     try:
         return _QUOTE.repr(value)
-    except ValueError:  # an int beyond Python's 4,300-digit str() limit
+    except ValueError:  # an int beyond Python's 4,300-digit str() limit, deep in a list
         return "<a number too long to show>"
 
 

@@ -304,3 +304,30 @@ def test_every_function_fits_lambdas_size_limit() -> None:
     sizes = json.loads(SIZES.read_text())
     for name in ("api_handler", "on_dataset_uploaded", "check_monitoring", "registry_admin"):
         assert sizes["functions"][name]["unzipped_bytes"] < sizes["limit_unzipped_bytes"], name
+
+
+def test_the_smoke_checks_run_without_the_callers_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deploy to an emulator or an S3-compatible store sets these; the smoke checks test
+    # the package, so the build must pass all the same. The check here fails as the app
+    # check did when an endpoint reached the bundled botocore.
+    import os
+
+    from infra import package
+
+    script = tmp_path / "smoke.py"
+    script.write_text(
+        "import os, sys\n"
+        "leaked = sorted(k for k in os.environ if k.startswith(('AWS_', 'MLOPS_')))\n"
+        "sys.exit(f'leaked {leaked}' if set(leaked) - {'AWS_CONFIG_FILE', "
+        "'AWS_SHARED_CREDENTIALS_FILE'} else 0)\n"
+    )
+    monkeypatch.setattr(package, "SMOKE", script)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "MLOPS_STORE"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    package.smoke("app", [], tmp_path / "work")  # raises BuildError if anything leaked
+    # The same check given the caller's environment fails: the test can tell.
+    monkeypatch.setattr(package, "smoke_environment", lambda: dict(os.environ))
+    with pytest.raises(package.BuildError, match="smoke check 'app' failed"):
+        package.smoke("app", [], tmp_path / "work")

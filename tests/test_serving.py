@@ -580,7 +580,7 @@ def test_binary_tensors_per_feature_with_strings(churn: S3Store) -> None:
             ],
             b"\x00" * 12,
             None,
-            "add up to 16 bytes, the body carries 12",
+            "binary_data_size 16 is more than the 12 bytes the body carries",
         ),
         (
             [

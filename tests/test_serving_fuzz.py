@@ -4,8 +4,10 @@ Each request is a well-formed one of either protocol, then (most of the time) br
 of the ways a fuzzer or an attacker breaks them: bytes flipped or cut, nesting a thousand
 levels deep, numbers of thousands of digits, names of a hundred thousand characters,
 thousands of tensors or outputs, wrong binary sizes and header lengths, content codings
-that lie. The time bound is a complexity check, not a benchmark: a + b * bytes with
-constants far above the measured cost, so only a super-linear path (or a hang) fails it.
+that lie. The time bound is a complexity check, not a benchmark: each request may take
+SLACK times what a well-formed request of its size costs, both measured in this test on
+this machine, so a busy or slow machine slows both and only a super-linear path (or a hang)
+fails it. Absolute figures are benchmarks/hostile.py's (`hostile_worst_seconds_per_mb`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import statistics
 import time
 import zlib
 from collections.abc import Callable
@@ -22,12 +25,17 @@ import msgspec
 from chalice.test import Client
 
 from app import app
+from shared.serving.inputs import MAX_BODY_BYTES, MAX_ROWS
 from shared.store.local import LocalStore
 
 REQUESTS = 10_000
 SEED = 20261130
-FIXED_SECONDS = 0.5  # per request, whatever its size (a cold model load is ~0.1 s)
-SECONDS_PER_BYTE = 2e-6  # 2 s per MB; JSON decoding and checks measure ~0.05 s per MB
+# A request may take this many times the reference cost of a well-formed request of its
+# size, per byte; a quadratic path costs hundreds (40,000 tensors: 42 s against 0.1 s).
+SLACK = 25
+# And this many times a small request's: a tiny request's time is mostly noise (a pause, a
+# capture batch written), up to 25 times the median measured with a CPU hog beside it.
+FIXED_SLACK = 100
 CHURN = {"x0": 0.3, "x1": -1.2, "x2": 0.0, "x3": 1.5, "x4": 0.2, "region": "north", "plan": "pro"}
 Request = tuple[str, dict[str, str], bytes]
 # 20 MB of "[" in 20 KB: past the body limit once inflated (made once: compressing is slow).
@@ -183,19 +191,48 @@ def generate(rng: random.Random) -> Request:
     return request
 
 
+def timed(send: Callable[..., Any], request: Request) -> tuple[float, Any]:
+    path, headers, body = request
+    start = time.perf_counter()
+    response = send(path, headers=headers, body=body)
+    return time.perf_counter() - start, response
+
+
+def reference_costs(send: Callable[..., Any]) -> tuple[float, float]:
+    """(seconds per request, seconds per byte) of well-formed requests, on this machine now.
+
+    Per request, the median of small ones: their cost is mostly the interpreter's, pauses
+    included. Per byte, the least of several large ones: what the work costs.
+    """
+    headers = {"Content-Type": "application/json"}
+    small = msgspec.json.encode({"records": [CHURN]})
+    big = msgspec.json.encode({"records": [CHURN] * MAX_ROWS})
+    fixed = statistics.median(
+        timed(send, ("/models/churn/predict", headers, small))[0] for _ in range(31)
+    )
+    large = min(timed(send, ("/models/churn/predict", headers, big))[0] for _ in range(5))
+    return fixed, max(large - fixed, 0.0) / len(big)
+
+
+def work_size(request: Request) -> int:
+    """The bytes a request makes the server read: a compressed body's inflated size, at most."""
+    _, headers, body = request
+    return MAX_BODY_BYTES if "Content-Encoding" in headers else len(body)
+
+
 def test_ten_thousand_generated_requests(served: LocalStore) -> None:
     rng = random.Random(SEED)
     statuses: dict[int, int] = {}
-    slowest: tuple[float, str] = (0.0, "")
+    worst: tuple[float, str] = (0.0, "")
     send: Callable[..., Any]
     with Client(app) as client:
         send = client.http.post
+        fixed, per_byte = reference_costs(send)
         started = time.perf_counter()
         for i in range(REQUESTS):
-            path, headers, body = generate(rng)
-            start = time.perf_counter()
-            response = send(path, headers=headers, body=body)
-            elapsed = time.perf_counter() - start
+            request = generate(rng)
+            path, headers, body = request
+            elapsed, response = timed(send, request)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             where = f"request {i}: {path[:80]} {len(body)} bytes {headers}"
             assert response.status_code < 500, f"{where} -> {response.body[:300]!r}"
@@ -203,18 +240,23 @@ def test_ten_thousand_generated_requests(served: LocalStore) -> None:
                 "application/json",
                 "application/octet-stream",
             )
-            assert elapsed <= FIXED_SECONDS + SECONDS_PER_BYTE * len(body), (
-                f"{where} took {elapsed:.2f} s"
+            reference = fixed + per_byte * work_size(request)
+            bound = FIXED_SLACK * fixed + SLACK * per_byte * work_size(request)
+            if elapsed > bound:
+                # A busy moment slows one answer; a super-linear path slows every try.
+                elapsed = min(elapsed, *(timed(send, request)[0] for _ in range(3)))
+            assert elapsed <= bound, (
+                f"{where} took {elapsed:.3f} s, {elapsed / reference:.0f} times a well-formed "
+                f"request of its size ({reference:.4f} s)"
             )
-            if len(body) >= 65_536:  # per byte, small bodies measure only the fixed cost
-                slowest = max(slowest, (elapsed / len(body), where))
+            worst = max(worst, (elapsed / reference, where))
         total = time.perf_counter() - started
     assert sum(statuses.values()) == REQUESTS
     # Both answers happen: a fuzzer that only ever hits the first check tests nothing.
     assert statuses.get(200, 0) > REQUESTS // 10, statuses
     assert sum(n for code, n in statuses.items() if 400 <= code < 500) > REQUESTS // 2, statuses
-    assert total < 60, f"{total:.1f} s for {REQUESTS} requests"
     print(
-        f"{REQUESTS} requests in {total:.1f} s; statuses {sorted(statuses.items())}; "
-        f"slowest of 64 KB or more: {slowest[0] * 1e6:.3f} s/MB ({slowest[1][:120]})"
+        f"{REQUESTS} requests in {total:.1f} s; statuses {sorted(statuses.items())}; reference "
+        f"{fixed * 1e3:.2f} ms + {per_byte * 1e6:.3f} s/MB; worst {worst[0]:.1f} times its "
+        f"reference ({worst[1][:120]})"
     )

@@ -28,22 +28,33 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """(JSON part, binary part) of a body, from the Inference-Header-Content-Length value."""
     if header_length is None:
         return body, b""
+    # Optional whitespace around a field value is not part of it (RFC 9110, 5.5), on
+    # either side: a server may pass it on when its HTTP parser does not strip it.
+    value = header_length.strip(" \t")
     # Length checked before int(): Python refuses to parse more than 4,300 digits.
     if (
-        not (header_length.isascii() and header_length.isdigit())
-        or len(header_length) > len(str(len(body)))
-        or not 0 < int(header_length) <= len(body)
+        not (value.isascii() and value.isdigit())
+        or len(value) > len(str(len(body)))
+        or not 0 < int(value) <= len(body)
     ):
         raise BadRequest(
             f"Inference-Header-Content-Length {quoted(header_length)} must be the length of "
             f"the JSON part of the {len(body)}-byte body"
         )
-    length = int(header_length)
+    length = int(value)
     return body[:length], body[length:]
 
 
 def binary_sizes(binary: bytes, sizes: list[tuple[str, int]]) -> dict[str, bytes]:
     """Cut the binary part into each tensor's bytes, checking the sizes add up."""
+    for name, size in sizes:
+        if size > len(binary):
+            # Before anything adds or prints the sizes: msgspec decodes integers of any
+            # length, and a sum past 4,300 digits cannot even be formatted (a 500 once).
+            raise BadRequest(
+                f"{_input(name)}: binary_data_size {quoted(size)} is more than the "
+                f"{len(binary)} bytes the body carries after the JSON header"
+            )
     total = sum(size for _, size in sizes)
     if total != len(binary):
         raise BadRequest(
@@ -64,7 +75,7 @@ def decode_numbers(name: str, datatype: str, shape: list[int], raw: bytes) -> np
     expected = math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise BadRequest(
-            f"{_input(name)}: {datatype} {quoted(shape)} needs {expected} bytes, "
+            f"{_input(name)}: {datatype} {quoted(shape)} needs {quoted(expected)} bytes, "
             f"binary_data_size gives {len(raw)}"
         )
     return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(shape)

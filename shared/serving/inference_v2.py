@@ -151,10 +151,14 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
     except msgspec.ValidationError:
         _name_bad_element(tensor, integer)
     try:
-        values = np.array(data, dtype=np.float64)
+        # Integers are range-checked as the integers they are: through float64, 2**63 - 1
+        # rounded up and was refused, and values just below -2**63 rounded into range.
+        values = np.array(data, dtype=np.int64 if integer else np.float64)
     except ValueError:
         raise BadRequest(f"{_input(tensor)}: nested data is ragged") from None
     except OverflowError:
+        if integer:
+            _name_out_of_range(tensor)
         raise BadRequest(f"{_input(tensor)}: a number is outside the float32 range") from None
     _check_size(tensor, values.size)
     if nested and list(values.shape) != tensor.shape:
@@ -165,11 +169,21 @@ def _numeric(tensor: RequestInput, raw: bytes | None = None) -> np.ndarray:
         )
     if integer:
         limit = _INT_RANGE[tensor.datatype]
-        outside = np.flatnonzero((values < -limit) | (values >= limit))
-        if outside.size:
-            i = int(outside[0])
-            raise BadRequest(f"{where(i)}: {values.ravel()[i]:.0f} overflows {tensor.datatype}")
+        if values.size and (values.min() < -limit or values.max() >= limit):
+            _name_out_of_range(tensor)
+        values = values.astype(np.float64)
     return float_matrix(values.ravel(), where).reshape(tensor.shape)
+
+
+def _name_out_of_range(tensor: RequestInput) -> None:
+    """Raise a message naming the first integer outside the datatype (errors only)."""
+    limit = _INT_RANGE[tensor.datatype]
+    for i, value in enumerate(_flatten(tensor)):
+        if not -limit <= value < limit:
+            raise BadRequest(
+                f"{_input(tensor)} element {i}: {quoted(value)} overflows {tensor.datatype} "
+                f"({-limit} to {limit - 1})"
+            )
 
 
 def _name_bad_element(tensor: RequestInput, integer: bool) -> None:
@@ -356,12 +370,41 @@ def model_metadata(loaded: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[tuple[str, bool]]:
-    """(output, as binary data?) to return, all outputs by default; checked before running."""
+@dataclass(frozen=True)
+class WantedOutput:
+    """An output to return: its name, whether as binary data, and the top classes asked."""
+
+    name: str
+    binary: bool
+    # The classification extension (Triton's, which its clients' `class_count` sets as the
+    # output's "classification" parameter): the top classes as "value:index:label" text.
+    class_count: int | None = None
+
+
+def _class_count(output: RequestOutput, loaded: LoadedModel) -> int | None:
+    count = (output.parameters or {}).get("classification")
+    if count is None:
+        return None
+    classes = loaded.metadata.classes
+    if output.name != "probabilities" or not classes:
+        raise BadRequest(
+            f"output {quoted(output.name)}: the classification parameter applies to a "
+            "classifier's 'probabilities' output"
+        )
+    if type(count) is not int or count < 1:
+        raise BadRequest(
+            f"output 'probabilities': classification {quoted(count)} must be a number of "
+            f"classes, 1 or more (this model has {len(classes)})"
+        )
+    return min(count, len(classes))  # as Triton does: asking for more returns them all
+
+
+def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[WantedOutput]:
+    """The outputs to return, all of them by default; checked before running."""
     available = [t["name"] for t in output_tensors(loaded)]
     all_binary = (request.parameters or {}).get("binary_data_output") is True
     if not request.outputs:
-        return [(name, all_binary) for name in available]
+        return [WantedOutput(name, all_binary) for name in available]
     asked = [o.name for o in request.outputs]
     unknown = sorted(set(asked) - set(available))
     if unknown:
@@ -373,9 +416,25 @@ def wanted_outputs(request: InferenceRequest, loaded: LoadedModel) -> list[tuple
         duplicate = sorted(name for name, count in Counter(asked).items() if count > 1)
         raise BadRequest(f"duplicate outputs {quote_names(duplicate)}: ask for each output once")
     return [
-        (o.name, (o.parameters or {}).get("binary_data", all_binary) is True)
+        WantedOutput(
+            o.name,
+            (o.parameters or {}).get("binary_data", all_binary) is True,
+            _class_count(o, loaded),
+        )
         for o in request.outputs
     ]
+
+
+def top_classes(probabilities: np.ndarray, classes: list[Any], count: int) -> np.ndarray:
+    """[N, count] "value:index:label" strings, most probable first (Triton's format)."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :count]
+    return np.array(
+        [
+            [f"{row[i]:f}:{i}:{classes[i]}" for i in top]
+            for row, top in zip(probabilities.tolist(), order.tolist(), strict=True)
+        ],
+        dtype=object,
+    ).reshape(len(probabilities), count)
 
 
 def _output_tensor(name: str, values: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes]:
@@ -395,7 +454,7 @@ def _output_tensor(name: str, values: np.ndarray, binary: bool) -> tuple[dict[st
 
 def inference_response(
     loaded: LoadedModel,
-    wanted: list[tuple[str, bool]],
+    wanted: list[WantedOutput],
     prediction: Prediction,
     request_id: str,
 ) -> tuple[dict[str, Any], bytes]:
@@ -409,8 +468,11 @@ def inference_response(
             values["probabilities"] = prediction.probabilities.astype(np.float32)
     outputs = []
     chunks = []
-    for name, binary in wanted:
-        tensor, raw = _output_tensor(name, values[name], binary)
+    for output in wanted:
+        value = values[output.name]
+        if output.class_count is not None:
+            value = top_classes(value, loaded.metadata.classes or [], output.class_count)
+        tensor, raw = _output_tensor(output.name, value, output.binary)
         outputs.append(tensor)
         chunks.append(raw)
     body: dict[str, Any] = {

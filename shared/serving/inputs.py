@@ -19,6 +19,10 @@ from shared.serving import encoding
 MAX_BODY_BYTES = int(os.environ.get("MLOPS_MAX_BODY_BYTES", 6_000_000))
 MAX_ROWS = int(os.environ.get("MLOPS_MAX_ROWS", 10_000))
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The least magnitude that rounds to float32's infinity (halfway between its maximum and
+# 2**128, where round-half-even goes up): anything below rounds to a finite float32, so
+# `3.4028235e38`, float32's maximum as numpy prints it, is in range.
+FLOAT32_OVERFLOW = float(2**128 - 2**103)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -154,10 +158,13 @@ def float_matrix(values: Sequence[Any] | np.ndarray, where: Callable[[int], str]
         ) from None
     # The model computes in float32: a value beyond its range would silently become inf.
     flat = matrix.ravel()
-    too_big = np.abs(flat) > FLOAT32_MAX  # NaN compares False: missing values pass
+    too_big = np.abs(flat) >= FLOAT32_OVERFLOW  # NaN compares False: missing values pass
     if too_big.any():
         i = int(np.flatnonzero(too_big)[0])
-        raise BadRequest(f"{where(i)}: {flat[i]!r} is outside the float32 range the model uses")
+        # float(): the message shows the number as the caller wrote it, not numpy's repr.
+        raise BadRequest(
+            f"{where(i)}: {float(flat[i])!r} is outside the float32 range the model uses"
+        )
     return matrix
 
 
