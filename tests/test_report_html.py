@@ -759,16 +759,16 @@ def test_page_in_a_browser_reads_its_counts_threshold_and_training_values(
     try:
         # age, income and plan drifted, and the prediction: 4 of 5 features + 1 prediction.
         assert _version_facts(page)["drift share"] == (
-            "4 of 6 columns (5 features and the prediction) · 66.7% (drift at 50.0% or more)"
+            "4 of 6 columns (5 features and the prediction) · 66.7% (threshold 50.0%)"
         )
 
         # The threshold line (settings' drift_share, 0.5) is drawn at the 50% tick.
         trend = page.locator('svg[data-chart="trend-drift"]')
         reference = trend.locator("g.reference")
         assert reference.count() == 1
-        assert reference.locator("text").text_content() == "drift at 50.0%"
+        assert reference.locator("text").text_content() == "threshold 50.0%"
         line = reference.locator("line").bounding_box()
-        tick = trend.locator("text", has_text="50%").filter(has_not_text="drift").bounding_box()
+        tick = trend.locator("text", has_text="50%").filter(has_not_text="threshold").bounding_box()
         assert line is not None
         assert tick is not None
         assert abs(line["y"] - (tick["y"] + tick["height"] / 2)) < 4
@@ -816,7 +816,7 @@ def test_multiclass_page_in_a_browser_names_the_class_of_its_probability_chart(
             'predicted probability of class "setosa"'
         )
         assert _version_facts(page)["drift share"] == (
-            "1 of 5 columns (4 features and the prediction) · 20.0% (drift at 50.0% or more)"
+            "1 of 5 columns (4 features and the prediction) · 20.0% (threshold 50.0%)"
         )
         rows = _metric_rows(page)
         assert rows["accuracy"] == ["0.71 [0.66, 0.76]", "0.93", "0.8835", "decayed"]

@@ -65,7 +65,6 @@ VERDICT_MEANINGS: dict[str, str] = {
     "data_problem": "the feed is broken: fix it, do not retrain on it",
     "insufficient_data": "too few rows or labels to decide",
 }
-DRIFT_LINE = VERDICT_COLOURS["drift"]
 BASELINE_COLOUR = "#9ca3af"
 CURRENT_COLOUR = "#2563eb"
 INK = "#1f2937"
@@ -338,7 +337,7 @@ def _drift_share(section: VersionSection, threshold: float | None) -> str:
         f"{_pcth(section.drift_share)}"
     )
     if threshold is not None:
-        text += f" <small>(drift at {_pcth(threshold)} or more)</small>"
+        text += f" <small>(threshold {_pcth(threshold)})</small>"
     return text
 
 
@@ -676,13 +675,15 @@ def _legend(x: float, y: float, entries: Sequence[tuple[str, str]]) -> str:
 
 
 def _ordinal(number: int) -> str:
-    if number % 100 in (11, 12, 13):
-        return f"{number}th"
-    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
+    teen = number % 100 in (11, 12, 13)
+    suffix = "th" if teen else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _bin_label(label: str) -> str:
     """A bin as people write it: "< 14.1" and "≥ 25.2" rather than "[-inf, 14.1)"."""
+    if label == "[-inf, inf)":
+        return "any value"
     if label.startswith("[-inf, ") and label.endswith(")"):
         return f"< {label[7:-1]}"
     if label.startswith("[") and label.endswith(", inf)"):
@@ -904,13 +905,14 @@ def _trends(report: DriftReport) -> str:
             '<p class="note">No windows recorded yet.</p></section>'
         )
     threshold = _setting(report.settings, "drift_share")
+    line = [] if threshold is None else [(threshold, "threshold", VERDICT_COLOURS["drift"])]
     drift = _line_chart(
         history,
         [point.drift_share for point in history],
         "trend-drift",
         "drift share",
         percent=True,
-        references=[] if threshold is None else [(threshold, "drift at", DRIFT_LINE)],
+        references=line,
     )
     metric_name = next(
         (p.metric for p in reversed(history) if p.metric and p.metric_value is not None), None
