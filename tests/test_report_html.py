@@ -7,6 +7,7 @@ the page refused, and check that the charts are really painted.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ from shared.monitoring.report import (
     Histogram,
     HistoryPoint,
     LabelSummary,
+    MetricCheck,
     OutputDrift,
     Performance,
     Verdict,
@@ -52,8 +54,11 @@ def _normal_shares(bins: int, centre: float, spread: float) -> list[float]:
 
 
 def _numeric(name: str, *, drifted: bool, bins: int = 20, shift: float = 0.2) -> FeatureDrift:
+    """Bins over [0, 10] as the check labels them: the outer two open-ended."""
     edges = [round(10 * i / bins, 2) for i in range(bins + 1)]
     labels = [f"[{edges[i]}, {edges[i + 1]})" for i in range(bins)]
+    labels[0] = f"[-inf, {edges[1]})"
+    labels[-1] = f"[{edges[-2]}, inf)"
     baseline = _normal_shares(bins, 0.5, 0.15)
     current = _normal_shares(bins, 0.5 + (shift if drifted else 0.01), 0.15)
     return FeatureDrift(
@@ -72,6 +77,7 @@ def _numeric(name: str, *, drifted: bool, bins: int = 20, shift: float = 0.2) ->
         missing_p_value=0.2,
         out_of_range=0.04 if drifted else 0.0,
         ks_error_bound=0.002,
+        training_range=[0.2, 9.8],
         drifted=drifted,
         reasons=["KS p < 0.001 and distance 0.6 > 0.1"] if drifted else [],
         histogram=Histogram(bins=labels, baseline=baseline, current=current),
@@ -121,6 +127,17 @@ def _history(verdicts: list[Verdict], metric: str | None = "roc_auc") -> list[Hi
     return points
 
 
+# The check's own settings, as a report stores them (a few left out).
+SETTINGS: dict[str, object] = {
+    "window_hours": 1,
+    "min_rows": 100,
+    "p_value": 0.05,
+    "drift_share": 0.5,
+    "min_labelled_rows": 100,
+    "max_metric_drop": 0.05,
+}
+
+
 def _report(
     *,
     verdict: Verdict,
@@ -145,7 +162,7 @@ def _report(
         or LabelSummary(files=2, labels=900, matched=850, unmatched=40, ambiguous=6, duplicates=4),
         versions=versions,
         history=history,
-        settings={"alpha": 0.001, "psi_major": 0.25, "window_hours": 1},
+        settings=SETTINGS,
     )
 
 
@@ -174,6 +191,7 @@ def drifting_report() -> DriftReport:
             baseline=_normal_shares(10, 0.3, 0.2),
             current=_normal_shares(10, 0.5, 0.2),
         ),
+        probability_class="churn",
     )
     performance = Performance(
         metric="roc_auc",
@@ -185,7 +203,12 @@ def drifting_report() -> DriftReport:
         threshold=0.85,
         decided=True,
         decayed=True,
-        metrics={"roc_auc": 0.78, "accuracy": 0.81, "log_loss": 0.44},
+        metrics={"roc_auc": 0.78, "accuracy": 0.81, "f1": 0.62, "log_loss": 0.44},
+        checks=[
+            _check("roc_auc", 0.78, [0.74, 0.81], training=0.9, threshold=0.85, decayed=True),
+            _check("accuracy", 0.81, [0.78, 0.84], training=0.86, threshold=0.817),
+            _check("f1", 0.62, [0.57, 0.67], training=0.71, threshold=0.6745),
+        ],
     )
     section = VersionSection(
         version=3,
@@ -193,7 +216,7 @@ def drifting_report() -> DriftReport:
         resolution="percentiles",
         features=features,
         drifted_features=["age", "income", "plan"],
-        drift_share=0.6,
+        drift_share=round(4 / 6, 6),  # three features and the prediction, of six columns
         output=output,
         performance=performance,
         verdict="decay",
@@ -218,6 +241,131 @@ def drifting_report() -> DriftReport:
         history=_history(verdicts),
         reasons=["version 3: roc_auc below threshold", "version 3: 3 of 5 features drifted"],
         skipped=[FileProblem(key="capture/churn/2026/11/30/09/bad.jsonl.gz", error="not gzip")],
+    )
+
+
+def _check(
+    metric: str,
+    value: float,
+    interval: list[float],
+    *,
+    training: float,
+    threshold: float,
+    decayed: bool = False,
+) -> MetricCheck:
+    return MetricCheck(
+        metric=metric,
+        value=value,
+        interval=interval,
+        training_value=training,
+        threshold=threshold,
+        decayed=decayed,
+    )
+
+
+def multiclass_decay_report() -> DriftReport:
+    """Three classes; the probability chart shows the first class's; accuracy decayed."""
+    classes = ["setosa", "versicolor", "virginica"]
+    features = [
+        _numeric("petal_length", drifted=True),
+        *(_numeric(name, drifted=False) for name in ("petal_width", "sepal_length", "sepal_width")),
+    ]
+    edges = [i / 20 for i in range(21)]
+    output = OutputDrift(
+        what="predicted class",
+        test="chi2",
+        statistic=4.0,
+        p_value=0.13,
+        distance_name="jensen_shannon",
+        distance=0.05,
+        psi=0.04,
+        drifted=False,
+        histogram=Histogram(bins=classes, baseline=[0.33, 0.34, 0.33], current=[0.3, 0.35, 0.35]),
+        probability=Histogram(
+            bins=[f"{a:.2f}-{b:.2f}" for a, b in itertools.pairwise(edges)],
+            baseline=_normal_shares(20, 0.3, 0.2),
+            current=_normal_shares(20, 0.4, 0.2),
+        ),
+        probability_class="setosa",
+    )
+    performance = Performance(
+        metric="accuracy",
+        labelled_rows=400,
+        value=0.71,
+        interval=[0.66, 0.76],
+        method="Wilson, 0.975 each of 2 metrics (Bonferroni)",
+        training_value=0.93,
+        threshold=0.8835,
+        decided=True,
+        decayed=True,
+        metrics={"accuracy": 0.71, "f1": 0.64},
+        checks=[
+            _check("accuracy", 0.71, [0.66, 0.76], training=0.93, threshold=0.8835, decayed=True),
+            _check("f1", 0.64, [0.58, 0.7], training=0.92, threshold=0.874, decayed=True),
+        ],
+    )
+    section = VersionSection(
+        version=2,
+        rows=400,
+        resolution="percentiles",
+        features=features,
+        drifted_features=["petal_length"],
+        drift_share=0.2,
+        output=output,
+        performance=performance,
+        verdict="decay",
+        reasons=["accuracy 0.71 (0.66-0.76) on 400 labelled rows, worse than training 0.93"],
+    )
+    return _report(
+        verdict="decay",
+        versions=[section],
+        history=_history(["ok", "ok", "decay"], metric="accuracy"),
+        reasons=["v2: accuracy 0.71 (0.66-0.76) on 400 labelled rows, worse than training 0.93"],
+        model="iris",
+    )
+
+
+def few_rows_report() -> DriftReport:
+    """The demo's case: 16 rows, where every test moves and most PSI bands read major."""
+    features = [_numeric(f"feature_{i:02d}", drifted=i < 20) for i in range(30)]
+    problem = Finding(
+        kind="data_problem",
+        column="feature_00",
+        what="out_of_range",
+        message="feature_00: 25% of values outside the training range [0.2, 9.8]",
+        figures={"share": 0.25, "low": 0.2, "high": 9.8, "p_value": 0.001},
+    )
+    output = OutputDrift(
+        what="predicted class",
+        test="chi2",
+        statistic=6.0,
+        p_value=0.01,
+        distance_name="jensen_shannon",
+        distance=0.2,
+        psi=0.5,
+        drifted=True,
+        histogram=Histogram(bins=["benign", "malignant"], baseline=[0.6, 0.4], current=[0.5, 0.5]),
+    )
+    section = VersionSection(
+        version=1,
+        rows=16,
+        resolution="percentiles",
+        features=features,
+        drifted_features=[f.name for f in features if f.drifted],
+        drift_share=round(21 / 31, 6),
+        output=output,
+        performance=None,
+        verdict="insufficient_data",
+        reasons=["16 rows; at least 100 are needed to judge drift", problem.message],
+        findings=[problem],
+    )
+    return _report(
+        verdict="insufficient_data",
+        versions=[section],
+        history=_history(["insufficient_data"], metric=None),
+        reasons=["v1: 16 rows; at least 100 are needed to judge drift"],
+        labels=LabelSummary(files=0, labels=0, matched=0, unmatched=0, ambiguous=0, duplicates=0),
+        model="breast-cancer",
     )
 
 
@@ -311,7 +459,9 @@ def expected_charts(report: DriftReport) -> int:
     if any(point.metric_value is not None for point in report.history):
         charts += 1  # the metric over windows
     for section in report.versions:
-        charts += min(12, sum(feature.drifted for feature in section.features))
+        # A window with too few rows judges no feature, so draws none as drifted.
+        if section.verdict != "insufficient_data":
+            charts += min(12, sum(feature.drifted for feature in section.features))
         if section.output is not None:
             charts += 1 + (section.output.probability is not None)
         if section.performance is not None and section.performance.value is not None:
@@ -323,7 +473,15 @@ def expected_charts(report: DriftReport) -> int:
 
 
 @pytest.mark.parametrize(
-    "build", [drifting_report, data_problem_report, insufficient_report, hostile_report]
+    "build",
+    [
+        drifting_report,
+        data_problem_report,
+        insufficient_report,
+        hostile_report,
+        multiclass_decay_report,
+        few_rows_report,
+    ],
 )
 def test_page_is_self_contained(build: Callable[[], DriftReport]) -> None:
     page = render_report(build())
@@ -410,6 +568,28 @@ def test_a_large_report_renders_small_and_fast() -> None:
     elapsed = time.perf_counter() - started
     assert len(page.encode()) < 1_500_000
     assert elapsed < 2.0
+
+
+def test_the_page_speaks_in_words_a_reader_knows() -> None:
+    for build in (drifting_report, multiclass_decay_report, few_rows_report):
+        page = render_report(build())
+        for code_word in ("holding", "(decided)", "labelled</text>", "-inf", "inf)"):
+            assert code_word not in page, (build.__name__, code_word)
+
+
+def test_an_older_report_names_no_class_rather_than_guess_one() -> None:
+    import msgspec
+
+    report = drifting_report()
+    section = report.versions[0]
+    assert section.output is not None
+    output = msgspec.structs.replace(section.output, probability_class=None)
+    older = msgspec.structs.replace(
+        report, versions=[msgspec.structs.replace(section, output=output)]
+    )
+    page = render_report(older)
+    assert "Predicted probability <small>(this report does not name the class)</small>" in page
+    assert "churn&quot;" not in page
 
 
 # -- in a real browser -----------------------------------------------------------------
@@ -546,6 +726,138 @@ def test_page_in_a_browser_shows_the_verdict_and_its_charts(
         assert sum(rgb != (255, 255, 255) for rgb in pixels) > len(pixels) // 20
         assert len(set(pixels)) > 20  # text antialiasing and two fills, not a flat image
 
+        assert opened.outside == []
+        assert opened.errors == []
+    finally:
+        page.close()
+
+
+def _version_facts(page: Page) -> dict[str, str]:
+    """The first version's facts as shown: {label: text}."""
+    facts = page.locator("section.version").first.evaluate(
+        "section => Object.fromEntries([...section.querySelectorAll('.facts > div')]"
+        ".map(d => [d.querySelector('dt').innerText, d.querySelector('dd').innerText]))"
+    )
+    assert isinstance(facts, dict)
+    return facts
+
+
+def _metric_rows(page: Page) -> dict[str, list[str]]:
+    """The metrics table as shown: {metric: [window, training, threshold, state]}."""
+    rows = page.locator("table.metrics tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+    )
+    assert isinstance(rows, list)
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_page_in_a_browser_reads_its_counts_threshold_and_training_values(
+    browser: Browser, tmp_path: Path
+) -> None:
+    opened = _open(browser, render_report(drifting_report()), tmp_path / "labels.html")
+    page = opened.page
+    try:
+        # age, income and plan drifted, and the prediction: 4 of 5 features + 1 prediction.
+        assert _version_facts(page)["drift share"] == (
+            "4 of 6 columns (5 features and the prediction) · 66.7% (threshold 50.0%)"
+        )
+
+        # The threshold line (settings' drift_share, 0.5) is drawn at the 50% tick.
+        trend = page.locator('svg[data-chart="trend-drift"]')
+        reference = trend.locator("g.reference")
+        assert reference.count() == 1
+        assert reference.locator("text").text_content() == "threshold 50.0%"
+        line = reference.locator("line").bounding_box()
+        tick = trend.locator("text", has_text="50%").filter(has_not_text="threshold").bounding_box()
+        assert line is not None
+        assert tick is not None
+        assert abs(line["y"] - (tick["y"] + tick["height"] / 2)) < 4
+
+        assert page.locator("figcaption", has_text="Predicted probability").inner_text() == (
+            'Predicted probability of class "churn"'
+        )
+
+        # Every metric beside its training value and threshold, as built above.
+        rows = _metric_rows(page)
+        assert rows["roc_auc"] == ["0.78 [0.74, 0.81]", "0.9", "0.85", "decayed"]
+        assert rows["accuracy"] == ["0.81 [0.78, 0.84]", "0.86", "0.817", "no decay"]
+        assert rows["f1"] == ["0.62 [0.57, 0.67]", "0.71", "0.6745", "no decay"]
+        assert rows["log_loss"] == ["0.44", "—", "—", "no training value recorded"]
+        assert page.locator("h3", has_text="Performance").locator(".pill").inner_text() == (
+            "decayed"
+        )
+
+        # A numeric feature's bins read as ranges, on the scale it had at training.
+        age = page.locator('svg[data-chart="feature"]').first
+        assert age.locator("text.axis-title").text_content() == (
+            "age: value ranges, in the column's own units (training range 0.2 to 9.8)"
+        )
+        assert "< 0.5" in age.locator("text").all_text_contents()
+        # Every 2nd of the 20 bins is named under the axis; each bar's tooltip names its own.
+        tips = age.locator("title").all_text_contents()
+        assert tips[0].startswith("< 0.5: ")
+        assert tips[-1].startswith("≥ 9.5: ")
+        assert opened.errors == []
+    finally:
+        page.close()
+
+
+def test_multiclass_page_in_a_browser_names_the_class_of_its_probability_chart(
+    browser: Browser, tmp_path: Path
+) -> None:
+    opened = _open(browser, render_report(multiclass_decay_report()), tmp_path / "iris.html")
+    page = opened.page
+    try:
+        figure = page.locator("figure", has=page.locator('svg[data-chart="probability"]'))
+        assert figure.locator("figcaption").inner_text() == (
+            'Predicted probability of class "setosa"'
+        )
+        assert figure.locator("text.axis-title").text_content() == (
+            'predicted probability of class "setosa"'
+        )
+        assert _version_facts(page)["drift share"] == (
+            "1 of 5 columns (4 features and the prediction) · 20.0% (threshold 50.0%)"
+        )
+        rows = _metric_rows(page)
+        assert rows["accuracy"] == ["0.71 [0.66, 0.76]", "0.93", "0.8835", "decayed"]
+        assert rows["f1"] == ["0.64 [0.58, 0.7]", "0.92", "0.874", "decayed"]
+        assert opened.errors == []
+    finally:
+        page.close()
+
+
+def test_a_window_with_too_few_rows_paints_no_drift_in_a_browser(
+    browser: Browser, tmp_path: Path
+) -> None:
+    report = few_rows_report()
+    opened = _open(browser, render_report(report), tmp_path / "few.html")
+    page = opened.page
+    try:
+        assert page.locator(".verdict-badge").inner_text().strip() == "Insufficient data"
+        version = page.locator("section.version")
+        # No badge, pill, highlight or chart says drift, nor any PSI band, for 16 rows.
+        assert version.locator(".badge").all_inner_texts() == ["Insufficient data"]
+        for painted in (".pill.bad", ".pill.major", ".pill.moderate", ".pill.stable"):
+            assert version.locator(painted).count() == 0, painted
+        assert version.locator("tr.drifted").count() == 0
+        assert page.locator('svg[data-chart="feature"]').count() == 0
+        assert _visible_svgs(page) == expected_charts(report)
+        text = version.inner_text()
+        assert "major" not in text
+        assert "drifted features" not in text
+        # What is shown instead says why, with the counts.
+        assert _version_facts(page)["drift"] == "not judged"
+        assert version.locator(".not-judged").inner_text() == (
+            "Drift not judged: 16 rows in this window; at least 100 are needed. The figures "
+            "below are what those rows show, not a verdict."
+        )
+        states = version.locator("table.features tbody tr td:last-child").all_inner_texts()
+        assert states == ["not judged"] * 30
+        finding = version.locator("table.findings tbody tr").first
+        assert finding.locator("td").first.inner_text() == "not judged"
+        assert version.locator("h3", has_text="Output drift").inner_text().strip() == (
+            "Output drift"
+        )
         assert opened.outside == []
         assert opened.errors == []
     finally:

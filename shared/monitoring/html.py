@@ -97,7 +97,7 @@ def render_report(report: DriftReport) -> str:
         _trends(report),
     ]
     if report.versions:
-        parts.extend(_version(section) for section in report.versions)
+        parts.extend(_version(section, report.settings) for section in report.versions)
     else:
         parts.append(
             '<section class="card"><h2>Versions</h2>'
@@ -195,6 +195,14 @@ def _facts(pairs: Sequence[tuple[str, str]]) -> str:
     return f'<dl class="facts">{cells}</dl>'
 
 
+def _setting(settings: dict[str, object], name: str) -> float | None:
+    """A number from the check's settings, or None in a report that does not carry it."""
+    value = settings.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 # -- header ----------------------------------------------------------------------------
 
 
@@ -257,7 +265,7 @@ def _skipped(problems: Sequence[FileProblem]) -> str:
 # -- per version -----------------------------------------------------------------------
 
 
-def _version(section: VersionSection) -> str:
+def _version(section: VersionSection, settings: dict[str, object]) -> str:
     coarse = ""
     if section.resolution == "deciles":
         # Said in words: a reader comparing versions should not take the coarser check of
@@ -267,37 +275,83 @@ def _version(section: VersionSection) -> str:
             "features are checked more coarsely, over deciles (10 bins) instead of "
             "percentiles.</p>"
         )
-    drifted = [feature for feature in section.features if feature.drifted]
-    names = section.drifted_features
-    listed = ", ".join(_named(name) for name in names[:20])
-    if len(names) > 20:
-        listed += f" and {_int(len(names) - 20)} more"
-    facts = _facts(
-        [
-            ("rows", _int(section.rows)),
-            ("resolution", _e(section.resolution)),
-            (
-                "drift share",
-                f"{_pcth(section.drift_share)} of features "
-                f"({_int(len(names))} of {_int(len(section.features))})",
-            ),
+    min_rows = _setting(settings, "min_rows")
+    judged = _drift_judged(section, min_rows)
+    pairs = [
+        ("rows", _int(section.rows)),
+        ("numeric bins", f"{_e(section.resolution)} of training"),
+    ]
+    if judged:
+        drifted = [feature for feature in section.features if feature.drifted]
+        names = section.drifted_features
+        listed = ", ".join(_named(name) for name in names[:20])
+        if len(names) > 20:
+            listed += f" and {_int(len(names) - 20)} more"
+        pairs += [
+            ("drift share", _drift_share(section, _setting(settings, "drift_share"))),
             ("drifted features", listed or "none"),
         ]
-    )
+        unjudged = ""
+    else:
+        # A handful of rows moves every test and every PSI band: painting them as drift
+        # would make noise look like a finding (the check itself did not judge them).
+        drifted = []
+        needed = f"; at least {_int(int(min_rows))} are needed" if min_rows else ""
+        pairs.append(("drift", "not judged"))
+        unjudged = (
+            f'<p class="note not-judged">Drift not judged: {_int(section.rows)} '
+            f"row{'s' * (section.rows != 1)} in this window{needed}. The figures below are "
+            "what those rows show, not a verdict.</p>"
+        )
     return (
         '<section class="card version">'
         f"<h2>Version {section.version} {_badge(section.verdict)}</h2>"
-        f"{_reasons(section.reasons)}{facts}{coarse}{_findings(section.findings)}"
-        f"{_feature_table(section.features)}{_feature_charts(drifted)}"
-        f"{_output(section.output)}{_performance(section.performance)}</section>"
+        f"{_reasons(section.reasons)}{_facts(pairs)}{unjudged}{coarse}"
+        f"{_findings(section.findings, judged)}"
+        f"{_feature_table(section.features, judged)}{_feature_charts(drifted)}"
+        f"{_output(section.output, judged)}"
+        f"{_performance(section.performance, _setting(settings, 'min_labelled_rows'))}"
+        "</section>"
     )
 
 
-def _findings(findings: Sequence[Finding]) -> str:
+def _drift_judged(section: VersionSection, min_rows: float | None) -> bool:
+    """Whether the check had enough rows to call this version's columns drifted."""
+    if section.verdict == "insufficient_data":
+        return False
+    return min_rows is None or section.rows >= min_rows
+
+
+def _drift_share(section: VersionSection, threshold: float | None) -> str:
+    """'1 of 7 columns (6 features and the prediction) · 14.3%', as the check counts it."""
+    drifted = len(section.drifted_features)
+    columns = len(section.features)
+    of = f"{_int(columns)} feature{'s' * (columns != 1)}"
+    if section.output is not None:
+        # The prediction is a column of the share too: its drift counts like a feature's.
+        drifted += section.output.drifted
+        columns += 1
+        of += " and the prediction"
+    text = (
+        f"{_int(drifted)} of {_int(columns)} columns <small>({of})</small> · "
+        f"{_pcth(section.drift_share)}"
+    )
+    if threshold is not None:
+        text += f" <small>(threshold {_pcth(threshold)})</small>"
+    return text
+
+
+_NOT_JUDGED = '<span class="pill">not judged</span>'
+
+
+def _findings(findings: Sequence[Finding], judged: bool) -> str:
     if not findings:
         return ""
     rows = "".join(
-        f'<tr class="finding {_e(f.kind)}"><td>{_badge(f.kind)}</td><td>{_named(f.column)}</td>'
+        f'<tr class="finding {_e(f.kind)}">'
+        # Metrics are judged on labels, not on the window's rows: decay stands either way.
+        f"<td>{_badge(f.kind) if judged or f.kind == 'decay' else _NOT_JUDGED}</td>"
+        f"<td>{_named(f.column)}</td>"
         f"<td>{_e(f.what.replace('_', ' '))}</td><td>{_e(f.message, 240)}</td></tr>"
         for f in findings
     )
@@ -308,12 +362,12 @@ def _findings(findings: Sequence[Finding]) -> str:
     )
 
 
-def _ordered(features: Sequence[FeatureDrift]) -> list[FeatureDrift]:
-    # Drifted first, then the farthest from training; the name breaks ties so the order
-    # (and the page) never depends on the order the check happened to list them in.
+def _ordered(features: Sequence[FeatureDrift], judged: bool = True) -> list[FeatureDrift]:
+    # Drifted first (when judged), then the farthest from training; the name breaks ties so
+    # the order (and the page) never depends on the order the check listed them in.
     def key(feature: FeatureDrift) -> tuple[bool, float, str]:
         distance = feature.distance if math.isfinite(feature.distance) else -1.0
-        return (not feature.drifted, -distance, feature.name)
+        return (judged and not feature.drifted, -distance, feature.name)
 
     return sorted(features, key=key)
 
@@ -322,11 +376,11 @@ def _ordered(features: Sequence[FeatureDrift]) -> list[FeatureDrift]:
 _DISTANCE_NAMES = {"wasserstein_normed": "Wasserstein/sd", "jensen_shannon": "Jensen-Shannon"}
 
 
-def _feature_table(features: Sequence[FeatureDrift]) -> str:
+def _feature_table(features: Sequence[FeatureDrift], judged: bool) -> str:
     if not features:
         return '<p class="note">No features recorded for this version.</p>'
     rows = []
-    for feature in _ordered(features):
+    for feature in _ordered(features, judged):
         bound = (
             f' title="the exact KS statistic lies within D + {_num(feature.ks_error_bound)}"'
             if feature.ks_error_bound is not None
@@ -338,22 +392,25 @@ def _feature_table(features: Sequence[FeatureDrift]) -> str:
             outside = f"{_pcth(feature.unseen)} unseen"
         if feature.out_of_range is None and feature.unseen is None:
             outside = "—"
-        verdict = (
-            '<span class="pill bad">yes</span>'
-            if feature.drifted
-            else '<span class="pill">no</span>'
-        )
-        why = "; ".join(_e(reason, 200) for reason in feature.reasons)
+        if not judged:
+            verdict, why, band = _NOT_JUDGED, "", ""
+        else:
+            verdict = (
+                '<span class="pill bad">yes</span>'
+                if feature.drifted
+                else '<span class="pill">no</span>'
+            )
+            why = "; ".join(_e(reason, 200) for reason in feature.reasons)
+            band = f' <span class="pill {_e(feature.psi_band)}">{_e(feature.psi_band)}</span>'
         rows.append(
-            f"<tr{' class=drifted' if feature.drifted else ''}>"
+            f"<tr{' class=drifted' if judged and feature.drifted else ''}>"
             f"<td>{_named(feature.name)} <small>{_e(feature.kind)}</small></td>"
             f"<td{bound}>{_e(feature.test)} {_num(feature.statistic)}</td>"
             f"<td>{_p(feature.p_value)}</td>"
             f"<td>{_num(feature.distance)} "
             f"<small>{_e(_DISTANCE_NAMES.get(feature.distance_name, feature.distance_name))}"
             "</small></td>"
-            f'<td>{_num(feature.psi)} <span class="pill {_e(feature.psi_band)}">'
-            f"{_e(feature.psi_band)}</span></td>"
+            f"<td>{_num(feature.psi)}{band}</td>"
             f'<td title="p = {_p(feature.missing_p_value)}">{_pcth(feature.missing_rate)} '
             f"<small>vs {_pcth(feature.baseline_missing_rate)}</small></td>"
             f"<td>{outside}</td>"
@@ -377,7 +434,7 @@ def _feature_charts(drifted: Sequence[FeatureDrift]) -> str:
             f"{_named(feature.name)} <small>{_e(feature.kind)} · PSI {_num(feature.psi)} "
             f"({_e(feature.psi_band)}) · p {_p(feature.p_value)}</small>"
         )
-        chart = _bar_chart(feature.histogram, "feature", feature.name)
+        chart = _bar_chart(feature.histogram, "feature", feature.name, axis=_scale(feature))
         figures.append(_figure(caption, chart, feature.histogram))
     more = len(drifted) - len(shown)
     tail = (
@@ -386,6 +443,20 @@ def _feature_charts(drifted: Sequence[FeatureDrift]) -> str:
         else ""
     )
     return f'<h3>Drifted features</h3><div class="grid">{"".join(figures)}</div>{tail}'
+
+
+def _scale(feature: FeatureDrift) -> str:
+    """The x axis's title: what the bins are, and the scale a numeric feature had at training."""
+    name = _cap(feature.name, 30)
+    if feature.kind == "categorical":
+        return f"{name}: categories"
+    # The bins are in whatever unit the column was uploaded in; the training range says
+    # which scale that is (years or months, metres or millimetres) at a glance.
+    text = f"{name}: value ranges, in the column's own units"
+    bounds = feature.training_range
+    if bounds is None or len(bounds) != 2:
+        return text
+    return f"{text} (training range {_num(bounds[0])} to {_num(bounds[1])})"
 
 
 def _figure(caption: str, chart: str, histogram: Histogram | None = None) -> str:
@@ -398,10 +469,10 @@ def _is_wide(histogram: Histogram) -> bool:
     return len(histogram.bins) > WIDE_BINS
 
 
-def _output(output: OutputDrift | None) -> str:
+def _output(output: OutputDrift | None, judged: bool) -> str:
     if output is None:
         return ""
-    drifted = '<span class="pill bad">drifted</span>' if output.drifted else ""
+    drifted = '<span class="pill bad">drifted</span>' if judged and output.drifted else ""
     summary = (
         f"{_e(output.test)} {_num(output.statistic)} · p {_p(output.p_value)} · "
         f"{_e(_DISTANCE_NAMES.get(output.distance_name, output.distance_name))} "
@@ -410,15 +481,27 @@ def _output(output: OutputDrift | None) -> str:
     figures = [
         _figure(
             f"Predictions <small>{_e(output.what, 60)}</small>",
-            _bar_chart(output.histogram, "output", output.what),
+            _bar_chart(output.histogram, "output", output.what, axis=output.what),
             output.histogram,
         )
     ]
     if output.probability is not None:
+        if output.probability_class is not None:
+            of = f'class "{_clean(output.probability_class)}"'
+            caption = f"Predicted probability of {escape(_cap(of, 60))}"
+        else:
+            # Older reports do not say; naming a guess would be worse than naming none.
+            of = "one class"
+            caption = "Predicted probability <small>(this report does not name the class)</small>"
         figures.append(
             _figure(
-                "Predicted probability",
-                _bar_chart(output.probability, "probability", "predicted probability"),
+                caption,
+                _bar_chart(
+                    output.probability,
+                    "probability",
+                    f"probability of {of}",
+                    axis=f"predicted probability of {_cap(of, 60)}",
+                ),
                 output.probability,
             )
         )
@@ -427,15 +510,19 @@ def _output(output: OutputDrift | None) -> str:
     )
 
 
-def _performance(performance: Performance | None) -> str:
+def _performance(performance: Performance | None, min_labelled: float | None) -> str:
     if performance is None:
         return ""
     if not performance.decided:
-        state = '<span class="pill">not decided</span>'
+        needed = f", {_int(int(min_labelled))} needed" if min_labelled else ""
+        state = (
+            f'<span class="pill">not judged: {_int(performance.labelled_rows)} labelled '
+            f"row{'s' * (performance.labelled_rows != 1)}{needed}</span>"
+        )
     elif performance.decayed:
         state = '<span class="pill bad">decayed</span>'
     else:
-        state = '<span class="pill good">holding</span>'
+        state = '<span class="pill good">no decay</span>'
     interval = performance.interval
     if performance.value is None:
         value = "no value (no labelled rows)"
@@ -449,27 +536,42 @@ def _performance(performance: Performance | None) -> str:
         f"{_num(performance.training_value)} · threshold {_num(performance.threshold)}</p>"
     )
     chart = _performance_chart(performance) if performance.value is not None else ""
-    others = ""
-    if performance.checks:
-        rows = "".join(
-            f"<tr{' class=drifted' if c.decayed else ''}><td>{_e(c.metric)}</td>"
-            f"<td>{_num(c.value)} {_interval(c.interval)}</td><td>{_num(c.training_value)}</td>"
-            f"<td>{_num(c.threshold)}</td><td>"
-            f"{'<span class="pill bad">decayed</span>' if c.decayed else ''}</td></tr>"
-            for c in performance.checks
+    return f"<h3>Performance {state}</h3>{text}{chart}{_metrics_table(performance)}"
+
+
+def _metrics_table(performance: Performance) -> str:
+    """Every metric on the labelled rows beside its training value and threshold."""
+    checks = {check.metric: check for check in performance.checks}
+    names = [*checks, *sorted(name for name in performance.metrics if name not in checks)]
+    if not names:
+        return ""
+    rows = []
+    for name in names:
+        check = checks.get(name)
+        if check is not None:
+            window = f"{_num(check.value)} {_interval(check.interval)}"
+            training, threshold = check.training_value, check.threshold
+            if check.decayed:
+                state = '<span class="pill bad">decayed</span>'
+            else:
+                state = "no decay" if performance.decided else "not judged"
+        else:
+            window = _num(performance.metrics[name])
+            # Reports written before `checks` carry the primary metric's figures only.
+            primary = name == performance.metric
+            training = performance.training_value if primary else math.nan
+            threshold = performance.threshold if primary else math.nan
+            state = "" if primary else "no training value recorded"
+        rows.append(
+            f"<tr{' class=drifted' if check is not None and check.decayed else ''}>"
+            f"<td>{_e(name)}</td><td>{window}</td><td>{_num(training)}</td>"
+            f"<td>{_num(threshold)}</td><td>{state}</td></tr>"
         )
-        others = (
-            '<div class="scroll"><table class="table metrics"><thead><tr><th>metric</th>'
-            "<th>window [interval]</th><th>training</th><th>threshold</th><th></th></tr>"
-            f"</thead><tbody>{rows}</tbody></table></div>"
-        )
-    elif performance.metrics:
-        cells = "".join(
-            f"<div><dt>{_e(name)}</dt><dd>{_num(value)}</dd></div>"
-            for name, value in sorted(performance.metrics.items())
-        )
-        others = f'<dl class="facts small">{cells}</dl>'
-    return f"<h3>Performance {state}</h3>{text}{chart}{others}"
+    return (
+        '<div class="scroll"><table class="table metrics"><thead><tr><th>metric</th>'
+        "<th>window [interval]</th><th>training</th><th>threshold</th><th>against training</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _interval(interval: Sequence[float] | None) -> str:
@@ -572,9 +674,27 @@ def _legend(x: float, y: float, entries: Sequence[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
-def _bar_chart(histogram: Histogram, kind: str, name: str) -> str:
-    """Grouped bars: baseline (grey) and current (blue) share of each bin."""
-    bins, baseline, current = histogram.bins, histogram.baseline, histogram.current
+def _ordinal(number: int) -> str:
+    teen = number % 100 in (11, 12, 13)
+    suffix = "th" if teen else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _bin_label(label: str) -> str:
+    """A bin as people write it: "< 14.1" and "≥ 25.2" rather than "[-inf, 14.1)"."""
+    if label == "[-inf, inf)":
+        return "any value"
+    if label.startswith("[-inf, ") and label.endswith(")"):
+        return f"< {label[7:-1]}"
+    if label.startswith("[") and label.endswith(", inf)"):
+        return f"≥ {label[1:-6]}"
+    return label
+
+
+def _bar_chart(histogram: Histogram, kind: str, name: str, *, axis: str = "") -> str:
+    """Grouped bars: baseline (grey) and current (blue) share of each bin; `axis` titles x."""
+    baseline, current = histogram.baseline, histogram.current
+    bins = [_bin_label(label) for label in histogram.bins]
     count = len(bins)
     if count == 0:
         return '<p class="note">no histogram recorded.</p>'
@@ -610,6 +730,9 @@ def _bar_chart(histogram: Histogram, kind: str, name: str) -> str:
     shown = labels[::step]
     longest = max(_text_width(label, size) for label in shown)
     bottom = (longest * math.sin(angle) + size + 14) if slanted else size + 14
+    title_y = bottom + 14
+    if axis:
+        bottom += 20
     height = 190.0 + bottom + top
     plot_h = height - top - bottom
 
@@ -673,7 +796,13 @@ def _bar_chart(histogram: Histogram, kind: str, name: str) -> str:
     if slanted and step > 1:
         parts.append(
             f'<text x="{_xy(width - right)}" y="16" font-size="10" text-anchor="end" '
-            f'fill="{MUTED}">{_int(count)} bins, 1 in {_int(step)} labelled</text>'
+            f'fill="{MUTED}">every {_ordinal(step)} of {_int(count)} bins named</text>'
+        )
+    if axis:
+        parts.append(
+            f'<text class="axis-title" x="{_xy((left + width - right) / 2)}" '
+            f'y="{_xy(base_y + title_y)}" font-size="{size}" text-anchor="middle" '
+            f'fill="{MUTED}">{_e(axis, 120)}</text>'
         )
     label = f"{name}: baseline and window shares over {count} bins"
     return _svg(kind, width, math.ceil(height), label, "".join(parts))
@@ -775,13 +904,15 @@ def _trends(report: DriftReport) -> str:
             '<section class="card"><h2>Trend</h2>'
             '<p class="note">No windows recorded yet.</p></section>'
         )
+    threshold = _setting(report.settings, "drift_share")
+    line = [] if threshold is None else [(threshold, "threshold", VERDICT_COLOURS["drift"])]
     drift = _line_chart(
         history,
         [point.drift_share for point in history],
         "trend-drift",
         "drift share",
         percent=True,
-        references=[],
+        references=line,
     )
     metric_name = next(
         (p.metric for p in reversed(history) if p.metric and p.metric_value is not None), None
@@ -814,7 +945,8 @@ def _trends(report: DriftReport) -> str:
     return (
         f'<section class="card"><h2>Trend <small>{_int(len(history))} '
         f"window{'s' * (len(history) != 1)}, this one last</small></h2>"
-        f'<div class="grid"><figure class="fig"><figcaption>Drift share per window'
+        f'<div class="grid"><figure class="fig"><figcaption>Drift share per window '
+        "<small>(drifted columns: features and the prediction)</small>"
         f"</figcaption>{drift}</figure>"
         f'<figure class="fig"><figcaption>{metric_title}</figcaption>{metric}</figure></div>'
         f'<p class="keys">{keys}</p></section>'
@@ -837,7 +969,8 @@ def _line_chart(
     known = [v for v in values if v is not None and math.isfinite(v)]
     refs = [(v, n, c) for v, n, c in references if math.isfinite(v)]
     if percent:
-        low, high = 0.0, max([*known, 0.1])
+        # The threshold stays on the chart: how far below it a window was is the point.
+        low, high = 0.0, max([*known, *(v for v, _, _ in refs), 0.1])
     else:
         span_values = known + [v for v, _, _ in refs]
         low, high = min(span_values), max(span_values)
@@ -864,11 +997,12 @@ def _line_chart(
         )
     for row, (ref, ref_name, colour) in enumerate(refs):
         y = y_of(ref)
+        shown = _pct(ref) if percent else _num(ref)
         parts.append(
-            f'<line x1="{_xy(left)}" x2="{_xy(width - right)}" y1="{_xy(y)}" y2="{_xy(y)}" '
-            f'stroke="{colour}" stroke-dasharray="4 3"/>'
+            f'<g class="reference"><line x1="{_xy(left)}" x2="{_xy(width - right)}" '
+            f'y1="{_xy(y)}" y2="{_xy(y)}" stroke="{colour}" stroke-dasharray="4 3"/>'
             f'<text x="{_xy(width - right - 2 - row * 96)}" y="{_xy(y - 4)}" font-size="10.5" '
-            f'text-anchor="end" fill="{colour}">{ref_name} {_num(ref)}</text>'
+            f'text-anchor="end" fill="{colour}">{escape(ref_name)} {escape(shown)}</text></g>'
         )
     # Connect consecutive known points only: a window without a value is a gap, not a slope.
     segments = []

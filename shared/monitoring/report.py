@@ -91,6 +91,9 @@ class OutputDrift(msgspec.Struct, frozen=True, kw_only=True):
     drifted: bool
     histogram: Histogram
     probability: Histogram | None = None  # classification: positive/first class probability
+    # The class whose probability `probability` shows (binary: the positive class, else the
+    # model's first); None in reports written before it was recorded.
+    probability_class: str | None = None
 
 
 class MetricCheck(msgspec.Struct, frozen=True, kw_only=True):
