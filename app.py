@@ -65,13 +65,23 @@ REQUIRE_API_KEY = _switch("MLOPS_REQUIRE_API_KEY")
 ADMIN_AUTHORIZER = IAMAuthorizer()
 
 
-def _respond(result: HttpResult) -> Response:
+# API Gateway compresses every answer of 1 KB or more for a client that accepts gzip,
+# unless the function's answer names a Content-Encoding. Triton's endpoint compresses only
+# inference answers, and tritonclient's aio client decompresses only inside infer(): its
+# model metadata call would read gzip as JSON. Every other answer says "identity".
+UNCOMPRESSED = {"Content-Encoding": "identity"}
+
+
+def _respond(result: HttpResult, *, inference_answer: bool = False) -> Response:
+    extra = {} if inference_answer else UNCOMPRESSED
     if result.raw is not None:  # binary tensor data: Chalice base64-encodes it for API Gateway
-        return Response(body=result.raw, status_code=result.status, headers={**result.headers})
+        return Response(
+            body=result.raw, status_code=result.status, headers={**result.headers, **extra}
+        )
     return Response(
         body=msgspec.json.encode(result.body).decode(),
         status_code=result.status,
-        headers={"Content-Type": "application/json", **result.headers},
+        headers={"Content-Type": "application/json", **result.headers, **extra},
     )
 
 
@@ -202,7 +212,7 @@ BODY_TYPES = ["application/json", "application/octet-stream"]
 )
 def infer(name: str) -> Response:
     """POST /v2/models/{name}/infer: the Open Inference Protocol, production answering."""
-    return _respond(inference.infer(name, None, _body(), _headers()))
+    return _respond(inference.infer(name, None, _body(), _headers()), inference_answer=True)
 
 
 @app.route(
@@ -213,13 +223,13 @@ def infer(name: str) -> Response:
 )
 def infer_version(name: str, version: str) -> Response:
     """POST /v2/models/{name}/versions/{version}/infer."""
-    return _respond(inference.infer(name, version, _body(), _headers()))
+    return _respond(inference.infer(name, version, _body(), _headers()), inference_answer=True)
 
 
 @app.route("/models/{name}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY)
 def predict(name: str) -> Response:
     """POST /models/{name}/predict: records by feature name, production answering."""
-    return _respond(inference.predict_records(name, None, _body(), _headers()))
+    return _respond(inference.predict_records(name, None, _body(), _headers()), inference_answer=True)
 
 
 @app.route(
@@ -227,7 +237,7 @@ def predict(name: str) -> Response:
 )
 def predict_version(name: str, version: str) -> Response:
     """POST /models/{name}/versions/{version}/predict."""
-    return _respond(inference.predict_records(name, version, _body(), _headers()))
+    return _respond(inference.predict_records(name, version, _body(), _headers()), inference_answer=True)
 
 
 @app.route("/admin/models", methods=["GET"], authorizer=ADMIN_AUTHORIZER)

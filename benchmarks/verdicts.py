@@ -7,7 +7,7 @@ verdict is a pure function of a baseline and counts, which is what is measured.
 
     .venv/bin/python -m benchmarks.verdicts [windows]
 
-prints the figures the README and the tests quote.
+prints the figures docs/monitoring.md and the tests quote.
 """
 
 from __future__ import annotations

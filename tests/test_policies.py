@@ -1,9 +1,10 @@
 """Each function's IAM policy names only the prefixes and actions it uses.
 
 Every infra/policy-*.json is read: no S3 action or resource is a wildcard over the whole
-bucket, object actions name a prefix of the bucket layout (README), ListBucket names the
-bucket itself (a missing key is then a 404, not a 403). The three functions' grants are the
-ones their code needs, listed here so that widening one is a visible change.
+bucket, object actions name a prefix of the bucket layout (docs/bucket-layout.md),
+ListBucket names the bucket itself (a missing key is then a 404, not a 403). The three
+functions' grants are the ones their code needs, listed here so that widening one is a
+visible change.
 """
 
 from __future__ import annotations

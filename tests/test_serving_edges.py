@@ -317,3 +317,21 @@ def test_only_inference_responses_are_compressed(
     assert status == 200
     assert headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(answer))["model_name"] == "churn"
+
+
+def test_only_inference_answers_are_left_to_the_gateway_to_compress(served: LocalStore) -> None:
+    # API Gateway compresses an answer of 1 KB or more unless it names a Content-Encoding:
+    # metadata and health say "identity" (tritonclient's aio client reads them as JSON);
+    # inference answers name none, and are compressed as Triton's are.
+    with Client(app) as client:
+        for path in ("/v2", "/v2/models/churn", "/v2/health/ready", "/v2/models/churn/ready"):
+            answer = client.http.get(path, headers={"Accept-Encoding": "gzip, deflate, br"})
+            assert answer.headers.get("Content-Encoding") == "identity", path
+            json.loads(answer.body)
+        inferred = client.http.post(
+            "/v2/models/churn/infer",
+            headers={"Content-Type": "application/json", "Accept-Encoding": "gzip"},
+            body=json.dumps({"inputs": v2_inputs()}),
+        )
+        assert inferred.status_code == 200
+        assert "Content-Encoding" not in inferred.headers

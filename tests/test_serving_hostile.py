@@ -133,17 +133,31 @@ def test_an_inference_header_length_of_4301_digits_is_a_400(served: LocalStore) 
 
 
 def test_forty_thousand_input_tensors_take_linear_time(served: LocalStore) -> None:
-    inputs = [{**v2_inputs()[0], "name": f"t{i}"} for i in range(40_000)]
-    duplicates = v2_inputs() + [v2_inputs()[0]] * 40_000
-    for tensors, message in ((inputs, "unknown inputs"), (duplicates, "duplicate inputs ['x0']")):
-        start = time.perf_counter()
-        status, got = post("/v2/models/churn/infer", {"inputs": tensors})
-        elapsed = time.perf_counter() - start
-        assert status == 400
-        assert message in got["error"]
-        assert len(got["error"]) < MAX_ERROR_CHARS
-        # Quadratic, this took 42 to 55 s; linear, well under a second.
-        assert elapsed < 5.0
+    def fastest(tensors: list[dict[str, object]], message: str) -> float:
+        # The fastest of three: a busy moment slows one request, a slow path all three.
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            status, got = post("/v2/models/churn/infer", {"inputs": tensors})
+            times.append(time.perf_counter() - start)
+            assert status == 400
+            assert message in got["error"]
+            assert len(got["error"]) < MAX_ERROR_CHARS
+        return min(times)
+
+    for many in (False, True):
+        sizes = {}
+        for count in (10_000, 40_000):
+            if many:
+                tensors = v2_inputs() + [v2_inputs()[0]] * count
+                message = "duplicate inputs ['x0']"
+            else:
+                tensors = [{**v2_inputs()[0], "name": f"t{i}"} for i in range(count)]
+                message = "unknown inputs"
+            sizes[count] = fastest(tensors, message)
+        # Four times the tensors: linear work takes about 4x, quadratic 16x (it once took
+        # 42 to 55 s). Compared within this run, so a slow machine slows both alike.
+        assert sizes[40_000] < 8 * sizes[10_000], sizes
 
 
 def test_repeated_outputs_are_refused_not_repeated(served: LocalStore) -> None:

@@ -442,7 +442,7 @@ def test_a_regression_no_better_than_the_mean_is_rejected(local: LocalStore) -> 
 
 
 def test_f1_is_the_positive_class_s_the_second_in_sorted_order() -> None:
-    # The README: F1 of the second class in sorted order ("yes"), by scikit-learn itself.
+    # docs/training.md: F1 of the second class in sorted order ("yes"), by scikit-learn itself.
     classes = np.array(["no", "yes"], dtype=object)
     y_true = np.array(["no", "no", "no", "yes", "yes"], dtype=object)
     labels = np.array(["no", "yes", "no", "yes", "no"], dtype=object)

@@ -67,7 +67,7 @@ class CaptureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class MonitoringSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the scheduled check judges a window of traffic; see the README's "Monitoring"."""
+    """How the scheduled check judges a window of traffic; see docs/monitoring.md."""
 
     window_hours: int = 1  # the length of one checked window
     min_rows: int = 100  # fewer rows in a window: insufficient_data, not a verdict
@@ -254,7 +254,7 @@ class ShadowSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What to train for one model; see the README's "Model spec" section."""
+    """What to train for one model; see docs/spec.md."""
 
     target: str = "target"
     task: Task | None = None  # None: inferred from the target column

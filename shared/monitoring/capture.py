@@ -9,7 +9,7 @@ The serving path only appends references to arrays it already has (a few microse
 rows are encoded when a batch is written: when it holds `batch_rows` rows, when its
 oldest row has waited `max_wait_seconds`, or when the hour changes. What a container
 holds when Lambda freezes it for good is lost: fewer than `batch_rows` rows, all from the
-`max_wait_seconds` before its last request (the README says so).
+`max_wait_seconds` before its last request (docs/monitoring.md says so).
 """
 
 from __future__ import annotations
