@@ -229,7 +229,9 @@ def infer_version(name: str, version: str) -> Response:
 @app.route("/models/{name}/predict", methods=["POST"], api_key_required=REQUIRE_API_KEY)
 def predict(name: str) -> Response:
     """POST /models/{name}/predict: records by feature name, production answering."""
-    return _respond(inference.predict_records(name, None, _body(), _headers()), inference_answer=True)
+    return _respond(
+        inference.predict_records(name, None, _body(), _headers()), inference_answer=True
+    )
 
 
 @app.route(
@@ -237,7 +239,9 @@ def predict(name: str) -> Response:
 )
 def predict_version(name: str, version: str) -> Response:
     """POST /models/{name}/versions/{version}/predict."""
-    return _respond(inference.predict_records(name, version, _body(), _headers()), inference_answer=True)
+    return _respond(
+        inference.predict_records(name, version, _body(), _headers()), inference_answer=True
+    )
 
 
 @app.route("/admin/models", methods=["GET"], authorizer=ADMIN_AUTHORIZER)

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from chalice.config import Config
 from chalice.local import (
@@ -208,7 +207,11 @@ class GatewayRequestHandler(ChaliceRequestHandler):
     ) -> None:
         raw = body.encode("utf-8") if isinstance(body, str) else body
         coding = encoding.accepted_coding(self.headers.get("Accept-Encoding"))
-        if coding is not None and len(raw) >= MIN_COMPRESSION_BYTES and self._is_inference():
+        # As API Gateway does: an answer that names its Content-Encoding is left as it is
+        # (app.py names "identity" on every answer but inference ones, as Triton compresses
+        # only those: tritonclient's aio client reads gzip metadata as garbage).
+        named = any(name.lower() == "content-encoding" for name in headers)
+        if coding is not None and len(raw) >= MIN_COMPRESSION_BYTES and not named:
             raw = encoding.compress(raw, coding)
             headers = {**headers, "Content-Encoding": coding}
         self.send_response(code)
@@ -217,12 +220,6 @@ class GatewayRequestHandler(ChaliceRequestHandler):
         self._send_headers(headers)
         if self.command != "HEAD":  # a HEAD answer's body would be read as the next answer
             self.wfile.write(raw)
-
-    def _is_inference(self) -> bool:
-        # Only inference responses are compressed, as Triton's endpoint does: tritonclient's
-        # aio client decompresses inside infer() alone, and read gzip metadata as garbage.
-        path = urlsplit(self.path).path
-        return self.command == "POST" and path.endswith(("/infer", "/predict"))
 
 
 def _header_text(value: str) -> str:

@@ -305,7 +305,7 @@ def test_only_inference_responses_are_compressed(
         request += "Accept-Encoding: gzip, deflate, br\r\n\r\n"
         status, headers, body = exchange(address, request.encode())
         assert status == 200, path
-        assert "Content-Encoding" not in headers, path
+        assert headers["Content-Encoding"] == "identity", path
         json.loads(body)
     body = json.dumps({"inputs": v2_inputs()}).encode()
     inference = (

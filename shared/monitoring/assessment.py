@@ -320,6 +320,7 @@ def assess_output(
             drifted=drifted,
             histogram=Histogram(bins=labels, baseline=_shares(ref), current=_shares(cur)),
             probability=probability,
+            probability_class=shown if probability is not None else None,
         )
     edges = reference.edges
     cur_counts = counts.value_counts or [0] * (len(edges) + 1)
@@ -419,7 +420,11 @@ def assess_version(
             "chance across that many columns: " + ", ".join(flagged[:10])
         )
     if not decays and performance is not None and performance.value is not None:
-        state = "decided" if performance.decided else "too few rows to decide"
+        state = (
+            "enough labelled rows to judge"
+            if performance.decided
+            else "too few labelled rows to judge"
+        )
         reasons.append(
             f"{performance.metric} {performance.value:.3f} on {performance.labelled_rows} "
             f"labelled rows ({state})"
