@@ -253,7 +253,7 @@ def build_server(host: str, port: int) -> LocalDevServer:
         # app thread-local requests (once per process: twice makes an inheritance cycle).
         CustomLocalChalice.__bases__ = (LocalChalice, chalice_app.__class__)
         chalice_app.__class__ = CustomLocalChalice
-    return LocalDevServer(
+    server = LocalDevServer(
         chalice_app,
         config,
         host,
@@ -261,6 +261,10 @@ def build_server(host: str, port: int) -> LocalDevServer:
         handler_cls=GatewayRequestHandler,
         server_cls=GatewayServer,
     )
+    # Chalice prints "Serving on http://host:port" with the port asked for: port 0 (any
+    # free port) would print 0. The socket is bound by now: print the one it got.
+    server.port = server.server.server_address[1]
+    return server
 
 
 def stop_server(server: LocalDevServer, timeout: float = DRAIN_SECONDS) -> bool:

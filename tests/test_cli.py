@@ -615,3 +615,28 @@ def test_monitor_says_why_a_window_is_empty_and_checks_the_hour_in_progress(
     hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
     assert f"churn {hour}-1h: " in out
     assert "(300 rows" in out  # the rows just predicted, all of the CSV's
+
+
+def test_serving_on_port_zero_prints_the_port_it_got(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    import time
+
+    from functions.local_server import build_server, stop_server
+
+    server = build_server("127.0.0.1", 0)
+    bound = server.server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    printed = ""
+    try:
+        for _ in range(200):  # Chalice prints the line as it starts serving
+            printed += capsys.readouterr().out
+            if "Serving on" in printed:
+                break
+            time.sleep(0.01)
+    finally:
+        server.server.shutdown()
+        thread.join(timeout=5)
+        stop_server(server)
+    assert bound != 0
+    assert f"Serving on http://127.0.0.1:{bound}" in printed
