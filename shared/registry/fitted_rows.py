@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,30 +59,52 @@ def _float64_words(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
     return words
 
 
+# Rows hashed at a time: the temporaries of a block are a few MB whatever the rows, so
+# fingerprinting adds only its output (8 bytes a row) to training's peak memory.
+_BLOCK_ROWS = 65_536
+
+
+Coded = tuple[npt.NDArray[np.uint64], npt.NDArray[Any]]  # (hash of each value, codes)
+
+
 def fingerprints(
     numeric: npt.NDArray[np.float32],
-    categorical: Sequence[npt.NDArray[np.uint64]],
-    labels: npt.NDArray[np.uint64],
+    categorical: Sequence[Coded],
+    labels: Coded | npt.NDArray[np.uint64],
 ) -> Fingerprints:
     """One fingerprint per row from its numeric values (float32, as the model reads them),
-    its categories' text hashes (in feature order) and its label's hash."""
+    its categories (each a table of text hashes and the rows' codes into it, in feature
+    order) and its label (coded the same way, or one word per row for numbers)."""
     rows = numeric.shape[0]
-    h = np.full(rows, np.uint64(0xCBF29CE484222325), dtype=np.uint64)
-    columns = [_float32_words(numeric[:, j]) for j in range(numeric.shape[1])]
-    with np.errstate(over="ignore"):
-        for column in [*columns, *categorical, labels]:
-            h = (h ^ _mix(column)) * _MULTIPLIER
-    return _mix(h)
+    out = np.empty(rows, dtype=np.uint64)
+    for start in range(0, rows, _BLOCK_ROWS):
+        block = slice(start, min(start + _BLOCK_ROWS, rows))
+        h = np.full(block.stop - block.start, np.uint64(0xCBF29CE484222325), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(numeric.shape[1]):
+                h = (h ^ _mix(_float32_words(numeric[block, j]))) * _MULTIPLIER
+            for table, codes in categorical:
+                h = (h ^ _mix(table[codes[block].astype(np.intp)])) * _MULTIPLIER
+            words = labels[0][labels[1][block]] if isinstance(labels, tuple) else labels[block]
+            h = (h ^ _mix(words)) * _MULTIPLIER
+        out[block] = _mix(h)
+    return out
 
 
-def label_hashes(labels: npt.ArrayLike, regression: bool) -> npt.NDArray[np.uint64]:
+def coded_texts(values: npt.ArrayLike) -> Coded:
+    """Values as (table of text hashes, codes): each distinct value's text hashed once."""
+    distinct, codes = np.unique(np.asarray(values), return_inverse=True)
+    table = np.array([text_hash(str(v)) for v in distinct.tolist()], dtype=np.uint64)
+    return table, codes.reshape(-1)
+
+
+def label_hashes(labels: npt.ArrayLike, regression: bool) -> Coded | npt.NDArray[np.uint64]:
     """Labels as the fingerprints take them: a class by its text, a number by its float64."""
     values = np.asarray(labels)
     if regression:
         return _float64_words(values.astype(np.float64))
-    distinct, inverse = np.unique(values.astype(str), return_inverse=True)
-    table = np.array([text_hash(str(v)) for v in distinct], dtype=np.uint64)
-    return table[inverse.reshape(-1)]
+    # Texts as objects sort as they are: no fixed-width str copy (four bytes a character).
+    return coded_texts(values)
 
 
 def row_fingerprints(
@@ -97,13 +120,22 @@ def row_fingerprints(
         [[math.nan if r.get(n) is None else r.get(n) for n in numeric] for r in rows],
         dtype=np.float64,
     ).reshape(len(rows), len(numeric))
-    hashed: list[npt.NDArray[np.uint64]] = []
-    cache: dict[str, int] = {}
-    for name in categorical:
-        texts = [missing_category if r.get(name) is None else str(r.get(name)) for r in rows]
-        hashed.append(np.array([cache.setdefault(t, text_hash(t)) for t in texts], dtype=np.uint64))
+    coded = [
+        coded_texts(
+            np.array(
+                [missing_category if r.get(name) is None else str(r.get(name)) for r in rows],
+                dtype=object,
+            )
+        )
+        for name in categorical
+    ]
+    label_values = np.array([str(v) for v in labels], dtype=object)
     return fingerprints(
-        matrix.astype(np.float32), hashed, label_hashes(np.asarray(labels), regression)
+        matrix.astype(np.float32),
+        coded,
+        label_hashes(
+            np.array(labels, dtype=np.float64) if regression else label_values, regression
+        ),
     )
 
 

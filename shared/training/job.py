@@ -257,10 +257,10 @@ class _Candidate:
 def _fitted_fingerprints(train: PreparedData) -> Fingerprints:
     """The rows the model is fitted to, as the fingerprints a later comparison checks."""
     k = train.n_numeric
-    categorical = []
-    for i, values in enumerate(train.categories):
-        table = np.array([text_hash(v) for v in values], dtype=np.uint64)
-        categorical.append(table[train.X[:, k + i].astype(np.intp)])
+    categorical = [
+        (np.array([text_hash(v) for v in values], dtype=np.uint64), train.X[:, k + i])
+        for i, values in enumerate(train.categories)
+    ]
     labels = label_hashes(train.y, train.task == "regression")
     return fingerprints(train.X[:, :k], categorical, labels)
 
@@ -281,7 +281,6 @@ def _build_candidate(
         split = split_rows(data, spec)
         train, test = data.rows(split.train), data.rows(split.test)
         task, n_rows, categories = data.task, data.n_rows, data.categories
-        fitted_rows = encode_fitted_rows(_fitted_fingerprints(train))
         # Features: every row of the dataset, profiled as it was prepared (training and
         # held-out rows come from one distribution, and more rows make a less noisy
         # reference). Predictions, below: the held-out rows only.
@@ -293,6 +292,9 @@ def _build_candidate(
     # Profiling the features is timed as profiling (as before it moved into preparation).
     watch.move("prepare", "profile", profile_seconds)
     with watch.step("fit"):
+        # Taken once the whole dataset is freed, before rare categories are regrouped: the
+        # fingerprints add their output (8 bytes a row) to the peak, not a copy of the data.
+        fitted_rows = encode_fitted_rows(_fitted_fingerprints(train))
         codes = rare_category_codes(train, spec.max_categories)
         if codes is not None:
             train = dataclasses.replace(train, X=with_codes(train, codes))
