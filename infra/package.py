@@ -108,7 +108,7 @@ TRIM_SUFFIXES = (".pyi", ".pxd", ".pyx", ".h", ".hpp", ".c", ".cpp")
 # botocore ships the models of ~400 AWS services (~20 MB unzipped); the code calls only S3,
 # and Lambda (the admin routes invoke the registry_admin function). STS stays for credential
 # setups that assume a role (not Lambda's own, which uses env vars).
-BOTOCORE_SERVICES = frozenset({"s3", "lambda", "sts"})
+BOTOCORE_SERVICES = frozenset({"s3", "lambda", "sts", "events"})
 # onnxruntime's model-optimisation tools (pure Python, ~10 MB); `import onnxruntime` and
 # InferenceSession never load them.
 ONNXRUNTIME_TOOLS = ("transformers", "tools", "quantization")
