@@ -429,7 +429,9 @@ def check_admin(template: dict[str, Any]) -> None:
     if any(not r.endswith(("/captures/*", "/audit/*")) for r in serving_puts):
         raise BuildError(f"the serving role may write {serving_puts}: only captures/*, audit/*")
     admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
-    if any(not r.endswith(("/models/*/registry.json", "/audit/*")) for r in admin_puts):
+    # alerts/*: a rollback queued for its announcement (shared/alerts/outbox.py).
+    admin_writes = ("/models/*/registry.json", "/audit/*", "/alerts/*")
+    if any(not r.endswith(admin_writes) for r in admin_puts):
         raise BuildError(f"the registry_admin role may write {admin_puts}")
     swagger = resources[REST_API]["Properties"]["DefinitionBody"]
     sigv4 = swagger.get("securityDefinitions", {}).get("sigv4", {})
