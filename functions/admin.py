@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import msgspec
 
 from functions.inference import HttpResult
+from shared.alerts.announce import announcing
 from shared.errors import (
     BadRequest,
     MlopsError,
@@ -266,7 +267,10 @@ def handle_operation(event: object) -> dict[str, Any]:
         outcome = Outcome(400, {"error": f"invalid operation: {exc}"})
     else:
         try:
-            outcome = _perform(admin_store(), operation)
+            store = admin_store()
+            # A rollback is a decision: announced after it is recorded.
+            with announcing(store):
+                outcome = _perform(store, operation)
         except MlopsError as exc:
             outcome = Outcome(_status(exc), {"error": str(exc)})
         logger.info("%r by %s: %s %s", operation, operation.actor, outcome.status, outcome.body)

@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import shared
 from functions import inference, monitoring
 from shared.data.dataset import NUMERIC_MISSING, is_number
@@ -42,7 +44,7 @@ from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
 from shared.monitoring.labels import check_label_file, labels_prefix
 from shared.monitoring.report import decode_report, report_key, report_prefix, window_id
-from shared.registry.audit import read_trail
+from shared.registry.audit import AuditEvent, audit_prefix, read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
@@ -412,7 +414,9 @@ def _demo_serving(store: ObjectStore, data_path: Path, store_arg: str | None) ->
     now = datetime.now(UTC)
     window = window_id(now.replace(minute=0, second=0, microsecond=0), 1)
     print()
-    cmd_monitor(store, argparse.Namespace(model="breast-cancer", window=window))
+    cmd_monitor(
+        store, argparse.Namespace(model="breast-cancer", window=window, fail_on=frozenset())
+    )
     again = _mlops(argparse.Namespace(store=store_arg))
     print(
         "\nnext:\n"
@@ -566,6 +570,47 @@ def cmd_monitor(store: ObjectStore, args: argparse.Namespace) -> int:
             _challenge(store, trained)
     elif result is not None:
         print(f"no retraining: {result.reason}")
+    if report.verdict in args.fail_on:
+        # Asked for: cron and CI act on a window they care about (docs/alerts.md).
+        print(f"failing: the verdict {report.verdict} is in --fail-on", file=sys.stderr)
+        return FAIL_ON_EXIT
+    return 0
+
+
+# `mlops monitor --fail-on`: a window whose verdict was named; 1 and 2 mean other things.
+FAIL_ON_EXIT = 3
+VERDICTS = ("ok", "insufficient_data", "drift", "decay", "data_problem")
+
+
+def _verdicts(text: str) -> frozenset[str]:
+    named = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(named - set(VERDICTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown} are no verdicts; choose from {VERDICTS}")
+    return named
+
+
+def cmd_watch(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops watch: print a model's audit records as they are written, until Ctrl-C."""
+    model = validate_model_name(args.model)
+    seen = {info.key for info in store.list(audit_prefix(model))}
+    print(f"watching {store.uri} for {model}'s decisions (Ctrl-C stops)", flush=True)
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            fresh = sorted(
+                info.key for info in store.list(audit_prefix(model)) if info.key not in seen
+            )
+            events = []
+            for key in fresh:
+                seen.add(key)
+                events.append(msgspec.json.decode(store.get(key).body, type=AuditEvent))
+            for event in sorted(events, key=lambda e: e.at):
+                details = json.dumps(event.details, sort_keys=True)
+                print(f"{event.at}\t{event.event}\t{details}", flush=True)
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
     return 0
 
 
@@ -715,7 +760,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. 2026-11-30T10-1h (UTC start hour and length), or current (the hour in "
         "progress); default: the last complete one",
     )
+    p.add_argument(
+        "--fail-on",
+        type=_verdicts,
+        default=frozenset(),
+        metavar="VERDICTS",
+        help=f"exit {FAIL_ON_EXIT} if the window's verdict is one of these, comma-separated "
+        "(e.g. drift,decay,data_problem)",
+    )
     p.set_defaults(func=cmd_monitor)
+    p = sub.add_parser("watch", help="print a model's decisions (audit records) as they happen")
+    p.add_argument("model")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between looks (2)")
+    p.add_argument("--for", dest="seconds", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_watch)
     p = sub.add_parser(
         "demo",
         help="breast-cancer: train, serve, predict over HTTP, monitor; lifecycle: eight "

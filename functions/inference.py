@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 import shared
+from shared.alerts.metrics import ServingTally, write_lines
 from shared.errors import (
     ArtifactRejected,
     BadRequest,
@@ -84,6 +85,22 @@ _capture: CaptureWriter | None = None
 # calls model_cache(), which takes it too.
 _create_lock = threading.RLock()
 shadow_failures = 0  # shadow errors this container swallowed (a test or a person reads it)
+# Prediction requests since the last metrics line, written at each capture flush.
+tally = ServingTally()
+# The rows the request on this thread predicted (set by _record, read by _counted).
+answered_rows = threading.local()
+
+
+def _counted(result: HttpResult) -> HttpResult:
+    tally.answered(result.status, getattr(answered_rows, "rows", 0))
+    answered_rows.rows = 0
+    return result
+
+
+def _serving_metrics(writer: CaptureWriter) -> None:
+    line = tally.line(shadow_failures, writer.failed_writes, int(writer.clock() * 1000))
+    line["Container"] = writer.container
+    write_lines([line])
 
 
 def model_cache() -> ModelCache:
@@ -111,7 +128,7 @@ def capture_writer() -> CaptureWriter:
         return capture
     with _create_lock:
         if _capture is None:
-            _capture = CaptureWriter(model_cache().store)
+            _capture = CaptureWriter(model_cache().store, on_write=_serving_metrics)
         return _capture
 
 
@@ -135,6 +152,7 @@ def _record(
 
     Runs after the response is computed; neither step can change it or fail it.
     """
+    answered_rows.rows = len(out.values)
     cache = model_cache()
     capture, shadow = cache.settings(loaded.model)
     writer = capture_writer()
@@ -304,7 +322,7 @@ def infer(name: str, version: str | None, body: bytes, headers: Mapping[str, str
             raw=header + binary,
         )
 
-    return _guarded(action, rid)
+    return _counted(_guarded(action, rid))
 
 
 def predict_records(
@@ -327,4 +345,4 @@ def predict_records(
             {REQUEST_ID_HEADER: rid},
         )
 
-    return _guarded(action, rid)
+    return _counted(_guarded(action, rid))

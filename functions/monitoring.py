@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.promotion import challenge
+from shared.alerts.announce import announcing
+from shared.alerts.metrics import emit_check_metrics
 from shared.errors import MlopsError
 from shared.maintenance.retraining import RetrainingOutcome, maybe_retrain
 from shared.monitoring.job import CheckOutcome, check_all
@@ -42,12 +44,19 @@ def handle_schedule(
     """A scheduled (EventBridge) event: check the last complete window of each model.
 
     The event's own time decides the window, so a delivery retried later checks the same
-    window again (and writes the same report, with no second audit record).
+    window again (and writes the same report, with no second audit record, so no second
+    announcement). Each decision recorded is announced after the check (shared/alerts),
+    and announcements that failed before are sent again.
     """
     when = event.get("time")
     now = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else None
     store = store or open_store()
     now = now or datetime.now(UTC)
+    with announcing(store, retry=True):
+        return _check_and_act(store, now)
+
+
+def _check_and_act(store: ObjectStore, now: datetime) -> list[CheckOutcome]:
     outcomes = check_all(store, now)
     for outcome in outcomes:
         logger.info(
@@ -57,6 +66,8 @@ def handle_schedule(
             outcome.verdict,
             outcome.rows,
         )
+    for outcome in outcomes:
+        emit_check_metrics(store, outcome.report_key)
     for outcome in outcomes:
         retrain(store, outcome)
     # The labelled rows the check just counted may be what a waiting challenger needs.

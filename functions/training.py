@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from functions.promotion import challenge
+from shared.alerts.announce import announcing
 from shared.errors import InvalidKey
 from shared.store import ObjectStore, open_store
 from shared.training.job import TrainingOutcome, ignore_upload, train_from_dataset
@@ -64,6 +65,14 @@ def handle_s3_event(
     # This process exists to train: a lower peak for the same work (see the module).
     map_large_blocks()
     store = store or open_store()
+    # A failed or rejected training, and a promotion decided after it, are announced.
+    with announcing(store):
+        return _train_each(store, event, delivery)
+
+
+def _train_each(
+    store: ObjectStore, event: Mapping[str, Any], delivery: str | None
+) -> list[TrainingOutcome]:
     outcomes = []
     for bucket, key, version_id in dataset_uploads(event):
         try:

@@ -108,7 +108,7 @@ TRIM_SUFFIXES = (".pyi", ".pxd", ".pyx", ".h", ".hpp", ".c", ".cpp")
 # botocore ships the models of ~400 AWS services (~20 MB unzipped); the code calls only S3,
 # and Lambda (the admin routes invoke the registry_admin function). STS stays for credential
 # setups that assume a role (not Lambda's own, which uses env vars).
-BOTOCORE_SERVICES = frozenset({"s3", "lambda", "sts"})
+BOTOCORE_SERVICES = frozenset({"s3", "lambda", "sts", "events"})
 # onnxruntime's model-optimisation tools (pure Python, ~10 MB); `import onnxruntime` and
 # InferenceSession never load them.
 ONNXRUNTIME_TOOLS = ("transformers", "tools", "quantization")
@@ -429,7 +429,9 @@ def check_admin(template: dict[str, Any]) -> None:
     if any(not r.endswith(("/captures/*", "/audit/*")) for r in serving_puts):
         raise BuildError(f"the serving role may write {serving_puts}: only captures/*, audit/*")
     admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
-    if any(not r.endswith(("/models/*/registry.json", "/audit/*")) for r in admin_puts):
+    # alerts/*: a rollback queued for its announcement (shared/alerts/outbox.py).
+    admin_writes = ("/models/*/registry.json", "/audit/*", "/alerts/*")
+    if any(not r.endswith(admin_writes) for r in admin_puts):
         raise BuildError(f"the registry_admin role may write {admin_puts}")
     swagger = resources[REST_API]["Properties"]["DefinitionBody"]
     sigv4 = swagger.get("securityDefinitions", {}).get("sigv4", {})

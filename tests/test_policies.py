@@ -17,7 +17,17 @@ import pytest
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 BUCKET_ARN = "arn:aws:s3:::serverless-mlops-data"
-LAYOUT = ("specs", "datasets", "models", "captures", "labels", "monitoring", "audit", "batch")
+LAYOUT = (
+    "specs",
+    "datasets",
+    "models",
+    "captures",
+    "labels",
+    "monitoring",
+    "audit",
+    "batch",
+    "alerts",
+)
 BUCKET_ACTIONS = {"s3:ListBucket"}
 OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject"}
 
@@ -38,6 +48,7 @@ EXPECTED = {
         ("s3:GetObject", "labels/*"),
         ("s3:PutObject", "models/*"),
         ("s3:PutObject", "audit/*"),
+        ("s3:PutObject", "alerts/*"),  # a decision queued for its announcement
     },
     "monitoring": {
         ("s3:GetObject", "specs/*"),
@@ -50,6 +61,8 @@ EXPECTED = {
         ("s3:PutObject", "audit/*"),
         ("s3:PutObject", "models/*/registry.json"),  # a promotion after the check
         ("s3:PutObject", "datasets/*/retrain-*"),
+        ("s3:GetObject", "alerts/*"),  # announcements that failed, sent again
+        ("s3:PutObject", "alerts/*"),
     },
 }
 
@@ -101,3 +114,24 @@ def test_the_rules_catch_a_bucket_wide_grant(tmp_path: Path) -> None:
     wide.write_text(json.dumps({"Statement": [statement]}))
     with pytest.raises(AssertionError, match=r"policy-wide\.json"):
         test_no_s3_wildcards_and_only_layout_prefixes(wide)
+
+
+# The functions that record decisions announce them (shared/alerts), on the default bus only.
+DECIDING = {"monitoring", "training", "admin"}
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
+def test_only_deciding_functions_put_events_and_only_on_the_default_bus(path: Path) -> None:
+    policy: dict[str, Any] = json.loads(path.read_text())
+    granted = [
+        (action, resource)
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"])
+        if action.startswith("events:")
+        for resource in _listed(statement["Resource"])
+    ]
+    if path.stem.removeprefix("policy-") in DECIDING:
+        assert granted == [("events:PutEvents", "arn:aws:events:*:*:event-bus/default")]
+    else:
+        assert granted == []

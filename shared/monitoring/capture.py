@@ -167,10 +167,13 @@ class CaptureWriter:
         *,
         clock: Callable[[], float] = time.time,
         sample: Callable[[], float] = random.random,
+        on_write: Callable[[CaptureWriter], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.sample = sample
+        # Told after each batch is written or fails: serving writes its metrics then.
+        self.on_write = on_write
         self.container = secrets.token_hex(4)
         self._sequence = 0
         self._batches: dict[str, _Batch] = {}
@@ -316,10 +319,20 @@ class CaptureWriter:
             self.failed_writes += 1
             self.dropped_rows += batch.rows
             logger.exception("capture of %d rows of %r could not be written", batch.rows, model)
+            self._written()
             return 0
         self.written_rows += batch.rows
         self.written_objects += 1
+        self._written()
         return batch.rows
+
+    def _written(self) -> None:
+        if self.on_write is None:
+            return
+        try:
+            self.on_write(self)
+        except Exception:  # metrics never fail a capture, let alone a prediction
+            logger.exception("after-capture hook failed")
 
 
 def decode_capture_file(body: bytes, key: str) -> list[CaptureRow]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -48,6 +50,29 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
     details: dict[str, Any]
 
 
+AuditListener = Callable[[str, AuditEvent], None]
+
+# Who hears of each record this process writes: the functions that decide set it around
+# their work (shared/alerts turns decisions into events); nothing is told otherwise.
+_listener: ContextVar[AuditListener | None] = ContextVar("audit_listener", default=None)
+
+
+@contextmanager
+def listening(listener: AuditListener) -> Iterator[None]:
+    """Tell `listener` (key, event) of each record written in this block, after the write."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def _written(key: str, entry: AuditEvent) -> None:
+    listener = _listener.get()
+    if listener is not None:
+        listener(key, entry)
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware (every record stores UTC)."""
     return datetime.now(UTC)
@@ -67,6 +92,7 @@ def record_event(
     stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
     key = f"{audit_prefix(model)}{stamp}-{event}-{uuid.uuid4().hex[:8]}.json"
     store.put(key, msgspec.json.encode(entry), if_none_match=True, content_type="application/json")
+    _written(key, entry)
     return entry
 
 
@@ -95,6 +121,8 @@ def record_event_once(
         )
     except PreconditionFailed:
         return False
+    # Only the writer that created the key is told: a retried or concurrent run is not.
+    _written(key, entry)
     return True
 
 

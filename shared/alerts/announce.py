@@ -1,0 +1,36 @@
+"""Around a function's work: every decision it records is announced when it is done."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from shared.alerts.channels import channels_for
+from shared.alerts.outbox import Outbox
+from shared.registry.audit import listening
+from shared.store.base import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def announcing(
+    store: ObjectStore, environ: Mapping[str, str] | None = None, *, retry: bool = False
+) -> Iterator[Outbox]:
+    """Queue the decisions recorded in the block; send them after it, even if it raised.
+
+    `retry` also sends again what failed in earlier runs (the hourly check does: its role
+    may read the outbox).
+    """
+    outbox = Outbox(store, channels_for(store, os.environ if environ is None else environ))
+    try:
+        with listening(outbox.recorded):
+            yield outbox
+    finally:
+        outbox.deliver_new()
+        if retry:
+            outbox.retry_recent()
+        if outbox.channels:
+            logger.info("announcements: %s", outbox.counts)

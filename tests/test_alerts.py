@@ -1,0 +1,374 @@
+"""Telling someone: events on the bus, the webhook, EMF metrics, `--fail-on` and `watch`.
+
+EventBridge and SQS are moto's (a rule delivers to a queue the test reads); the webhook's
+receivers are real HTTP servers on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import msgspec
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from functions import inference, monitoring
+from functions.cli import FAIL_ON_EXIT, main
+from shared.alerts.announce import announcing
+from shared.alerts.channels import (
+    SIGNATURE_HEADER,
+    ChannelError,
+    EventBridgeChannel,
+    WebhookChannel,
+)
+from shared.alerts.decisions import Decision
+from shared.alerts.metrics import NAMESPACE, check_metric_lines
+from shared.alerts.outbox import Outbox
+from shared.registry.audit import listening, record_event, record_event_once
+from shared.registry.records import RegistryRecord
+from shared.serving.cache import ModelCache
+from shared.store.base import ObjectStore
+from shared.store.local import LocalStore
+from shared.store.s3 import S3Store
+from tests.test_report_html import data_problem_report, drifting_report
+
+HOUR = datetime(2026, 11, 30, 10, 5, tzinfo=UTC)
+REPO = Path(__file__).resolve().parent.parent
+
+
+# Events -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bus(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> tuple[S3Store, Any, str]:
+    """An S3 store holding a model whose check fails, and a rule routing our events to SQS."""
+    monkeypatch.setenv("MLOPS_EVENTS", "1")
+    store = S3Store(s3_bucket, client=boto3.client("s3"))
+    store.put("models/churn/registry.json", msgspec.json.encode(RegistryRecord(model="churn")))
+    store.put("specs/churn.json", b"{not json")  # every check of churn fails: a decision
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue = sqs.create_queue(QueueName="decisions")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    events.put_rule(Name="mlops", EventPattern=json.dumps({"source": ["serverless-mlops"]}))
+    events.put_targets(Rule="mlops", Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}])
+    return store, sqs, queue
+
+
+def received(sqs: Any, queue: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+        if not answer.get("Messages"):
+            return found
+        for message in answer["Messages"]:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_a_decision_is_one_event_on_the_bus_however_often_the_check_is_retried(
+    bus: tuple[S3Store, Any, str],
+) -> None:
+    store, sqs, queue = bus
+    for _ in range(3):  # EventBridge retrying the hourly invocation
+        monitoring.handle_schedule({"time": HOUR.isoformat()}, store)
+    events = received(sqs, queue)
+    assert len(events) == 1, events
+    event = events[0]
+    assert event["source"] == "serverless-mlops"
+    assert event["detail-type"] == "Model Monitoring Failed"
+    detail = event["detail"]
+    assert detail["model"] == "churn"
+    assert detail["outcome"] == "failed"
+    assert detail["findings"]
+    assert "churn" in detail["findings"][0]
+    # The event links to the record it announces, which is in the bucket.
+    audit = json.loads(store.get(detail["audit_key"]).body)
+    assert audit["event"] == "monitoring_failed"
+
+
+class Unreachable:
+    """An events client whose endpoint cannot be reached (moto intercepts any URL)."""
+
+    def put_events(self, **_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://events.us-east-1.amazonaws.com")
+
+
+def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
+    bus: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sqs, queue = bus
+    with monkeypatch.context() as patch:
+        patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
+        monitoring.handle_schedule({"time": HOUR.isoformat()}, store)  # does not raise
+    failed = [i.key for i in store.list("alerts/") if ".failed-" in i.key]
+    assert len(failed) == 1
+    assert failed[0].endswith("eventbridge.failed-1")
+    assert received(sqs, queue) == []
+
+    later = HOUR + timedelta(hours=1)  # the next check: a new failure, and the retry
+    monitoring.handle_schedule({"time": later.isoformat()}, store)
+    monitoring.handle_schedule({"time": later.isoformat()}, store)
+    events = received(sqs, queue)
+    assert sorted(e["detail"]["audit_key"] for e in events) == sorted(
+        i.key for i in store.list("audit/churn/")
+    )
+    assert len(events) == 2
+
+
+class Recording:
+    name = "recording"
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[Decision] = []
+        self.fail = fail
+
+    def send(self, decision: Decision) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ChannelError("down")
+        self.sent.append(decision)
+
+
+def test_only_decisions_are_queued_and_a_retry_is_claimed_by_one_run(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    channel = Recording(fail=1)
+    outbox = Outbox(store, [channel], clock=lambda: HOUR)
+    with announcing(store, {}) as ignored:
+        assert ignored.channels == []  # nothing configured: nothing queued, nothing written
+        record_event(store, "churn", "rolled_back", version=1, previous=2, reason="r", actor="a")
+    assert not list(store.list("alerts/"))
+    with listening(outbox.recorded):
+        record_event(store, "churn", "version_claimed", version=3, run_id="x")  # no decision
+        details = {"version": 1, "previous": 2, "reason": "r", "actor": "a"}
+        assert record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
+        # A second writer of the same record (a retried run) writes nothing and is not told.
+        assert not record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
+    outbox.deliver_new()
+    assert channel.sent == []
+    assert outbox.counts.failed == 1
+    # Two checks retry at once: one claims attempt 2 and sends, the other skips it.
+    first, second = (Outbox(store, [channel], clock=lambda: HOUR) for _ in range(2))
+    first.retry_recent()
+    second.retry_recent()
+    assert [d.detail["outcome"] for d in channel.sent] == ["v2 -> v1"]
+    assert first.counts.sent == 1
+    assert second.counts.sent == 0
+
+
+# Webhook ----------------------------------------------------------------------------------
+
+SECRET = b"a-secret-of-twenty-chars"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    bodies: list[tuple[str, bytes]]
+    behaviour = "ok"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).bodies.append((self.headers[SIGNATURE_HEADER], body))
+        if self.behaviour == "hang":
+            time.sleep(5)
+        status = 500 if self.behaviour == "fail" else 204
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(params=["ok", "fail", "hang"])
+def receiver(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("Handler", (Receiver,), {"bodies": [], "behaviour": request.param})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_webhook_is_signed_bounded_and_never_fails_the_decision(
+    receiver: tuple[str, type[Receiver]], tmp_path: Path
+) -> None:
+    url, handler = receiver
+    store = LocalStore(tmp_path)
+    environ = {"MLOPS_WEBHOOK_URL": url, "MLOPS_WEBHOOK_SECRET": SECRET.decode()}
+    started = time.monotonic()
+    with announcing(store, environ) as outbox:
+        record_event(store, "churn", "training_failed", reason="bad data", error="SpecError")
+    took = time.monotonic() - started
+    # Two tries of at most 2 s each, 0.5 s apart: bounded whatever the receiver does.
+    assert took < 6.0
+    tries = 1 if handler.behaviour == "ok" else 2
+    assert len(handler.bodies) == tries
+    assert outbox.counts.sent == (handler.behaviour == "ok")
+    assert outbox.counts.failed == (handler.behaviour != "ok")
+    header, body = handler.bodies[0]
+    fields = dict(part.split("=", 1) for part in header.split(","))
+    assert abs(int(fields["t"]) - time.time()) < 10  # timestamped: a receiver refuses replays
+    expected = hmac.new(SECRET, fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(fields["v1"], expected)
+    sent = json.loads(body)
+    assert sent["detail-type"] == "Model Training Failed"
+    assert sent["detail"]["findings"] == ["bad data", "SpecError"]
+
+
+def test_a_webhook_without_a_secret_sends_nothing(tmp_path: Path) -> None:
+    with announcing(LocalStore(tmp_path), {"MLOPS_WEBHOOK_URL": "http://127.0.0.1:1/"}) as box:
+        assert box.channels == []
+    with pytest.raises(ChannelError):
+        WebhookChannel("file:///etc/passwd", SECRET)
+
+
+# Metrics ----------------------------------------------------------------------------------
+
+
+def emf(line: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """The metrics of one EMF object, read by the format's rules: (value, unit) by name."""
+    meta = line["_aws"]
+    assert isinstance(meta["Timestamp"], int)
+    out = {}
+    for directive in meta["CloudWatchMetrics"]:
+        assert directive["Namespace"] == NAMESPACE
+        for dimension_set in directive["Dimensions"]:
+            for name in dimension_set:  # every dimension's value is a top-level string
+                assert isinstance(line[name], str)
+        for metric in directive["Metrics"]:
+            assert isinstance(line[metric["Name"]], int | float)
+            out[metric["Name"]] = (line[metric["Name"]], metric["Unit"])
+    return out
+
+
+def test_the_check_writes_its_figures_as_emf() -> None:
+    report = drifting_report()
+    lines = [json.loads(json.dumps(line)) for line in check_metric_lines(report, 1_700_000_000)]
+    window, *versions = lines
+    assert window["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model"]]
+    assert emf(window)["Verdict"] == (3, "None")  # decay
+    assert emf(window)["RowsChecked"] == (report.rows, "Count")
+    assert len(versions) == len(report.versions)
+    section, figures = report.versions[0], emf(versions[0])
+    assert versions[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model", "Version"]]
+    assert versions[0]["Version"] == str(section.version)
+    assert figures["DriftedFeatures"] == (len(section.drifted_features), "Count")
+    assert figures["DriftShare"] == (section.drift_share, "None")
+    assert section.performance is not None
+    assert figures["LabelledRows"] == (section.performance.labelled_rows, "Count")
+    for name, value in section.performance.metrics.items():
+        assert figures[f"Labelled_{name}"] == (value, "None")
+    problems = emf(check_metric_lines(data_problem_report(), 0)[1])
+    assert problems["DataProblemFindings"][0] >= 1
+    assert problems["Verdict"] == (4, "None")
+
+
+def test_serving_writes_its_counts_at_each_capture_flush(
+    served: LocalStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inference.reset_cache(ModelCache(served))
+    record = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    body = json.dumps({"records": [record, record]}).encode()
+    assert inference.predict_records("numbers", None, body, {}).status == 200
+    assert inference.predict_records("numbers", None, b"{", {}).status == 400
+    assert inference.predict_records("nobody", None, body, {}).status == 404
+    capsys.readouterr()
+    inference.capture_writer().flush()
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    assert len(lines) == 1
+    figures = emf(lines[0])
+    assert figures["Requests"] == (3, "Count")
+    assert figures["RowsPredicted"] == (2, "Count")
+    assert figures["Errors4xx"] == (2, "Count")
+    assert figures["Errors5xx"] == (0, "Count")
+    assert figures["CaptureFailures"] == (0, "Count")
+    assert lines[0]["Service"] == "serving"
+    assert lines[0]["Container"]
+
+
+# The command line -------------------------------------------------------------------------
+
+
+def test_monitor_fails_on_the_verdicts_named(
+    trained_store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--store", str(tmp_path)]
+    # A copy of the trained store: this test's reports and records stay its own.
+    for info in trained_store.list("models/numbers/"):
+        LocalStore(tmp_path).put(info.key, trained_store.get(info.key).body)
+    for info in trained_store.list("specs/"):
+        LocalStore(tmp_path).put(info.key, trained_store.get(info.key).body)
+    window = ["--window", "2026-11-30T09-1h"]  # no traffic: insufficient_data
+    assert main([*store, "monitor", "numbers", *window]) == 0
+    assert main([*store, "monitor", "numbers", *window, "--fail-on", "drift,decay"]) == 0
+    code = main([*store, "monitor", "numbers", *window, "--fail-on", "drift,insufficient_data"])
+    assert code == FAIL_ON_EXIT == 3
+    assert "failing: the verdict insufficient_data is in --fail-on" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main([*store, "monitor", "numbers", "--fail-on", "drfit"])
+    assert refused.value.code == 2
+
+
+def _watch(root: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "functions.cli", "--store", str(root), "watch", "churn", *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def _wait_for_line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    return process.stdout.readline()
+
+
+def test_watch_prints_decisions_as_they_happen_and_stops_cleanly(tmp_path: Path) -> None:
+    store: ObjectStore = LocalStore(tmp_path)
+    record_event(store, "churn", "rolled_back", version=1, previous=2, reason="old", actor="a")
+    process = _watch(tmp_path, "--interval", "0.05")
+    assert _wait_for_line(process).startswith("watching")  # the old record is not repeated
+    record_event(store, "churn", "training_failed", reason="bad data", error="SpecError")
+    line = _wait_for_line(process)
+    assert "\ttraining_failed\t" in line
+    assert "bad data" in line
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "Traceback" not in err
+    assert "stopped" in err
+
+
+def test_watch_is_bounded_with_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert (
+        main(["--store", str(tmp_path), "watch", "churn", "--interval", "0.05", "--for", "0.3"])
+        == 0
+    )
+    assert time.monotonic() - started < 3
+    assert capsys.readouterr().out.startswith("watching")
+
+
+def test_emf_lines_are_one_json_object_each() -> None:
+    from shared.alerts.metrics import write_lines
+
+    out = io.StringIO()
+    write_lines(check_metric_lines(drifting_report(), 0), out)
+    assert all(json.loads(line)["_aws"] for line in out.getvalue().splitlines())
