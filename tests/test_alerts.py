@@ -279,8 +279,10 @@ def test_the_check_writes_its_figures_as_emf() -> None:
 
 
 def test_serving_writes_its_counts_at_each_capture_flush(
-    served: LocalStore, capsys: pytest.CaptureFixture[str]
+    served: LocalStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As on Lambda (whose runtime sets the function's name): stdout goes to CloudWatch.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "api_handler")
     inference.reset_cache(ModelCache(served))
     record = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
     body = json.dumps({"records": [record, record]}).encode()
@@ -372,3 +374,23 @@ def test_emf_lines_are_one_json_object_each() -> None:
     out = io.StringIO()
     write_lines(check_metric_lines(drifting_report(), 0), out)
     assert all(json.loads(line)["_aws"] for line in out.getvalue().splitlines())
+
+
+def test_metric_lines_stay_off_a_users_stdout(
+    served: LocalStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Off Lambda, stdout is the user's (`mlops predict ... | head`): no metric lines there
+    # unless MLOPS_EMF=1 asks for them.
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("MLOPS_EMF", raising=False)
+    inference.reset_cache(ModelCache(served))
+    record = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    body = json.dumps({"records": [record]}).encode()
+    assert inference.predict_records("numbers", None, body, {}).status == 200
+    capsys.readouterr()
+    inference.capture_writer().flush()
+    assert '"_aws"' not in capsys.readouterr().out
+    monkeypatch.setenv("MLOPS_EMF", "1")
+    assert inference.predict_records("numbers", None, body, {}).status == 200
+    inference.capture_writer().flush()
+    assert '"_aws"' in capsys.readouterr().out

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -95,8 +97,18 @@ def check_metric_lines(report: DriftReport, timestamp_ms: int) -> list[dict[str,
     return lines
 
 
+def emf_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether metric lines go to stdout: on Lambda (CloudWatch reads it), or when
+    MLOPS_EMF=1 says so. Elsewhere stdout is the user's (`mlops predict | head`)."""
+    env = os.environ if environ is None else environ
+    default = "1" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "0"
+    return env.get("MLOPS_EMF", default) == "1"
+
+
 def write_lines(lines: list[dict[str, Any]], stream: TextIO | None = None) -> None:
     """Print each object as one line (CloudWatch reads a log event as one EMF object)."""
+    if stream is None and not emf_enabled():
+        return
     out = stream or sys.stdout
     for line in lines:
         out.write(json.dumps(line, allow_nan=False, separators=(",", ":")) + "\n")
