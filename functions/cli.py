@@ -28,7 +28,7 @@ from typing import Any
 
 import shared
 from functions import inference, monitoring
-from shared.data.dataset import NUMERIC_MISSING, is_number
+from shared.data.cell_values import CellError, number_cell
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import (
     BadRequest,
@@ -36,7 +36,6 @@ from shared.errors import (
     ObjectNotFound,
     SpecError,
     StoreConfigError,
-    quoted,
 )
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
@@ -269,23 +268,10 @@ def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
             if kind != "numeric":
                 record[name] = cell or None
                 continue
-            raw = cell.strip()
-            if raw in NUMERIC_MISSING:
-                record[name] = None
-                continue
             try:
-                number = float(raw)
-            except ValueError:
-                comma = raw.count(",") == 1 and is_number(raw.replace(",", "."))
-                hint = "; write numbers with a decimal point" if comma else ""
-                raise BadRequest(
-                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not a number{hint}"
-                ) from None
-            if math.isinf(number):
-                raise BadRequest(
-                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not finite"
-                )
-            # "NAN", "-nan": other spellings float() reads as missing, as training does.
+                number = number_cell(cell)
+            except CellError as exc:
+                raise BadRequest(f"line {reader.line_num}, column {name!r}: {exc}") from None
             record[name] = None if math.isnan(number) else number
         records.append(record)
     return records
