@@ -110,9 +110,7 @@ class ObjectStore(abc.ABC):
         while versioning was off, as on S3.
         """
 
-    def get_range(
-        self, key: str, start: int, end: int, *, version_id: str | None = None
-    ) -> bytes:
+    def get_range(self, key: str, start: int, end: int, *, version_id: str | None = None) -> bytes:
         """Bytes `start` to `end` (exclusive) of an object, fewer at its end; b"" past it.
 
         What a batch part reads: its own slice of a large input, never the whole object.

@@ -120,9 +120,7 @@ class LocalStore(ObjectStore):
             raise ObjectNotFound(key) from None
         return StoredObject(key=key, body=body, etag=_etag(_MD5(body).hexdigest()))
 
-    def get_range(
-        self, key: str, start: int, end: int, *, version_id: str | None = None
-    ) -> bytes:
+    def get_range(self, key: str, start: int, end: int, *, version_id: str | None = None) -> bytes:
         """Read only the range asked for (a seek); see ObjectStore.get_range."""
         path = self._path(key)
         if version_id not in (None, NULL_VERSION):

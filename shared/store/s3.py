@@ -188,9 +188,7 @@ class S3Store(ObjectStore):
             version_id=response.get("VersionId"),
         )
 
-    def get_range(
-        self, key: str, start: int, end: int, *, version_id: str | None = None
-    ) -> bytes:
+    def get_range(self, key: str, start: int, end: int, *, version_id: str | None = None) -> bytes:
         """GetObject with a Range header (and VersionId); see ObjectStore.get_range."""
         if start >= end:
             return b""
