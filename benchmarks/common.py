@@ -107,6 +107,7 @@ class Sizes:
     decision_kinds: tuple[str, ...] | None  # data kinds simulated (None: all)
     decision_scenarios: tuple[str, ...] | None  # scenarios simulated (None: all)
     verdict_windows: int  # unchanged windows per size in the verdict simulations
+    batch_job_rows: int  # rows of the batch-scoring CSV (30 features, about 200 bytes a row)
 
     @classmethod
     def full(cls) -> Sizes:
@@ -142,6 +143,7 @@ class Sizes:
             decision_kinds=None,
             decision_scenarios=None,
             verdict_windows=200,
+            batch_job_rows=1_000_000,
         )
 
     @classmethod
@@ -178,6 +180,7 @@ class Sizes:
             decision_kinds=("numeric",),
             decision_scenarios=("abrupt",),
             verdict_windows=4,
+            batch_job_rows=20_000,
         )
 
 
