@@ -187,10 +187,7 @@ def _start(
     info = store.head(key)
     if info is None:
         raise BadInput(f"{key}: no such object (deleted since it was uploaded?)")
-    digest = hashlib.sha256()
-    raw = _hashed(object_chunks(store, key, 0, info.size, version_id), digest)
-    text = gunzip(raw, key) if compressed else raw
-    scan = scan_csv(text, part_bytes=part_bytes, name=key, splittable=not compressed)
+    # Before the pass over the input: a wrong model name fails at once, not after 5 GB.
     try:
         loaded = (cache or ModelCache(store)).get(model, requested)
     except ModelNotFound:
@@ -198,6 +195,10 @@ def _start(
             f"{key}: no model named {model!r} is registered; upload its training data under "
             f"datasets/{model}/ first, or put the input under the right batch/<model>/input/"
         ) from None
+    digest = hashlib.sha256()
+    raw = _hashed(object_chunks(store, key, 0, info.size, version_id), digest)
+    text = gunzip(raw, key) if compressed else raw
+    scan = scan_csv(text, part_bytes=part_bytes, name=key, splittable=not compressed)
     kept = _kept_columns(key, scan.columns, loaded, request.id_columns)
     classes = [str(c) for c in loaded.metadata.classes or []]
     output_columns = kept + ["prediction"] + [f"probability_{c}" for c in classes]
@@ -240,15 +241,7 @@ def _start(
             ) from None
         done = store.head(manifest_key(model, name)) is not None
         if done:
-            record_event_once(
-                store,
-                model,
-                "batch_duplicate_ignored",
-                at=utc_now(),
-                dedupe=f"{job.job_id}-{utc_now().isoformat()}",
-                input_key=key,
-                job_id=job.job_id,
-            )
+            record_event(store, model, "batch_duplicate_ignored", input_key=key, job_id=job.job_id)
         return JobStart(earlier, "complete" if done else "resumed")
     record_event(
         store,
