@@ -71,6 +71,7 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "package_unzipped_mb": package_size.package_unzipped_mb,
         "decisions_at_defaults": decisions.decisions_at_defaults,
         "batch_rows_per_second_vs_pandas": batch.batch_rows_per_second_vs_pandas,
+        "batch_peak_rss_mb": batch.batch_peak_rss_mb,
     }
 
 
@@ -93,6 +94,7 @@ FIGURES = (
     "package_unzipped_mb",
     "decisions_at_defaults",
     "batch_rows_per_second_vs_pandas",
+    "batch_peak_rss_mb",
 )
 
 

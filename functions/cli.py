@@ -404,9 +404,13 @@ def _already_uploaded(store: ObjectStore, key: str, path: Path) -> bool:
     info = store.head(key)
     if info is None:
         return False
-    # Not a security check: at worst a file is uploaded again.
-    digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-    return info.etag.strip('"') == digest
+    # Not a security check: at worst a file is uploaded again. Read in pieces: a file already
+    # uploaded is never held whole.
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        for piece in iter(lambda: file.read(1 << 20), b""):
+            digest.update(piece)
+    return info.etag.strip('"') == digest.hexdigest()
 
 
 def _download_output(store: ObjectStore, manifest: Manifest, folder: Path) -> Path:

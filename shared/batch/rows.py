@@ -170,5 +170,7 @@ def _block(
         name: np.array([row[at] for row in rows], dtype=object)
         for name, at in categorical_at.items()
     }
-    kept = [[row[i] for i in keep] for row in rows]
+    # Every column kept, in order (the default): the parsed rows themselves, not copies.
+    everything = list(keep) == list(range(len(rows[0]))) if rows else False
+    kept = rows if everything else [[row[i] for i in keep] for row in rows]
     return Block(ModelInput(numeric=numeric, categorical=categorical), kept, rejects)
