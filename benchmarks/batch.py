@@ -193,26 +193,35 @@ def _ours(store: Any, data: Path, workers: int, part_mb: str, name: str) -> Any:
 
 
 def batch_peak_rss_mb(ws: Workspace) -> Figure:
-    """Peak memory of a job at ten times the rows of the headline run, against that run's."""
+    """Peak memory of a job over that of a job of a tenth of the rows (parts of 64 MiB both)."""
     memo = _prepare(ws)
-    if "ours_run" not in memo:
-        batch_rows_per_second_vs_pandas(ws)
-    store = memo["store"]
-    large = ws.root / "batch-input-large.csv"
-    large.write_bytes(table(ws.sizes.batch_memory_rows))
-    run = _ours(store, large, 1, "64", "large")
-    small = memo["ours_run"].max_rss_mib
+    store, rows = memo["store"], ws.sizes.batch_memory_rows
+    runs = {}
+    part_mb = "64"
+    for n in (rows // 10, rows):
+        data = ws.root / f"batch-memory-{n}.csv"
+        data.write_bytes(table(n))
+        # Parts of 64 MiB, or of the smaller file's size if it is smaller (the quick sizes):
+        # the claim is that memory follows the part, not the input.
+        part_mb = part_mb if n == rows else str(min(64.0, data.stat().st_size / 2**20))
+        runs[n] = (_ours(store, data, 1, part_mb, f"memory-{n}"), data.stat().st_size)
+        data.unlink()
+    large, small = runs[rows][0], runs[rows // 10][0]
+    ratio = large.max_rss_mib / small.max_rss_mib
     return figure(
-        ours=run.max_rss_mib,
-        reference=small,
-        ratio=run.max_rss_mib / small,
-        goal="< 512 MiB, and about the same as at a tenth of the rows",
-        met=run.max_rss_mib < 512 and run.max_rss_mib / small < 1.25,
+        ours=large.max_rss_mib,
+        reference=small.max_rss_mib,
+        ratio=ratio,
+        goal="< 512 MiB, and within 25% of the peak at a tenth of the rows",
+        met=large.max_rss_mib < 512 and ratio < 1.25,
         unit="MiB",
-        measure=f"peak RSS of `mlops batch` on {ws.sizes.batch_memory_rows:,} rows "
-        f"({large.stat().st_size / 2**20:.0f} MiB, parts of 64 MiB), one process",
-        ratio_is=f"over the peak on {memo['rows']:,} rows (the rows/s figure's run)",
-        details={"seconds": round(run.result()["seconds"], 2)},
+        measure=f"peak RSS of `mlops batch` (one process, parts of {float(part_mb):.0f} MiB, the "
+        f"input already in the store) on {rows:,} rows ({runs[rows][1] / 2**20:.0f} MiB)",
+        ratio_is=f"over its peak on {rows // 10:,} rows ({runs[rows // 10][1] / 2**20:.0f} MiB)",
+        details={
+            "seconds": round(large.result()["seconds"], 2),
+            "seconds_tenth": round(small.result()["seconds"], 2),
+        },
     )
 
 
