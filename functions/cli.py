@@ -31,7 +31,13 @@ from typing import Any
 import shared
 from functions import inference, monitoring
 from shared.batch.job import complete, run_job, score_part, start_job
-from shared.batch.records import Manifest, decode_job, input_prefix, output_prefix
+from shared.batch.records import (
+    INPUT_SUFFIXES,
+    Manifest,
+    decode_job,
+    input_prefix,
+    output_prefix,
+)
 from shared.batch.records import encode as encode_batch
 from shared.data.cell_values import CellError, number_cell
 from shared.data.spec import parse_spec, spec_key, validate_model_name
@@ -352,9 +358,12 @@ class _BatchProgress:
 def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
     """mlops batch: score a CSV with a model, part by part, on the store; print the manifest."""
     path = Path(args.file)
-    suffix = ".csv.gz" if path.name.endswith(".csv.gz") else ".csv"
-    if not path.name.endswith(suffix):
-        raise BadRequest(f"{path}: a batch input is a .csv or .csv.gz file with a header line")
+    suffix = next((s for s in INPUT_SUFFIXES if path.name.endswith(s)), None)
+    if suffix is None:
+        raise BadRequest(
+            f"{path}: a batch input is a CSV with a header line (.csv, .csv.gz) or JSON Lines "
+            "(.jsonl, .jsonl.gz)"
+        )
     name = args.name or path.name[: -len(suffix)]
     key = f"{input_prefix(args.model)}{name}{suffix}"
     if not _already_uploaded(store, key, path):
@@ -416,7 +425,9 @@ def _already_uploaded(store: ObjectStore, key: str, path: Path) -> bool:
 def _download_output(store: ObjectStore, manifest: Manifest, folder: Path) -> Path:
     """The scored parts as one CSV (one header), and the rejects beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{Path(manifest.input.key).name.split('.')[0]}.scored.csv"
+    name = Path(manifest.input.key).name
+    stem = next(name[: -len(s)] for s in INPUT_SUFFIXES if name.endswith(s))
+    target = folder / f"{stem}.scored.csv"
     with target.open("wb") as out:
         for number, done in enumerate(manifest.parts):
             text = gzip.decompress(store.get(done.output_key).body)
@@ -796,8 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser(
         "batch",
-        help="score a CSV (.csv or .csv.gz) with a model, part by part: output, rejects and "
-        "manifest under batch/<model>/output/<name>/",
+        help="score a CSV (.csv, .csv.gz) or JSON Lines (.jsonl, .jsonl.gz) with a model, "
+        "part by part: output, rejects and manifest under batch/<model>/output/<name>/",
     )
     p.add_argument("model")
     p.add_argument("file", help="a CSV with a header naming every feature; other columns are kept")

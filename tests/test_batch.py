@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -411,3 +412,59 @@ def test_the_upload_function_fans_parts_out_and_the_last_part_writes_the_manifes
     assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in range(300)]
     assert_scored_as_sklearn(rows, X, models[1][1])
     assert s3.head(output_prefix("numbers", "w") + "manifest.json") is not None
+
+
+def test_json_lines_are_scored_and_bad_objects_rejected_by_line(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    _, X = table(60)
+    lines = []
+    for i in range(60):
+        record: dict[str, Any] = {"customer_id": f"c{i:05d}", "note": 'say "hi"\n'}
+        record |= {
+            f: None if np.isnan(v) else float(v) for f, v in zip(FEATURES, X[i], strict=True)
+        }
+        lines.append(json.dumps(record))
+    lines[4] = lines[4].replace('"a": ', '"a": "7", "_": ', 1)  # a number written as a string
+    lines[9] = json.dumps({"customer_id": "x", "a": 1.0, "b": 2.0, "c": 3.0})  # no "d"
+    lines[20] = "[1, 2, 3, 4]"
+    lines.insert(30, "")  # a blank line: skipped, but it counts
+    local.put("batch/numbers/input/w.jsonl.gz", gzip.compress("\n".join(lines).encode()))
+    local.put("batch/numbers/input/w.job.json", b'{"id_columns": ["customer_id", "note"]}')
+
+    manifest = run_job(local, "batch/numbers/input/w.jsonl.gz")
+
+    assert (manifest.rows, manifest.rejected) == (57, 3)
+    (done,) = manifest.parts
+    assert done.rejects_key is not None
+    text = gzip.decompress(local.get(done.rejects_key).body).decode()
+    assert [(r["line"], r["reason"]) for r in csv.DictReader(io.StringIO(text))] == [
+        ("5", "'a': expected a number or null, got '7'"),
+        ("10", "no 'd' (null is a missing value)"),
+        ("21", "not a JSON object of feature values"),
+    ]
+    rows = output_rows(local, "numbers", "w")
+    kept = [i for i in range(60) if i not in (4, 9, 20)]
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in kept]
+    assert rows[0]["note"] == 'say "hi"\n'
+    assert_scored_as_sklearn(rows, X[kept], models[1][1])
+
+
+def test_json_lines_split_into_parts_keep_their_order(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    _, X = table(300)
+    values = [[None if np.isnan(v) else float(v) for v in row] for row in X]
+    lines = [
+        json.dumps({"id": i} | dict(zip(FEATURES, values[i], strict=True))) for i in range(300)
+    ]
+    local.put("batch/numbers/input/w.jsonl", ("\n".join(lines) + "\n").encode())
+    local.put("batch/numbers/input/w.job.json", b'{"id_columns": ["id"]}')
+
+    manifest = run_job(local, "batch/numbers/input/w.jsonl", part_bytes=2000)
+
+    assert (manifest.rows, manifest.rejected) == (300, 0)
+    assert len(manifest.parts) > 5
+    rows = output_rows(local, "numbers", "w")
+    assert [r["id"] for r in rows] == [str(i) for i in range(300)]
+    assert_scored_as_sklearn(rows, X, models[1][1])

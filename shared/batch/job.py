@@ -45,7 +45,7 @@ from shared.batch.records import (
     request_key,
     split_input_key,
 )
-from shared.batch.rows import Block, read_blocks, text_lines
+from shared.batch.rows import Block, read_blocks, read_json_blocks, text_lines
 from shared.batch.split import BadInput, scan_csv
 from shared.data.spec import CaptureSettings, load_spec
 from shared.errors import (
@@ -160,12 +160,12 @@ def start_job(
     if found is None:
         raise BadInput(
             f"{quoted(key)} is not a batch input: upload batch/<model>/input/<name>.csv "
-            "(or .csv.gz)"
+            "(or .csv.gz, .jsonl, .jsonl.gz)"
         )
-    model, name, compressed = found
+    model, name, suffix = found
     size = part_bytes or PART_BYTES
     try:
-        return _start(store, key, model, name, compressed, version, version_id, size, cache)
+        return _start(store, key, model, name, suffix, version, version_id, size, cache)
     except (BadInput, ModelNotFound, ModelNotReady, VersionNotFound) as exc:
         _fail(store, model, key, exc)
         raise BadInput(str(exc)) from None
@@ -176,12 +176,14 @@ def _start(
     key: str,
     model: str,
     name: str,
-    compressed: bool,
+    suffix: str,
     version: str | None,
     version_id: str | None,
     part_bytes: int,
     cache: ModelCache | None,
 ) -> JobStart:
+    compressed = suffix.endswith(".gz")
+    json_lines = suffix.startswith(".jsonl")
     request = _request(store, model, name)
     requested = version or request.version or DEFAULT_ALIAS
     info = store.head(key)
@@ -198,8 +200,13 @@ def _start(
     digest = hashlib.sha256()
     raw = _hashed(object_chunks(store, key, 0, info.size, version_id), digest)
     text = gunzip(raw, key) if compressed else raw
-    scan = scan_csv(text, part_bytes=part_bytes, name=key, splittable=not compressed)
-    kept = _kept_columns(key, scan.columns, loaded, request.id_columns)
+    scan = scan_csv(
+        text, part_bytes=part_bytes, name=key, splittable=not compressed, json_lines=json_lines
+    )
+    if json_lines:  # no header: the job names the fields to keep, else none are
+        kept = list(request.id_columns or [])
+    else:
+        kept = _kept_columns(key, scan.columns, loaded, request.id_columns)
     classes = [str(c) for c in loaded.metadata.classes or []]
     output_columns = kept + ["prediction"] + [f"probability_{c}" for c in classes]
     clash = sorted({c for c in output_columns if output_columns.count(c) > 1})
@@ -220,6 +227,7 @@ def _start(
             key=key, etag=info.etag, version_id=version_id, sha256=identity, bytes=info.size
         ),
         compressed=compressed,
+        format="jsonl" if json_lines else "csv",
         requested=requested,
         version=loaded.version,
         columns=list(scan.columns),
@@ -325,20 +333,25 @@ def score_part(
             object_chunks(store, job.input.key, 0, job.input.bytes, job.input.version_id),
             job.input.key,
         )
-    keep = [job.columns.index(c) for c in job.kept]
     output = _GzipText()
     output.writer.writerow(job.output_columns)
     rejects = _GzipText()
     rejects.writer.writerow(["line", "reason"])
     rows = rejected = 0
-    blocks = read_blocks(
-        text_lines(_counted(chunks, progress), strip_bom=plan.start == 0),
-        columns=job.columns,
-        features=loaded.features,
-        keep=keep,
-        first_line=plan.first_line,
-        skip_header=plan.start == 0,
-    )
+    lines = text_lines(_counted(chunks, progress), strip_bom=plan.start == 0)
+    if job.format == "jsonl":
+        blocks = read_json_blocks(
+            lines, features=loaded.features, keep=job.kept, first_line=plan.first_line
+        )
+    else:
+        blocks = read_blocks(
+            lines,
+            columns=job.columns,
+            features=loaded.features,
+            keep=[job.columns.index(c) for c in job.kept],
+            first_line=plan.first_line,
+            skip_header=plan.start == 0,
+        )
     for number, block in enumerate(blocks):
         for reject in block.rejects:
             rejects.writer.writerow([reject.line, reject.reason])

@@ -17,7 +17,8 @@ from shared.data.spec import validate_model_name
 from shared.errors import MlopsError
 
 BATCH_SCHEMA_VERSION = 1
-INPUT_SUFFIXES = (".csv.gz", ".csv")  # longest first: "a.csv.gz" is not "a.csv" + ".gz"
+# Longest first: "a.csv.gz" is not "a.csv" + ".gz".
+INPUT_SUFFIXES = (".csv.gz", ".csv", ".jsonl.gz", ".jsonl")
 REQUEST_SUFFIX = ".job.json"
 
 
@@ -55,6 +56,7 @@ class BatchJob(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     input: InputIdentity
     compressed: bool
+    format: str = "csv"  # "csv" or "jsonl"
     requested: str  # the version or alias asked for
     version: int  # what it named when the job started: every part scores with this one
     columns: list[str]
@@ -122,15 +124,16 @@ def _decode[T](body: bytes, key: str, kind: type[T]) -> T:
         raise MlopsError(f"{key}: not a batch record this version reads: {reason}") from None
 
 
-def split_input_key(key: str) -> tuple[str, str, bool] | None:
-    """(model, name, compressed) of `batch/<model>/input/<name>.csv[.gz]`; None otherwise."""
+def split_input_key(key: str) -> tuple[str, str, str] | None:
+    """(model, name, suffix) of `batch/<model>/input/<name>.csv[.gz]` (or .jsonl[.gz]);
+    None for any other key."""
     parts = key.split("/", 3)
     if len(parts) != 4 or parts[0] != "batch" or parts[2] != "input":
         return None
     for suffix in INPUT_SUFFIXES:
         if parts[3].endswith(suffix) and len(parts[3]) > len(suffix):
             validate_model_name(parts[1])
-            return parts[1], parts[3][: -len(suffix)], suffix.endswith(".gz")
+            return parts[1], parts[3][: -len(suffix)], suffix
     return None
 
 

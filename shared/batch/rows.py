@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from shared.data.cell_values import CellError, number_cell
@@ -173,4 +174,101 @@ def _block(
     # Every column kept, in order (the default): the parsed rows themselves, not copies.
     everything = list(keep) == list(range(len(rows[0]))) if rows else False
     kept = rows if everything else [[row[i] for i in keep] for row in rows]
+    return Block(ModelInput(numeric=numeric, categorical=categorical), kept, rejects)
+
+
+def read_json_blocks(
+    lines: Iterable[str],
+    *,
+    features: Sequence[FeatureSchema],
+    keep: Sequence[str],
+    first_line: int,
+    block_rows: int = BLOCK_ROWS,
+) -> Iterator[Block]:
+    """The objects of JSON Lines in blocks, checked as the records route checks a record:
+    every feature by name (null is missing), numbers for numeric ones, strings for
+    categorical ones; a line that breaks this is rejected with the reason."""
+    numeric_names = [f.name for f in features if f.kind == "numeric"]
+    categorical_names = [f.name for f in features if f.kind == "categorical"]
+    decoder = msgspec.json.Decoder()
+    numbers: list[list[float]] = []
+    categories: list[list[str]] = []
+    kept: list[list[str]] = []
+    rejects: list[Reject] = []
+    for offset, line in enumerate(lines):
+        if not line.strip():
+            continue
+        number = first_line + offset
+        try:
+            record = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            rejects.append(Reject(number, f"not a JSON object: {str(exc)[:120]}"))
+            continue
+        problem, row = _json_row(record, numeric_names, categorical_names)
+        if problem is not None:
+            rejects.append(Reject(number, problem))
+            continue
+        numbers.append(row)
+        categories.append([record[name] or "" for name in categorical_names])
+        kept.append([_cell(record.get(name)) for name in keep])
+        if len(kept) >= block_rows:
+            yield _json_block(numbers, categories, kept, rejects, numeric_names, categorical_names)
+            numbers, categories, kept, rejects = [], [], [], []
+    if kept or rejects:
+        yield _json_block(numbers, categories, kept, rejects, numeric_names, categorical_names)
+
+
+def _json_row(
+    record: object, numeric_names: list[str], categorical_names: list[str]
+) -> tuple[str | None, list[float]]:
+    if not isinstance(record, dict):
+        return "not a JSON object of feature values", []
+    absent = [name for name in (*numeric_names, *categorical_names) if name not in record]
+    if absent:
+        shown = ", ".join(repr(name[:64]) for name in absent[:5])
+        return f"no {shown} (null is a missing value)", []
+    row: list[float] = []
+    for name in numeric_names:
+        value = record[name]
+        if value is None:
+            row.append(math.nan)
+        elif type(value) in (int, float) and abs(value) < FLOAT32_OVERFLOW:
+            row.append(float(value))
+        elif type(value) in (int, float):
+            return f"{name!r}: {value!r:.40} is outside the float32 range the model uses", []
+        else:
+            return f"{name!r}: expected a number or null, got {_shown(value)}", []
+    for name in categorical_names:
+        value = record[name]
+        if value is not None and type(value) is not str:
+            return f"{name!r}: expected a string or null, got {_shown(value)}", []
+    return None, row
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:40]
+
+
+def _cell(value: object) -> str:
+    """A kept JSON value as a CSV cell: strings as they are, null empty, the rest as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def _json_block(
+    numbers: list[list[float]],
+    categories: list[list[str]],
+    kept: list[list[str]],
+    rejects: list[Reject],
+    numeric_names: list[str],
+    categorical_names: list[str],
+) -> Block:
+    numeric = np.array(numbers, dtype=np.float64).reshape(len(numbers), len(numeric_names))
+    categorical = {
+        name: np.array([row[j] for row in categories], dtype=object)
+        for j, name in enumerate(categorical_names)
+    }
     return Block(ModelInput(numeric=numeric, categorical=categorical), kept, rejects)

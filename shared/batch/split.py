@@ -44,7 +44,12 @@ class InputScan:
 
 
 def scan_csv(
-    chunks: Iterable[bytes], *, part_bytes: int, name: str, splittable: bool = True
+    chunks: Iterable[bytes],
+    *,
+    part_bytes: int,
+    name: str,
+    splittable: bool = True,
+    json_lines: bool = False,
 ) -> InputScan:
     """Parts of at least `part_bytes` bytes (the last may be shorter), cut after a newline
     outside quotes; BadInput naming `name` if the text is not UTF-8 or has no header.
@@ -52,12 +57,13 @@ def scan_csv(
     A quote character toggles "inside a quoted field" (RFC 4180: a doubled quote inside
     one toggles twice), so the parity of quotes seen so far says whether a newline ends a
     record. `splittable` False (a compressed input: no byte offset can be read alone)
-    gives one part.
+    gives one part. `json_lines`: every newline ends a record (JSON escapes the newlines
+    and quotes inside its strings), and there is no header.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     boundaries: list[tuple[int, int]] = [(0, 1)]  # (byte offset, first line) of each part
     header = bytearray()
-    header_done = False
+    header_done = json_lines
     in_quotes = False
     newlines = 0
     base = 0
@@ -82,7 +88,8 @@ def scan_csv(
             newline = chunk.find(b"\n", search)
             if newline < 0:
                 break
-            in_quotes ^= chunk.count(b'"', cursor, newline) & 1 == 1
+            if not json_lines:
+                in_quotes ^= chunk.count(b'"', cursor, newline) & 1 == 1
             newlines += chunk.count(b"\n", cursor, newline + 1)
             cursor = newline + 1
             search = newline + 1
@@ -101,14 +108,20 @@ def scan_csv(
                     f"{name}: no line ends within its first {MAX_HEADER_BYTES} bytes; "
                     "the first line must be a header of column names"
                 )
-        in_quotes ^= chunk.count(b'"', cursor) & 1 == 1
+        if not json_lines:
+            in_quotes ^= chunk.count(b'"', cursor) & 1 == 1
         newlines += chunk.count(b"\n", cursor)
         base += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise BadInput(f"{name} is not UTF-8 text: it ends inside a character") from None
-    columns = _header(bytes(header), name)
+    if json_lines:
+        if not base:
+            raise BadInput(f"{name} is empty: upload one JSON object per line")
+        columns: tuple[str, ...] = ()
+    else:
+        columns = _header(bytes(header), name)
     boundaries = [b for b in boundaries if b[0] < base] or [(0, 1)]
     ends = [b[0] for b in boundaries[1:]] + [base]
     parts = tuple(
