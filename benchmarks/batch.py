@@ -10,7 +10,8 @@ what a user would write and against its own parts.
 
 The model is a logistic regression trained by the project on a sample of the same data; the
 reference's pipeline is the one a user would fit on that sample (imputer, one-hot encoder,
-logistic regression).
+logistic regression), fitted in its child before the clock starts. Without pandas (not a
+dependency of the project) the reference is reported as not measured.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import csv
 import importlib
 import io
 import json
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -73,39 +73,14 @@ def _prepare(ws: Workspace) -> dict[str, Any]:
     if "batch" in ws.memo:
         memo: dict[str, Any] = ws.memo["batch"]
         return memo
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
     store = ws.store
-    sample = table(20_000, seed=3, target=True)
-    train_into(store, MODEL, sample, SPEC)
-    # pandas is the benchmark's own dependency (not in constraints.txt, never on the serving
-    # path), imported by name so that the type checker does not need its stubs.
-    pd: Any = importlib.import_module("pandas")
-    frame = pd.read_csv(io.BytesIO(sample))
-    user = make_pipeline(
-        ColumnTransformer(
-            [
-                ("num", SimpleImputer(), NUMERIC),
-                ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-            ]
-        ),
-        LogisticRegression(max_iter=500),
-    ).fit(frame[NUMERIC + CATEGORICAL], frame["target"])
-    pipeline_path = ws.root / "batch-user-pipeline.pickle"
-    pipeline_path.write_bytes(pickle.dumps(user))
+    sample = ws.root / "batch-sample.csv"
+    sample.write_bytes(table(20_000, seed=3, target=True))
+    train_into(store, MODEL, sample.read_bytes(), SPEC)
     rows = ws.sizes.batch_job_rows
     data = ws.root / "batch-input.csv"
     data.write_bytes(table(rows))
-    ws.memo["batch"] = memo = {
-        "store": store,
-        "data": data,
-        "pipeline": pipeline_path,
-        "rows": rows,
-    }
+    ws.memo["batch"] = memo = {"store": store, "data": data, "sample": sample, "rows": rows}
     return memo
 
 
@@ -145,9 +120,21 @@ def batch_rows_per_second_vs_pandas(ws: Workspace) -> Figure:
     ours = _ours(store, data, 1, part_mb, "one-worker")
     memo["ours_run"] = ours
     result = ours.result()
-    reference = run_python([*CHILD, "pandas", str(data), str(memo["pipeline"])])
+    reference = run_python([*CHILD, "pandas", str(data), str(memo["sample"])])
     floor = _floor(store, data)
     two = _ours(store, data, 2, part_mb, "two-workers")
+    if "unavailable" in reference.result():
+        return figure(
+            ours=rows / result["seconds"],
+            reference=None,
+            ratio=None,
+            goal=">= 2x pandas + scikit-learn; within 2x of parsing + onnxruntime alone",
+            met=False,
+            unit="rows/s",
+            measure=f"a {rows:,}-row x 30-feature CSV scored end to end in one process",
+            ratio_is="our rows/s over pandas.read_csv + predict_proba + to_csv's, same file",
+            details={"status": f"not measured: {reference.result()['unavailable']}"},
+        )
     ours_rate = rows / result["seconds"]
     pandas_rate = rows / reference.result()["seconds"]
     within = result["seconds"] / (floor["parse_s"] + floor["ort_s"])
@@ -240,10 +227,31 @@ def _child_ours(store_uri: str, data: str, workers: int, part_mb: str, name: str
     return {"seconds": time.perf_counter() - started}
 
 
-def _child_pandas(data: str, pipeline_path: str) -> dict[str, Any]:
-    pd: Any = importlib.import_module("pandas")
+def _child_pandas(data: str, sample: str) -> dict[str, Any]:
+    """What a user would write: fit on the sample (not timed), then read, score and write."""
+    try:
+        # The benchmark's own dependency (not in constraints.txt, never on the serving path),
+        # imported by name so that the type checker needs no stubs for it.
+        pd: Any = importlib.import_module("pandas")
+    except ImportError:
+        return {"unavailable": "pandas is not installed (a benchmark-only dependency: put it "
+                "on PYTHONPATH to measure the reference)"}  # fmt: skip
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
 
-    pipeline = pickle.loads(Path(pipeline_path).read_bytes())
+    frame = pd.read_csv(sample)
+    pipeline = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", SimpleImputer(), NUMERIC),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+            ]
+        ),
+        LogisticRegression(max_iter=500),
+    ).fit(frame[NUMERIC + CATEGORICAL], frame["target"])
     started = time.perf_counter()
     frame = pd.read_csv(data)
     probabilities = pipeline.predict_proba(frame[NUMERIC + CATEGORICAL])
