@@ -324,3 +324,24 @@ def check_monitoring(event: CloudWatchEvent) -> None:
     from functions import monitoring
 
     monitoring.handle_schedule(event.to_dict())
+
+
+@app.on_s3_event(bucket=DATA_BUCKET, events=["s3:ObjectCreated:*"], prefix="batch/", suffix=".csv")
+def on_batch_uploaded(event: S3Event) -> None:
+    """Start the batch job of an input uploaded under batch/<model>/input/; fan its parts out."""
+    # Imported here: the serving function never loads batch scoring. The suffix keeps the
+    # job's own outputs (.csv.gz, .json) from triggering it.
+    from functions import batch
+
+    batch.handle_upload(event.to_dict())
+
+
+on_batch_uploaded.event_class = _UploadEvent
+
+
+@app.lambda_function(name="score_batch_part")
+def score_batch_part(event: Any, context: Any) -> dict[str, Any]:
+    """Score one part of a batch job (invoked asynchronously by on_batch_uploaded)."""
+    from functions import batch
+
+    return batch.handle_part(event)

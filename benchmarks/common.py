@@ -107,6 +107,8 @@ class Sizes:
     decision_kinds: tuple[str, ...] | None  # data kinds simulated (None: all)
     decision_scenarios: tuple[str, ...] | None  # scenarios simulated (None: all)
     verdict_windows: int  # unchanged windows per size in the verdict simulations
+    batch_job_rows: int  # rows of the batch-scoring CSV (30 features, about 200 bytes a row)
+    batch_memory_rows: int  # rows of the batch job whose peak memory is measured
 
     @classmethod
     def full(cls) -> Sizes:
@@ -142,6 +144,8 @@ class Sizes:
             decision_kinds=None,
             decision_scenarios=None,
             verdict_windows=200,
+            batch_job_rows=1_000_000,
+            batch_memory_rows=10_000_000,
         )
 
     @classmethod
@@ -178,6 +182,8 @@ class Sizes:
             decision_kinds=("numeric",),
             decision_scenarios=("abrupt",),
             verdict_windows=4,
+            batch_job_rows=20_000,
+            batch_memory_rows=200_000,
         )
 
 

@@ -39,6 +39,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 def _figures() -> dict[str, Callable[[Workspace], Figure]]:
     # Imported here so that `--help` answers at once.
     from benchmarks import (
+        batch,
         cold_start,
         decisions,
         hostile,
@@ -69,6 +70,8 @@ def _figures() -> dict[str, Callable[[Workspace], Figure]]:
         "verdict_false_alarm_rate": verdicts.verdict_false_alarm_rate,
         "package_unzipped_mb": package_size.package_unzipped_mb,
         "decisions_at_defaults": decisions.decisions_at_defaults,
+        "batch_rows_per_second_vs_pandas": batch.batch_rows_per_second_vs_pandas,
+        "batch_peak_rss_mb": batch.batch_peak_rss_mb,
     }
 
 
@@ -90,6 +93,8 @@ FIGURES = (
     "verdict_false_alarm_rate",
     "package_unzipped_mb",
     "decisions_at_defaults",
+    "batch_rows_per_second_vs_pandas",
+    "batch_peak_rss_mb",
 )
 
 

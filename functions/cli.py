@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import csv
 import getpass
+import gzip
+import hashlib
 import io
 import json
 import math
@@ -30,7 +32,16 @@ import msgspec
 
 import shared
 from functions import inference, monitoring
-from shared.data.dataset import NUMERIC_MISSING, is_number
+from shared.batch.job import complete, run_job, score_part, start_job
+from shared.batch.records import (
+    INPUT_SUFFIXES,
+    Manifest,
+    decode_job,
+    input_prefix,
+    output_prefix,
+)
+from shared.batch.records import encode as encode_batch
+from shared.data.cell_values import CellError, number_cell
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import (
     BadRequest,
@@ -38,7 +49,6 @@ from shared.errors import (
     ObjectNotFound,
     SpecError,
     StoreConfigError,
-    quoted,
 )
 from shared.maintenance.challenger import consider
 from shared.monitoring.job import check_model
@@ -271,23 +281,10 @@ def records_from_csv(text: str, kinds: dict[str, str]) -> list[dict[str, Any]]:
             if kind != "numeric":
                 record[name] = cell or None
                 continue
-            raw = cell.strip()
-            if raw in NUMERIC_MISSING:
-                record[name] = None
-                continue
             try:
-                number = float(raw)
-            except ValueError:
-                comma = raw.count(",") == 1 and is_number(raw.replace(",", "."))
-                hint = "; write numbers with a decimal point" if comma else ""
-                raise BadRequest(
-                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not a number{hint}"
-                ) from None
-            if math.isinf(number):
-                raise BadRequest(
-                    f"line {reader.line_num}, column {name!r}: {quoted(raw)} is not finite"
-                )
-            # "NAN", "-nan": other spellings float() reads as missing, as training does.
+                number = number_cell(cell)
+            except CellError as exc:
+                raise BadRequest(f"line {reader.line_num}, column {name!r}: {exc}") from None
             record[name] = None if math.isnan(number) else number
         records.append(record)
     return records
@@ -319,6 +316,128 @@ def cmd_predict(store: ObjectStore, args: argparse.Namespace) -> int:
         return 2 if 400 <= status < 500 else 1
     print(json.dumps(body, indent=2))
     return 0
+
+
+def _score_part_in_process(store_uri: str, job_json: bytes, index: int) -> tuple[int, int]:
+    """A worker of `mlops batch --workers`: one part, the store reopened from its URI."""
+    job = decode_job(job_json, "job.json")
+    done = score_part(open_store(store_uri), job, index)
+    return done.part, done.rows
+
+
+class _BatchProgress:
+    """rows, rows/s and time left on stderr, on a terminal only, at most 4 times a second."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = max(total_bytes, 1)
+        self.bytes = self.rows = 0
+        self.started = self.shown = time.monotonic()
+        self.visible = sys.stderr.isatty()
+
+    def __call__(self, bytes_read: int, rows: int) -> None:
+        self.bytes += bytes_read
+        self.rows += rows
+        now = time.monotonic()
+        if not self.visible or now - self.shown < 0.25:
+            return
+        self.shown = now
+        elapsed = now - self.started
+        share = min(self.bytes / self.total, 1.0)
+        left = elapsed * (1 - share) / share if share > 0 else math.inf
+        eta = f"{left:.0f}s left" if math.isfinite(left) else "estimating"
+        rate = self.rows / elapsed if elapsed > 0 else 0.0
+        print(
+            f"\r{share:6.1%}  {self.rows:,} rows  {rate:,.0f} rows/s  {eta}   ",
+            end="",
+            file=sys.stderr,
+        )
+
+    def end(self) -> None:
+        if self.visible and self.shown > self.started:
+            print(file=sys.stderr)
+
+
+def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops batch: score a CSV with a model, part by part, on the store; print the manifest."""
+    path = Path(args.file)
+    suffix = next((s for s in INPUT_SUFFIXES if path.name.endswith(s)), None)
+    if suffix is None:
+        raise BadRequest(
+            f"{path}: a batch input is a CSV with a header line (.csv, .csv.gz) or JSON Lines "
+            "(.jsonl, .jsonl.gz)"
+        )
+    name = args.name or path.name[: -len(suffix)]
+    key = f"{input_prefix(args.model)}{name}{suffix}"
+    if not _already_uploaded(store, key, path):
+        store.put(key, path.read_bytes(), content_type="text/csv")
+    progress = _BatchProgress(path.stat().st_size)
+    part_bytes = max(1, int(args.part_mb * (1 << 20)))
+    if args.workers <= 1:
+        manifest = run_job(
+            store, key, version=args.version, part_bytes=part_bytes, progress=progress
+        )
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        started = start_job(store, key, version=args.version, part_bytes=part_bytes)
+        job = started.job
+        # Spawned, not forked: onnxruntime's threads do not survive a fork.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=spawn) as pool:
+            futures = [
+                pool.submit(_score_part_in_process, store.uri, encode_batch(job), index)
+                for index in range(len(job.parts))
+            ]
+            for future in as_completed(futures):
+                part, rows = future.result()
+                plan = job.parts[part]
+                progress(plan.end - plan.start, rows)
+        manifest = complete(store, job)
+    progress.end()
+    out = output_prefix(manifest.model, name)
+    print(
+        f"{manifest.model} version {manifest.version} ({manifest.requested}): "
+        f"{manifest.rows} rows scored, {manifest.rejected} rejected, "
+        f"{len(manifest.parts)} parts in {manifest.seconds:.1f}s"
+    )
+    print(f"output: {_openable(store, out)}manifest.json")
+    if manifest.rejected:
+        print(f"rejects: {_openable(store, out)}rejects-*.csv.gz (line, reason)")
+    if args.out:
+        written = _download_output(store, manifest, Path(args.out))
+        print(f"copied to {written}")
+    return 0
+
+
+def _already_uploaded(store: ObjectStore, key: str, path: Path) -> bool:
+    """Whether `key` holds the file's bytes already (a single-part upload's ETag is its MD5)."""
+    info = store.head(key)
+    if info is None:
+        return False
+    # Not a security check: at worst a file is uploaded again. Read in pieces: a file already
+    # uploaded is never held whole.
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        for piece in iter(lambda: file.read(1 << 20), b""):
+            digest.update(piece)
+    return info.etag.strip('"') == digest.hexdigest()
+
+
+def _download_output(store: ObjectStore, manifest: Manifest, folder: Path) -> Path:
+    """The scored parts as one CSV (one header), and the rejects beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(manifest.input.key).name
+    stem = next(name[: -len(s)] for s in INPUT_SUFFIXES if name.endswith(s))
+    target = folder / f"{stem}.scored.csv"
+    with target.open("wb") as out:
+        for number, done in enumerate(manifest.parts):
+            text = gzip.decompress(store.get(done.output_key).body)
+            out.write(text if number == 0 else text.split(b"\n", 1)[1])
+    for done in manifest.parts:
+        if done.rejects_key:
+            (folder / Path(done.rejects_key).name).write_bytes(store.get(done.rejects_key).body)
+    return target
 
 
 def breast_cancer_csv() -> bytes:
@@ -731,6 +850,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a running server, e.g. http://127.0.0.1:8000 (default: in-process)"
     )
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "batch",
+        help="score a CSV (.csv, .csv.gz) or JSON Lines (.jsonl, .jsonl.gz) with a model, "
+        "part by part: output, rejects and manifest under batch/<model>/output/<name>/",
+    )
+    p.add_argument("model")
+    p.add_argument("file", help="a CSV with a header naming every feature; other columns are kept")
+    p.add_argument(
+        "--version", help="number, alias or latest (default: the job request's, else production)"
+    )
+    p.add_argument("--out", help="also copy the scored rows (one CSV) and rejects to this folder")
+    p.add_argument("--workers", type=int, default=1, help="processes scoring parts at once")
+    p.add_argument("--name", help="the input's name in the store (default: the file's)")
+    p.add_argument("--part-mb", type=float, default=64, help="part size in MiB (default 64)")
+    p.set_defaults(func=cmd_batch)
     p = sub.add_parser(
         "labels",
         help="check a ground-truth CSV (request_id, row, the target) as monitoring reads it, "

@@ -557,7 +557,14 @@ def function_parts(function: str, app_zip: str = APP_ZIP) -> list[str]:
 def measure(cfn_dir: Path) -> dict[str, Any]:
     artifacts = {name: zip_sizes(cfn_dir / name) for name in (APP_ZIP, *LAYER_ZIPS.values())}
     functions: dict[str, Any] = {}
-    for function in ("api_handler", "on_dataset_uploaded", "check_monitoring", "registry_admin"):
+    for function in (
+        "api_handler",
+        "on_dataset_uploaded",
+        "check_monitoring",
+        "registry_admin",
+        "on_batch_uploaded",
+        "score_batch_part",
+    ):
         parts = function_parts(function)
         unzipped = sum(artifacts[p]["unzipped_bytes"] for p in parts)
         zipped = sum(artifacts[p]["zipped_bytes"] for p in parts)

@@ -56,6 +56,11 @@ def test_every_figure_has_a_sane_entry(quick_run: tuple[dict[str, Any], str]) ->
             assert name == "package_unzipped_mb"
             assert entry["ours"] is None
             continue
+        if str(entry["details"].get("status", "")).startswith("not measured: pandas"):
+            # pandas is the reference's own dependency, not the project's.
+            assert name == "batch_rows_per_second_vs_pandas"
+            assert entry["reference"] is None
+            continue
         assert not str(entry["details"].get("status", "")).startswith("failed"), name
         for key in ("ours", "reference", "ratio"):
             assert _number(entry[key]), (name, key, entry[key])

@@ -50,6 +50,8 @@ FUNCTIONS = {  # Chalice's function name -> the deployed Lambda function
     "api_handler": f"{APP}-dev",
     "on_dataset_uploaded": f"{APP}-dev-on_dataset_uploaded",
     "check_monitoring": f"{APP}-dev-check_monitoring",
+    "on_batch_uploaded": f"{APP}-dev-on_batch_uploaded",
+    "score_batch_part": f"{APP}-dev-score_batch_part",
 }
 DATASET_KEY = "datasets/churn/first upload.csv"
 PROJECT_FILES = ("app.py", "requirements.txt", ".chalice/config.json")
@@ -367,11 +369,17 @@ def test_the_api_takes_every_body_as_binary_and_s3_and_schedule_are_wired(
     assert api["name"] == APP
     assert api["binaryMediaTypes"] == ["*/*"]
     notification = client("s3", endpoint).get_bucket_notification_configuration(Bucket=BUCKET)
-    (subscription,) = notification["LambdaFunctionConfigurations"]
-    assert subscription["LambdaFunctionArn"].endswith(FUNCTIONS["on_dataset_uploaded"])
-    assert subscription["Events"] == ["s3:ObjectCreated:*"]
-    rules = {r["Name"]: r["Value"].lower() for r in subscription["Filter"]["Key"]["FilterRules"]}
-    assert {k.lower(): v for k, v in rules.items()} == {"prefix": "datasets/", "suffix": ".csv"}
+    subscriptions = {
+        s["LambdaFunctionArn"].split(":")[-1]: s
+        for s in notification["LambdaFunctionConfigurations"]
+    }
+    assert set(subscriptions) == {FUNCTIONS["on_dataset_uploaded"], FUNCTIONS["on_batch_uploaded"]}
+    for function, prefix in (("on_dataset_uploaded", "datasets/"), ("on_batch_uploaded", "batch/")):
+        subscription = subscriptions[FUNCTIONS[function]]
+        assert subscription["Events"] == ["s3:ObjectCreated:*"]
+        filters = subscription["Filter"]["Key"]["FilterRules"]
+        rules = {r["Name"].lower(): r["Value"] for r in filters}
+        assert rules == {"prefix": prefix, "suffix": ".csv"}
     (rule,) = client("events", endpoint).list_rules()["Rules"]
     assert rule["ScheduleExpression"] == "rate(1 hour)"
 
@@ -461,6 +469,38 @@ def test_the_hourly_check_reports_on_the_captured_traffic(
     window = f"{at - timedelta(hours=1):%Y-%m-%dT%H}-1h"
     report = client("s3", endpoint).get_object(Bucket=BUCKET, Key=f"monitoring/churn/{window}.json")
     assert json.loads(report["Body"].read())["rows"] == 5  # 3 V2 rows + 2 records
+
+
+def test_a_batch_upload_is_scored_by_the_deployed_functions(
+    trained: dict[str, Any],
+    deployed: dict[str, dict[str, Any]],
+    endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    s3 = client("s3", endpoint)
+    rows = classification_csv(120, seed=5).decode().splitlines()
+    body = "\n".join(f"{i},{line}" for i, line in enumerate(rows)).replace("0,", "id,", 1)
+    key = "batch/churn/input/week 49.csv"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+    work = tmp_path_factory.mktemp("invoke-batch")
+    started = invoke(deployed["on_batch_uploaded"], [s3_put_event(key)], endpoint, work)
+    assert started["responses"] == [None]
+    assert {m.split(".")[0] for m in started["modules"]}.isdisjoint(TRAINING_ONLY)
+    job = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 49/job.json")["Body"].read()
+    )
+    # Lambda's part of the fan-out, played here: one asynchronous event per part, and the
+    # first delivered twice.
+    events = [
+        {"job": "batch/churn/output/week 49/job.json", "part": i} for i in range(len(job["parts"]))
+    ]
+    scored = invoke(deployed["score_batch_part"], [events[0], *events], endpoint, work / "parts")
+    assert scored["responses"][-1]["complete"] is True
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 49/manifest.json")["Body"].read()
+    )
+    assert (manifest["version"], manifest["rows"], manifest["rejected"]) == (1, 120, 0)
+    assert {m.split(".")[0] for m in scored["modules"]}.isdisjoint(TRAINING_ONLY)
 
 
 def test_chalice_delete_leaves_the_bucket_and_layers_then_those_go_too(

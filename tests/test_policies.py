@@ -64,6 +64,24 @@ EXPECTED = {
         ("s3:GetObject", "alerts/*"),  # announcements that failed, sent again
         ("s3:PutObject", "alerts/*"),
     },
+    "batch": {  # on_batch_uploaded: plans the job, sends its parts out
+        ("s3:GetObject", "batch/*/input/*"),
+        ("s3:GetObject", "batch/*/output/*"),  # a job started before: the same one again
+        ("s3:GetObject", "models/*"),
+        ("s3:GetObject", "audit/*"),  # why a model has no version, for the failure record
+        ("s3:PutObject", "batch/*/output/*"),
+        ("s3:PutObject", "audit/*"),
+    },
+    "batch-part": {  # score_batch_part: one part, and the manifest if it is the last
+        ("s3:GetObject", "batch/*/input/*"),
+        ("s3:GetObject", "batch/*/output/*"),
+        ("s3:GetObject", "models/*"),
+        ("s3:GetObject", "specs/*"),  # the capture settings
+        ("s3:GetObject", "audit/*"),
+        ("s3:PutObject", "batch/*/output/*"),
+        ("s3:PutObject", "audit/*"),
+        ("s3:PutObject", "captures/*"),  # a sample of the scored rows, role "batch"
+    },
 }
 
 

@@ -727,3 +727,17 @@ def test_open_store_refuses_other_locations(location: str) -> None:
     assert repr(location) in message
     assert "s3://bucket[/prefix]" in message
     assert "file:///" in message
+
+
+def test_get_range_reads_that_slice_of_the_object_and_nothing_past_its_end(
+    store: ObjectStore,
+) -> None:
+    body = bytes(range(256)) * 4
+    store.put("batch/m/input/a.csv", body)
+
+    assert store.get_range("batch/m/input/a.csv", 10, 20) == body[10:20]
+    assert store.get_range("batch/m/input/a.csv", 1000, 2000) == body[1000:]
+    assert store.get_range("batch/m/input/a.csv", 1024, 2048) == b""
+    assert store.get_range("batch/m/input/a.csv", 5, 5) == b""
+    with pytest.raises(ObjectNotFound):
+        store.get_range("batch/m/input/missing.csv", 0, 10)

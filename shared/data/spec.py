@@ -43,12 +43,20 @@ class CaptureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # Rows of one request captured at most (spread evenly over it): a batch-scoring request
     # of 10,000 rows would otherwise spend more on its capture than on its prediction.
     max_rows_per_request: int = 1000
+    # Share of a batch job's scored rows captured (spread evenly, role "batch"): enough for
+    # the hourly check to see the batch feed drift, never a copy of a million-row table.
+    batch_sample_rate: float = 0.01
 
     def check(self) -> None:
         """Raise SpecError naming the first setting out of range."""
         if not 0.0 <= self.sample_rate <= 1.0:
             raise SpecError(
                 f"monitoring.capture.sample_rate: must be between 0 and 1, got {self.sample_rate}"
+            )
+        if not 0.0 <= self.batch_sample_rate <= 1.0:
+            raise SpecError(
+                "monitoring.capture.batch_sample_rate: must be between 0 and 1, "
+                f"got {self.batch_sample_rate}"
             )
         if not 1 <= self.batch_rows <= 100_000:
             raise SpecError(

@@ -38,6 +38,10 @@ CAPTURE_SCHEMA_VERSION = 1
 CAPTURES_PREFIX = "captures/"
 
 FeatureValue = int | float | str | None
+# Rows that are the model's traffic, whose inputs and outputs the check compares with the
+# baseline: an online answer, or a sample of a batch job's rows. A shadow's rows repeat
+# served inputs and are compared with them instead.
+FEED_ROLES = frozenset({"served", "batch"})
 
 
 class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -50,7 +54,7 @@ class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):
     model: str
     version: int  # the version that answered: its baseline is what the row is compared with
     served_by: str  # what the caller asked for: "production", "staging", "latest" or a number
-    role: str = "served"  # "served" (the caller's answer) or "shadow"
+    role: str = "served"  # "served" (the caller's answer), "shadow" or "batch" (a batch job's)
     at: str  # ISO 8601 UTC, microseconds
     features: dict[str, FeatureValue]  # by feature name; null = missing
     prediction: int | float | str | None

@@ -290,7 +290,7 @@ def counts_sql(
         lines = "\n      ".join(branches)
         return f"CASE m.measure\n      {lines}\n      ELSE {otherwise} END"
 
-    conditions = [f'"version" = {int(metadata.version)}', "\"role\" = 'served'"]
+    conditions = [f'"version" = {int(metadata.version)}', "\"role\" IN ('served', 'batch')"]
     window = window_condition(start, end)
     if window is not None:
         conditions.append(window)

@@ -24,6 +24,7 @@ from shared.data.profile import (
     NumericProfile,
 )
 from shared.errors import MlopsError
+from shared.monitoring.capture import FEED_ROLES
 from shared.monitoring.decoding import DICT_ACCESS, FeatureAccess
 from shared.registry.metadata import ModelMetadata
 
@@ -298,7 +299,7 @@ def summarise(
     """
     by_version: dict[int, list[Any]] = {}
     for row in rows:
-        if row.role == "served":
+        if row.role in FEED_ROLES:
             by_version.setdefault(row.version, []).append(row)
     window = WindowCounts(files=1)
     for version, version_rows in sorted(by_version.items()):

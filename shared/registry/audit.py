@@ -36,6 +36,10 @@ AuditEventName = Literal[
     "labels_rejected",
     "monitoring_failed",
     "upload_ignored",
+    "batch_started",
+    "batch_completed",
+    "batch_failed",
+    "batch_duplicate_ignored",
 ]
 
 

@@ -110,6 +110,16 @@ class ObjectStore(abc.ABC):
         while versioning was off, as on S3.
         """
 
+    def get_range(self, key: str, start: int, end: int, *, version_id: str | None = None) -> bytes:
+        """Bytes `start` to `end` (exclusive) of an object, fewer at its end; b"" past it.
+
+        What a batch part reads: its own slice of a large input, never the whole object.
+        This fallback reads the whole object; the backends read only the range.
+        """
+        if start >= end:
+            return b""
+        return self.get(key, version_id=version_id).body[start:end]
+
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
         """Describe an object without reading it; None if absent."""

@@ -1,0 +1,1 @@
+"""Batch scoring: a table in the bucket scored by a registered version, part by part."""

@@ -1,0 +1,470 @@
+"""Batch scoring: upload a table, score it part by part, read the output and the manifest.
+
+The truth for every probability is scikit-learn: the pipeline the registered version was
+exported from, caught as training fitted it, run on the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from functions import batch as batch_function
+from functions.cli import main
+from shared.batch.job import run_job, score_part, start_job
+from shared.batch.records import (
+    decode_manifest,
+    job_key,
+    manifest_key,
+    output_prefix,
+    part_output_key,
+)
+from shared.batch.split import BadInput, scan_csv
+from shared.monitoring.job import check_model
+from shared.monitoring.report import window_id
+from shared.registry.audit import read_trail
+from shared.store.base import ObjectStore
+from shared.store.local import LocalStore
+from shared.store.s3 import S3Store
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, Any]]:
+    """A store where "numbers" has versions 1 (production) and 2 (staging), and the
+    scikit-learn pipeline of each, caught as training fitted it."""
+    import shared.training.job as training_job
+    from shared.training.job import train_from_dataset
+    from tests.factories import numeric_csv
+
+    root = tmp_path_factory.mktemp("batch-models")
+    store = LocalStore(root)
+    fitted: list[Any] = []
+    real_fit = getattr(training_job, "fit_pipeline")  # noqa: B009 (job's own name for it)
+
+    def catching(*args: Any, **kwargs: Any) -> Any:
+        pipeline = real_fit(*args, **kwargs)
+        fitted.append(pipeline)
+        return pipeline
+
+    pipelines: dict[int, Any] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training_job, "fit_pipeline", catching)
+        for seed in (0, 1):
+            key = f"datasets/numbers/data-{seed}.csv"
+            store.put(key, numeric_csv(400, seed=seed))
+            outcome = train_from_dataset(store, key, trigger="test")
+            assert outcome.status == "registered", outcome.reason
+            assert outcome.version is not None
+            pipelines[outcome.version] = fitted[-1]
+    return root, pipelines
+
+
+@pytest.fixture
+def local(models: tuple[Path, dict[int, Any]], tmp_path: Path) -> LocalStore:
+    """A copy of the models' store of its own: jobs write into it."""
+    shutil.copytree(models[0], tmp_path / "store")
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def s3(models: tuple[Path, dict[int, Any]], aws_env: None) -> Iterator[S3Store]:
+    """The same models in a moto bucket."""
+    with mock_aws():
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="batch-test")
+        store = S3Store("batch-test", client=client)
+        source = LocalStore(models[0])
+        for info in source.list():
+            store.put(info.key, source.get(info.key).body)
+        yield store
+
+
+def table(n: int, *, seed: int = 7, bad: dict[int, str] | None = None) -> tuple[bytes, np.ndarray]:
+    """An input of `n` rows: an id, a free-text note (some holding a quoted newline), the
+    four features and an extra column; and its feature matrix (NaN = missing)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    X[rng.random((n, 4)) < 0.05] = np.nan
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["customer_id", "note", *FEATURES, "segment"])
+    for i in range(n):
+        note = f'called twice,\nsaid "later" ({i})' if i % 7 == 0 else f"row {i}"
+        cells = ["" if np.isnan(v) else repr(float(v)) for v in X[i]]
+        if bad and i in bad:
+            cells[1] = bad[i]
+        writer.writerow([f"c{i:05d}", note, *cells, "gold" if i % 3 else "silver"])
+    return out.getvalue().encode(), X
+
+
+def output_rows(store: ObjectStore, model: str, name: str) -> list[dict[str, str]]:
+    """Every scored row of a complete job, parts in order."""
+    manifest = decode_manifest(store.get(manifest_key(model, name)).body, "manifest")
+    rows: list[dict[str, str]] = []
+    for done in manifest.parts:
+        text = gzip.decompress(store.get(done.output_key).body).decode()
+        rows += list(csv.DictReader(io.StringIO(text)))
+    return rows
+
+
+def assert_scored_as_sklearn(rows: list[dict[str, str]], X: np.ndarray, pipeline: Any) -> None:
+    expected = pipeline.predict_proba(X.astype(np.float32))
+    classes = [str(c) for c in pipeline.classes_]
+    got = np.array([[float(r[f"probability_{c}"]) for c in classes] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert [r["prediction"] for r in rows] == [str(c) for c in pipeline.predict(X)]
+
+
+# Splitting
+
+
+def test_no_part_boundary_falls_inside_a_quoted_field_whatever_the_part_size() -> None:
+    body, _ = table(40)
+    whole = list(csv.reader(io.StringIO(body.decode())))
+    assert any("\n" in row[1] for row in whole)  # the quoted newlines are there
+    for part_bytes in range(1, len(body), 7):
+        for chunk in (5, 4096):
+            pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+            scan = scan_csv(pieces, part_bytes=part_bytes, name="t.csv")
+            records: list[list[str]] = []
+            for part in scan.parts:
+                text = body[part.start : part.end].decode()
+                # Each part parses alone into whole records, and its first line is the file's.
+                assert text.count("\n")
+                assert body[: part.start].count(b"\n") + 1 == part.first_line
+                records += list(csv.reader(io.StringIO(text)))
+            assert records == whole, part_bytes
+    assert scan.columns == ("customer_id", "note", *FEATURES, "segment")
+
+
+# Whole jobs, local and S3
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_job_scores_every_row_in_order_as_scikit_learn_does(
+    backend: str, request: pytest.FixtureRequest, models: tuple[Path, dict[int, Any]]
+) -> None:
+    store: ObjectStore = request.getfixturevalue(backend)
+    body, X = table(500)
+    store.put("batch/numbers/input/week-49.csv", body)
+
+    manifest = run_job(store, "batch/numbers/input/week-49.csv", part_bytes=4000)
+
+    assert (manifest.version, manifest.rows, manifest.rejected) == (1, 500, 0)
+    assert len(manifest.parts) > 5
+    assert manifest.input.bytes == len(body)
+    rows = output_rows(store, "numbers", "week-49")
+    # Joined to the input's columns, row for row, across every part.
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in range(500)]
+    assert rows[7]["note"] == 'called twice,\nsaid "later" (7)'
+    assert rows[1]["segment"] == "gold"
+    assert_scored_as_sklearn(rows, X, models[1][1])
+
+
+def test_a_gzip_input_is_scored_as_one_part(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    body, X = table(300)
+    local.put("batch/numbers/input/w.csv.gz", gzip.compress(body))
+
+    manifest = run_job(local, "batch/numbers/input/w.csv.gz", part_bytes=1000)
+
+    assert (manifest.rows, len(manifest.parts)) == (300, 1)
+    assert_scored_as_sklearn(output_rows(local, "numbers", "w"), X, models[1][1])
+
+
+# Idempotence
+
+
+def test_a_part_delivered_twice_writes_its_rows_once(local: LocalStore) -> None:
+    body, _ = table(200)
+    local.put("batch/numbers/input/w.csv", body)
+    job = start_job(local, "batch/numbers/input/w.csv", part_bytes=3000).job
+
+    first = score_part(local, job, 1)
+    written = {i.key: i.etag for i in local.list("batch/numbers/output/")}
+    second = score_part(local, job, 1)
+
+    assert second == first
+    assert {i.key: i.etag for i in local.list("batch/numbers/output/")} == written
+    assert part_output_key(job, 1) in written
+    # Until every part is done, nothing claims the output is complete.
+    assert local.head(manifest_key("numbers", "w")) is None
+
+
+def test_a_job_started_twice_for_the_same_bytes_scores_once(local: LocalStore) -> None:
+    body, _ = table(200)
+    local.put("batch/numbers/input/w.csv", body)
+    first = run_job(local, "batch/numbers/input/w.csv", part_bytes=3000)
+    written = {i.key: i.etag for i in local.list("batch/numbers/output/")}
+
+    again = start_job(local, "batch/numbers/input/w.csv", part_bytes=3000)
+    second = run_job(local, "batch/numbers/input/w.csv", part_bytes=3000)
+
+    assert again.status == "complete"
+    assert second == first
+    assert {i.key: i.etag for i in local.list("batch/numbers/output/")} == written
+    events = [e.event for e in read_trail(local, "numbers")]
+    assert events.count("batch_started") == 1
+    assert events.count("batch_completed") == 1
+    assert "batch_duplicate_ignored" in events
+
+
+def test_other_bytes_under_a_name_already_scored_are_refused_not_mixed(local: LocalStore) -> None:
+    local.put("batch/numbers/input/w.csv", table(50)[0])
+    run_job(local, "batch/numbers/input/w.csv")
+    local.put("batch/numbers/input/w.csv", table(60, seed=3)[0])
+
+    with pytest.raises(BadInput, match=r"already holds job .* under another name"):
+        run_job(local, "batch/numbers/input/w.csv")
+
+
+# Bad rows, bad files
+
+
+def test_bad_rows_are_rejected_with_their_line_numbers_and_the_rest_scored(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    # Row i starts on line 2 + i, plus one line per earlier row holding a quoted newline
+    # (rows 0, 7, 14...), plus one from line 21 on for the short row put there.
+    body, X = table(40, bad={3: "abc", 12: "1,5", 30: "inf"})
+    lines = body.decode().split("\n")
+    lines.insert(20, "c99999,short row")
+    local.put("batch/numbers/input/w.csv", "\n".join(lines).encode())
+
+    manifest = run_job(local, "batch/numbers/input/w.csv", part_bytes=300)
+
+    assert (manifest.rows, manifest.rejected) == (40 - 3, 4)
+    rejects = []
+    for done in manifest.parts:
+        if done.rejects_key:
+            text = gzip.decompress(local.get(done.rejects_key).body).decode()
+            rejects += [(int(r["line"]), r["reason"]) for r in csv.DictReader(io.StringIO(text))]
+    assert rejects == [
+        (6, "column 'b': 'abc' is not a number"),
+        (16, "column 'b': '1,5' is not a number; write numbers with a decimal point"),
+        (21, "2 fields; the header has 7"),
+        (38, "column 'b': 'inf' is not finite"),
+    ]
+    kept = [i for i in range(40) if i not in (3, 12, 30)]
+    rows = output_rows(local, "numbers", "w")
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in kept]
+    assert_scored_as_sklearn(rows, X[kept], models[1][1])
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "message"),
+    [
+        (
+            "batch/numbers/input/w.csv",
+            b"1.0,2.0,3.0,4.0\n5.0,6.0,7.0,8.0\n",
+            "the header has no column 'a', 'b', 'c', 'd'; its first line looks like data",
+        ),
+        (
+            "batch/numbers/input/w.csv",
+            b"a,b,c\n1,2,3\n",
+            "batch/numbers/input/w.csv: the header has no column 'd'",
+        ),
+        (
+            "batch/numbers/input/w.csv",
+            "a,b,c,d,city\n1,2,3,4,Zürich\n".encode("latin-1"),
+            r"batch/numbers/input/w.csv is not UTF-8 text \(line 2.*save it as UTF-8",
+        ),
+        ("batch/numbers/input/w.csv", b"", "is empty: the first line must be a header"),
+        (
+            "batch/nobody/input/w.csv",
+            b"a,b,c,d\n1,2,3,4\n",
+            "no model named 'nobody' is registered; upload its training data under datasets/",
+        ),
+    ],
+    ids=["no-header", "missing-feature", "not-utf8", "empty", "no-model"],
+)
+def test_a_bad_file_fails_the_job_with_an_audit_record_and_no_manifest(
+    local: LocalStore, key: str, body: bytes, message: str
+) -> None:
+    local.put(key, body)
+    model = key.split("/")[1]
+
+    with pytest.raises(BadInput, match=message):
+        run_job(local, key)
+
+    assert not list(local.list(f"batch/{model}/output/"))
+    failed = [e for e in read_trail(local, model) if e.event == "batch_failed"]
+    assert len(failed) == 1
+    assert failed[0].details["input_key"] == key
+
+
+# Versions
+
+
+def test_a_job_keeps_the_version_it_started_with_while_production_moves(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    body, X = table(300)
+    local.put("batch/numbers/input/w.csv", body)
+    job = start_job(local, "batch/numbers/input/w.csv", part_bytes=3000).job
+    score_part(local, job, 0)
+    assert main(["promote", "numbers", "2", "--store", local.uri]) == 0
+
+    manifest = run_job(local, "batch/numbers/input/w.csv", part_bytes=3000)
+
+    assert (manifest.version, manifest.requested) == (1, "production")
+    assert_scored_as_sklearn(output_rows(local, "numbers", "w"), X, models[1][1])
+    # A new input is scored by the version production points at now.
+    local.put("batch/numbers/input/w2.csv", body)
+    assert run_job(local, "batch/numbers/input/w2.csv").version == 2
+
+
+def test_a_job_request_beside_the_input_names_the_version_and_the_columns_kept(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    body, X = table(100)
+    local.put("batch/numbers/input/w.csv", body)
+    local.put("batch/numbers/input/w.job.json", b'{"version": "2", "id_columns": ["customer_id"]}')
+
+    manifest = run_job(local, "batch/numbers/input/w.csv")
+
+    rows = output_rows(local, "numbers", "w")
+    assert manifest.version == 2
+    assert list(rows[0]) == ["customer_id", "prediction", "probability_0", "probability_1"]
+    assert_scored_as_sklearn(rows, X, models[1][2])
+
+
+# Monitoring
+
+
+def test_a_sample_of_the_scored_rows_is_in_the_next_check(local: LocalStore) -> None:
+    local.put("batch/numbers/input/w.csv", table(400)[0])
+    run_job(local, "batch/numbers/input/w.csv", part_bytes=5000)
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    outcome = check_model(local, "numbers", window_id(hour, 1))
+
+    # 1% of each block of each part, at least one row a block: a few rows, all role "batch".
+    assert 4 <= outcome.rows <= 20
+    captured = [
+        info.key for info in local.list("captures/numbers/") if info.key.endswith(".jsonl.gz")
+    ]
+    lines = b"".join(gzip.decompress(local.get(k).body) for k in captured)
+    assert lines.count(b'"role":"batch"') == outcome.rows
+
+
+# The command and the deployed functions
+
+
+def test_mlops_batch_scores_a_file_in_parts_on_two_workers(
+    local: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str], models: Any
+) -> None:
+    body, X = table(300)
+    (tmp_path / "week.csv").write_bytes(body)
+
+    code = main(
+        ["batch", "numbers", str(tmp_path / "week.csv"), "--store", local.uri, "--workers", "2",
+         "--part-mb", "0.004", "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "numbers version 1 (production): 300 rows scored, 0 rejected" in printed
+    scored = list(csv.DictReader(io.StringIO((tmp_path / "out" / "week.scored.csv").read_text())))
+    assert [r["customer_id"] for r in scored] == [f"c{i:05d}" for i in range(300)]
+    assert_scored_as_sklearn(scored, X, models[1][1])
+
+
+def test_the_upload_function_fans_parts_out_and_the_last_part_writes_the_manifest(
+    s3: S3Store, models: tuple[Path, dict[int, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    body, X = table(300)
+    s3.put("batch/numbers/input/w.csv", body)
+    s3.put("batch/numbers/input/w.job.json", b"{}")  # an upload that is no input: ignored
+    sent: list[dict[str, Any]] = []
+    event = {
+        "Records": [
+            {"s3": {"bucket": {"name": "batch-test"}, "object": {"key": k}}}
+            for k in ("batch/numbers/input/w.job.json", "batch/numbers/input/w.csv")
+        ]
+    }
+
+    started = batch_function.handle_upload(event, s3, invoke=sent.append)
+
+    assert started == [job_key("numbers", "w")]
+    assert len(sent) > 2
+    answers = [batch_function.handle_part(payload, s3) for payload in reversed(sent)]
+    batch_function.handle_part(sent[0], s3)  # Lambda's retry of a part: nothing new
+    assert [a["complete"] for a in answers] == [False] * (len(sent) - 1) + [True]
+    rows = output_rows(s3, "numbers", "w")
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in range(300)]
+    assert_scored_as_sklearn(rows, X, models[1][1])
+    assert s3.head(output_prefix("numbers", "w") + "manifest.json") is not None
+
+
+def test_json_lines_are_scored_and_bad_objects_rejected_by_line(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    _, X = table(60)
+    lines = []
+    for i in range(60):
+        record: dict[str, Any] = {"customer_id": f"c{i:05d}", "note": 'say "hi"\n'}
+        record |= {
+            f: None if np.isnan(v) else float(v) for f, v in zip(FEATURES, X[i], strict=True)
+        }
+        lines.append(json.dumps(record))
+    lines[4] = lines[4].replace('"a": ', '"a": "7", "_": ', 1)  # a number written as a string
+    lines[9] = json.dumps({"customer_id": "x", "a": 1.0, "b": 2.0, "c": 3.0})  # no "d"
+    lines[20] = "[1, 2, 3, 4]"
+    lines.insert(30, "")  # a blank line: skipped, but it counts
+    local.put("batch/numbers/input/w.jsonl.gz", gzip.compress("\n".join(lines).encode()))
+    local.put("batch/numbers/input/w.job.json", b'{"id_columns": ["customer_id", "note"]}')
+
+    manifest = run_job(local, "batch/numbers/input/w.jsonl.gz")
+
+    assert (manifest.rows, manifest.rejected) == (57, 3)
+    (done,) = manifest.parts
+    assert done.rejects_key is not None
+    text = gzip.decompress(local.get(done.rejects_key).body).decode()
+    assert [(r["line"], r["reason"]) for r in csv.DictReader(io.StringIO(text))] == [
+        ("5", "'a': expected a number or null, got '7'"),
+        ("10", "no 'd' (null is a missing value)"),
+        ("21", "not a JSON object of feature values"),
+    ]
+    rows = output_rows(local, "numbers", "w")
+    kept = [i for i in range(60) if i not in (4, 9, 20)]
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in kept]
+    assert rows[0]["note"] == 'say "hi"\n'
+    assert_scored_as_sklearn(rows, X[kept], models[1][1])
+
+
+def test_json_lines_split_into_parts_keep_their_order(
+    local: LocalStore, models: tuple[Path, dict[int, Any]]
+) -> None:
+    _, X = table(300)
+    values = [[None if np.isnan(v) else float(v) for v in row] for row in X]
+    lines = [
+        json.dumps({"id": i} | dict(zip(FEATURES, values[i], strict=True))) for i in range(300)
+    ]
+    local.put("batch/numbers/input/w.jsonl", ("\n".join(lines) + "\n").encode())
+    local.put("batch/numbers/input/w.job.json", b'{"id_columns": ["id"]}')
+
+    manifest = run_job(local, "batch/numbers/input/w.jsonl", part_bytes=2000)
+
+    assert (manifest.rows, manifest.rejected) == (300, 0)
+    assert len(manifest.parts) > 5
+    rows = output_rows(local, "numbers", "w")
+    assert [r["id"] for r in rows] == [str(i) for i in range(300)]
+    assert_scored_as_sklearn(rows, X, models[1][1])
