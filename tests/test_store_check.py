@@ -225,3 +225,27 @@ def test_a_refusing_service_is_named_in_the_error(
     assert main(["bucket", "check", "--bucket", "b"]) == 2
 
     assert "the S3 service at http://127.0.0.1:9 refused" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint", "aws"),
+    [
+        ("eu-west-1", None, True),
+        ("cn-north-1", None, True),  # China's partition: amazonaws.com.cn
+        ("us-east-1", "http://127.0.0.1:8333", False),
+        ("us-east-1", "https://minio.example.org", False),
+    ],
+)
+def test_which_endpoints_are_aws_s3(region: str, endpoint: str | None, aws: bool) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+    store = S3Store("bucket", client=client)
+    assert store.on_aws is aws
+    assert store.checked_before_registry_writes is not aws

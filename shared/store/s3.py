@@ -111,8 +111,10 @@ class S3Store(ObjectStore):
     def on_aws(self) -> bool:
         """Whether the service is AWS S3's general-purpose buckets (the reference semantics)."""
         host = urllib.parse.urlsplit(self.endpoint).hostname or ""
-        # Directory buckets (S3 Express One Zone) do not list in key order.
-        return host.endswith(".amazonaws.com") and "s3express" not in host
+        # Directory buckets (S3 Express One Zone) do not list in key order. China's regions
+        # answer under amazonaws.com.cn: AWS S3 as well.
+        aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+        return aws and "s3express" not in host
 
     @property
     def sorts_listings(self) -> bool:
