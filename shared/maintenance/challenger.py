@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from shared.data.dataset import MISSING_CATEGORY
 from shared.data.spec import load_spec
@@ -32,7 +33,7 @@ from shared.maintenance.promotion import (
     decide,
     paired_comparison,
 )
-from shared.maintenance.sources import read_sources, sources_key
+from shared.maintenance.sources import RetrainingSources, read_sources, sources_key
 from shared.monitoring.capture import CaptureRow
 from shared.monitoring.job import labelled_captures
 from shared.monitoring.performance import (
@@ -117,15 +118,20 @@ def score(
     return metric_values(loaded.metadata, _labelled(prediction, labels)).get(metric)
 
 
+def _checked(store: ObjectStore, key: str, sha256: str | None, version: int) -> bytes:
+    """A version's file, refused unless it is the one registered (its sha256, if recorded):
+    rows that are not the ones stored at registration must not decide a promotion."""
+    body = store.get(key).body
+    if sha256 is not None and sha256_hex(body) != sha256:
+        raise ArtifactRejected(
+            f"{key} does not match the sha256 in v{version}'s metadata: not compared"
+        )
+    return body
+
+
 def _holdout(store: ObjectStore, model: str, meta: ModelMetadata) -> list[HoldoutRow]:
     key = version_prefix(model, meta.version) + HOLDOUT_FILE
-    body = store.get(key).body
-    if meta.holdout_sha256 is not None and sha256_hex(body) != meta.holdout_sha256:
-        # Rows that are not the ones stored at registration must not decide a promotion.
-        raise ArtifactRejected(
-            f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
-        )
-    return decode_holdout(body, key)
+    return decode_holdout(_checked(store, key, meta.holdout_sha256, meta.version), key)
 
 
 # A version's fitted rows identify observations by their values only when nearly all of
@@ -142,19 +148,20 @@ class FittedRows:
     """What is known of the rows one version was fitted to."""
 
     version: int
+    sources: RetrainingSources | None  # the record of its training set, if assembled
     ids: set[str] | None  # captured rows its set held; None: its set's record is untrusted
     prints: Fingerprints | None  # None: not kept (trained before they were)
     identifying: bool  # its rows' values tell rows apart
 
-    def holds(self, row_id: str, fingerprint: int) -> bool:
-        """Whether this version may have been fitted to the captured row."""
-        if self.ids is None or row_id in self.ids:
-            return True
-        return self.identifying and self.prints is not None and _member(fingerprint, self.prints)
-
-
-def _member(value: int, sorted_prints: Fingerprints) -> bool:
-    return bool(seen(np.array([value], dtype=np.uint64), sorted_prints)[0])
+    def holds(self, row_ids: Sequence[str], prints: Fingerprints) -> npt.NDArray[np.bool_]:
+        """Which captured rows (their ids and fingerprints) this version may be fitted to."""
+        if self.ids is None:
+            return np.ones(len(row_ids), dtype=bool)
+        ids = self.ids
+        held = np.fromiter((r in ids for r in row_ids), dtype=bool, count=len(row_ids))
+        if self.identifying and self.prints is not None:
+            held |= seen(prints, self.prints)
+        return held
 
 
 def fitted_rows(store: ObjectStore, model: str, meta: ModelMetadata) -> FittedRows:
@@ -170,18 +177,14 @@ def fitted_rows(store: ObjectStore, model: str, meta: ModelMetadata) -> FittedRo
     if meta.fitted_rows_sha256 is not None:
         key = version_prefix(model, meta.version) + FITTED_ROWS_FILE
         try:
-            body = store.get(key).body
+            body = _checked(store, key, meta.fitted_rows_sha256, meta.version)
         except ObjectNotFound:
-            body = None
-        if body is not None:
-            if sha256_hex(body) != meta.fitted_rows_sha256:
-                raise ArtifactRejected(
-                    f"{key} does not match the sha256 in v{meta.version}'s metadata: not compared"
-                )
+            pass
+        else:
             prints = decode_fitted_rows(body, key)
     fitted = meta.lineage.data.train_rows
     identifying = prints is not None and (not fitted or prints.size >= IDENTIFYING_SHARE * fitted)
-    return FittedRows(meta.version, ids, prints, identifying)
+    return FittedRows(meta.version, sources, ids, prints, identifying)
 
 
 def _fingerprints(
@@ -227,7 +230,7 @@ def _answers(loaded: LoadedModel, rows: Sequence[Row], labels: Sequence[str]) ->
 
 
 def _capture_range(rows: Sequence[CaptureRow]) -> tuple[str | None, str | None]:
-    times = sorted(rows, key=lambda r: _when(r.at))
+    times = sorted(rows, key=lambda r: r.captured_at)
     return (times[0].at, times[-1].at) if times else (None, None)
 
 
@@ -261,8 +264,8 @@ def evaluate(
     window = timedelta(hours=spec.monitoring.label_window_hours)
     target = new.metadata.target
     recent = labelled_captures(store, model, now - window, now, target)
-    found = {_row_id(r): (r, label) for r, label in recent}
-    assembled = read_sources(store, new.metadata.lineage.data.key)
+    found = {r.row_id: (r, label) for r, label in recent}
+    assembled = challenger_rows.sources
     if assembled is not None and assembled.held_back_range:
         first_held = datetime.fromisoformat(assembled.held_back_range[0])
         last_held = datetime.fromisoformat(assembled.held_back_range[-1])
@@ -271,22 +274,20 @@ def evaluate(
                 store, model, first_held, min(last_held + timedelta(microseconds=1), now), target
             )
             for r, label in earlier:
-                found.setdefault(_row_id(r), (r, label))
+                found.setdefault(r.row_id, (r, label))
     captured = [(r, lab) for r, lab in found.values() if usable_label(new.metadata, lab)]
-    captured.sort(key=lambda pair: (_when(pair[0].at), pair[0].capture_id, pair[0].row))
+    captured.sort(key=lambda pair: (pair[0].captured_at, pair[0].capture_id, pair[0].row))
     prints = _fingerprints(
         new.metadata, [r.features for r, _ in captured], [label for _, label in captured]
     )
-    keep = [
-        not (champion_rows.holds(_row_id(r), f) or challenger_rows.holds(_row_id(r), f))
-        for (r, _), f in zip(captured, prints.tolist(), strict=True)
-    ]
-    unseen = [pair for pair, k in zip(captured, keep, strict=True) if k]
+    row_ids = [r.row_id for r, _ in captured]
+    keep = ~(champion_rows.holds(row_ids, prints) | challenger_rows.holds(row_ids, prints))
+    unseen = [pair for pair, k in zip(captured, keep.tolist(), strict=True) if k]
     if len(unseen) < len(captured):
         excluded["labelled rows a version was fitted to"] = len(captured) - len(unseen)
     # The challenger's held-out rows that the champion was not fitted to.
     held = _holdout(store, model, new.metadata)
-    compared = prints[np.array(keep, dtype=bool)] if captured else None
+    compared = prints[keep] if captured else None
     fair, leaked, twice = unseen_holdout(held, old.metadata, champion_rows, compared)
     if leaked:
         why = (
@@ -333,15 +334,6 @@ def evaluate(
         excluded=excluded,
         notes=notes,
     )
-
-
-def _row_id(row: CaptureRow) -> str:
-    return f"{row.capture_id}/{row.row}"
-
-
-def _when(at: str) -> datetime:
-    # Parsed, not compared as text: "...:00Z" (no fraction) sorts after "...:00.5Z".
-    return datetime.fromisoformat(at.replace("Z", "+00:00"))
 
 
 def _nan(_: np.ndarray) -> float:

@@ -223,7 +223,7 @@ def hold_back(
 ) -> tuple[list[tuple[CaptureRow, str]], list[tuple[CaptureRow, str]]]:
     """(rows to train on, rows held back): the newest `fraction` of the rows the parent
     never saw is held back, to judge the new version and the parent on (pure)."""
-    fresh = [r for r in rows if f"{r[0].capture_id}/{r[0].row}" not in parent_saw]
+    fresh = [r for r in rows if r[0].row_id not in parent_saw]
     count = math.floor(len(fresh) * fraction)
     order = sorted(fresh, key=_arrival)
     newest = order[len(order) - count :] if count else []
@@ -233,9 +233,8 @@ def hold_back(
 
 
 def _arrival(pair: tuple[CaptureRow, str]) -> tuple[datetime, str, int]:
-    # Parsed, not compared as text: "...:00Z" (no fraction) sorts after "...:00.5Z".
     row = pair[0]
-    return datetime.fromisoformat(row.at.replace("Z", "+00:00")), row.capture_id, row.row
+    return row.captured_at, row.capture_id, row.row
 
 
 def _skipped(
@@ -253,10 +252,6 @@ def _skipped(
         reason=note,
     )
     return RetrainingOutcome(False, note)
-
-
-def _row_id(row: CaptureRow) -> str:
-    return f"{row.capture_id}/{row.row}"
 
 
 def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
@@ -298,7 +293,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
         # A label that is no class of the parent (a typo) must not become a new class.
         if usable_label(parent, label)
     ]
-    new = [(row, label) for row, label in usable if _row_id(row) not in included]
+    new = [(row, label) for row, label in usable if row.row_id not in included]
     if not new:
         note = "no new labelled captured rows to learn from: nothing retrained"
         if scheduled:
@@ -319,7 +314,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
     rows, held = hold_back(candidates, included, settings.holdback_fraction)
     body, base_rows = assemble(base_body, parent, rows, settings.keep_base_rows)
     key = retraining_key(model, report.window)
-    appended = {_row_id(row) for row, _ in rows}
+    appended = {row.row_id for row, _ in rows}
     sources = RetrainingSources(
         model=model,
         window=report.window,
@@ -334,7 +329,7 @@ def maybe_retrain(store: ObjectStore, report: DriftReport) -> RetrainingOutcome:
         labelled_rows=len(rows),
         captured=sorted(appended if settings.keep_base_rows == 0 else included | appended),
         label_files=sorted({i.key for i in store.list(f"labels/{model}/")}),
-        held_back=[_row_id(row) for row, _ in held],
+        held_back=[row.row_id for row, _ in held],
         csv_sha256=sha256_hex(body),
         held_back_range=[held[0][0].at, held[-1][0].at] if held else [],
     )

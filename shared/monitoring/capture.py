@@ -60,6 +60,16 @@ class CaptureRow(msgspec.Struct, kw_only=True, omit_defaults=False):
     prediction: int | float | str | None
     probabilities: dict[str, float] | None = None  # classification: by class
 
+    @property
+    def row_id(self) -> str:
+        """The row's name across the store: "capture_id/row" (a retraining set lists them)."""
+        return f"{self.capture_id}/{self.row}"
+
+    @property
+    def captured_at(self) -> datetime:
+        """`at` as a time: compared as text, "...:00Z" (no fraction) sorts after "...:00.5Z"."""
+        return datetime.fromisoformat(self.at.replace("Z", "+00:00"))
+
 
 def capture_prefix(model: str) -> str:
     """Where the captures of `model` live."""

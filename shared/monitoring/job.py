@@ -536,8 +536,7 @@ def labelled_captures(
             continue
         for row in rows:
             key = (row.request_id, row.row)
-            at = datetime.fromisoformat(row.at.replace("Z", "+00:00"))
-            if row.role == "served" and key in labels.values and start <= at < end:
+            if row.role == "served" and key in labels.values and start <= row.captured_at < end:
                 found.setdefault(key, []).append(row)
     return [
         (rows[0], labels.values[key])
