@@ -46,7 +46,8 @@ from benchmarks.common import (
 from benchmarks.fixtures import BREAST_CANCER_SPEC, train_into
 from benchmarks.workspace import Workspace, prepared, record_of
 from shared.data.spec import CaptureSettings
-from shared.monitoring.capture import CaptureWriter, encode_rows, partition_prefix
+from shared.monitoring.capture import partition_prefix
+from shared.monitoring.capture_writer import CaptureWriter, encode_rows
 from shared.monitoring.report import report_key, report_prefix, window_id
 from shared.registry.audit import audit_prefix
 from shared.serving.cache import LoadedModel, ModelCache, predict

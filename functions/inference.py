@@ -28,7 +28,7 @@ from shared.errors import (
     SpecError,
     VersionNotFound,
 )
-from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.serving import binary_tensors, inference_v2, records_api
 from shared.serving.cache import LoadedModel, ModelCache, Prediction, predict
 from shared.serving.inputs import decode_body, is_request_id, request_id, unpack_body
@@ -170,6 +170,7 @@ def _record(
         probabilities=out.probabilities,
         classes=out.classes,
         hold=shadowing,
+        metadata=loaded.metadata,
     )
     if not shadowing:
         return
@@ -194,6 +195,7 @@ def _record(
             classes=shadowed.classes,
             role="shadow",
             capture_id=capture_id,
+            metadata=staging.metadata,
         )
     except Exception:  # the shadow's errors are logged and counted, never the caller's
         global shadow_failures

@@ -22,7 +22,7 @@ import numpy as np
 from functions import inference, monitoring
 from functions.promotion import challenge
 from shared.maintenance.challenger import score
-from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.monitoring.job import check_model
 from shared.monitoring.report import window_id
 from shared.registry.registry import ModelRegistry

@@ -16,7 +16,7 @@ from functions import inference, monitoring
 from shared.data.spec import PromotionSettings
 from shared.maintenance.challenger import consider
 from shared.maintenance.promotion import decide, paired_comparison
-from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.registry.audit import read_trail
 from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache

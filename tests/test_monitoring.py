@@ -23,7 +23,8 @@ from functions import inference
 from shared.data.spec import CaptureSettings, MonitoringSettings
 from shared.errors import MlopsError
 from shared.monitoring.assessment import assess_version
-from shared.monitoring.capture import CaptureWriter, decode_capture_file, partition_hour
+from shared.monitoring.capture import decode_capture_file, partition_hour
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.monitoring.job import check_model
 from shared.monitoring.labels import LabelFileError, parse_labels
 from shared.monitoring.report import decode_report, report_key, window_id

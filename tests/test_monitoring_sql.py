@@ -18,12 +18,9 @@ import pytest
 from shared.data.profile import PROBABILITY_EDGES
 from shared.data.spec import CaptureSettings
 from shared.errors import MlopsError
-from shared.monitoring.capture import (
-    CaptureWriter,
-    capture_prefix,
-    decode_capture_file,
-    partition_hour,
-)
+from shared.monitoring.capture import capture_prefix, decode_capture_file, partition_hour
+from shared.monitoring.capture_writer import CaptureWriter
+from shared.monitoring.file_summary import decode_summary, summary_key
 from shared.monitoring.schema import NewerRecordError
 from shared.monitoring.sql import (
     athena_table_ddl,
@@ -221,9 +218,11 @@ def add_requests(
             probabilities=probabilities,
             classes=meta.classes if probabilities is not None else None,
             role="shadow" if rng.random() < 0.3 else "served",
+            metadata=meta,
         )
     writer.flush()
     assert writer.failed_writes == 0
+    assert writer.failed_summaries == 0
 
 
 def in_process(
@@ -241,6 +240,20 @@ def in_process(
         if (start is None or hour >= start) and (end is None or hour < end):
             rows = decode_capture_file(store.get(info.key).body, info.key)
             window = merge_windows(window, summarise(rows, baselines))
+    return window
+
+
+def from_summaries(
+    store: LocalStore, model: str, start: datetime | None = None, end: datetime | None = None
+) -> WindowCounts:
+    """What serving wrote beside the same files, merged as the check merges them."""
+    window = WindowCounts()
+    for info in store.list(capture_prefix(model)):
+        hour = partition_hour(info.key)
+        assert hour is not None
+        if (start is None or hour >= start) and (end is None or hour < end):
+            key = summary_key(info.key)
+            window = merge_windows(window, decode_summary(store.get(key).body, key).counts)
     return window
 
 
@@ -279,6 +292,7 @@ def test_classification_with_hostile_names_counts_as_in_process(
 
     assert writer.written_objects > 10
     expected = in_process(captures, versions)
+    assert from_summaries(captures, "churn") == expected  # serving's counts, field by field
     assert sorted(expected.versions) == [1, 2]
     for meta in versions:
         counts = expected.versions[meta.version]
@@ -304,6 +318,7 @@ def test_a_window_of_hours_reads_only_its_partitions(
     expected = in_process(captures, versions, start, end)
 
     assert 0 < expected.rows < in_process(captures, versions).rows
+    assert from_summaries(captures, "churn", start, end) == expected
     for meta in versions:
         assert in_sql(con, captures, meta, start, end) == expected.versions[meta.version]
 
@@ -319,6 +334,7 @@ def test_regression_counts_as_in_process(
     add_requests(writer, clock, np.random.default_rng(3), versions, requests=60, settings=settings)
 
     counts = in_process(captures, versions).versions[1]
+    assert from_summaries(captures, "price").versions[1] == counts
     assert_exercised(counts)
     assert counts.predictions.value_counts[0]  # predictions below and above the training's
     assert counts.predictions.value_counts[-1]
@@ -338,6 +354,7 @@ def test_integer_classes_count_as_their_text(
     add_requests(writer, clock, np.random.default_rng(4), versions, requests=30, settings=settings)
 
     counts = in_process(captures, versions).versions[1]
+    assert from_summaries(captures, "ints").versions[1] == counts
     assert set(counts.predictions.class_counts) == {"0", "1"}  # not "1.0"
     assert set(counts.predictions.probability_counts) == {"0", "1"}
     assert in_sql(con, captures, versions[0]) == counts
@@ -369,10 +386,12 @@ def test_categories_past_the_cap_are_pooled_like_in_process(
         predictions=np.asarray(rng.choice(np.asarray(meta.classes), n)),
         probabilities=rng.dirichlet(np.ones(len(meta.classes)), n),
         classes=meta.classes,
+        metadata=meta,
     )
     writer.flush()
 
     counts = in_process(captures, [meta]).versions[meta.version]
+    assert from_summaries(captures, meta.model).versions[meta.version] == counts
 
     pooled = counts.features[plan]
     assert isinstance(pooled, CategoricalCounts)

@@ -19,7 +19,7 @@ from shared.data.spec import RetrainingSettings, parse_spec
 from shared.maintenance.challenger import consider
 from shared.maintenance.retraining import due, maybe_retrain, retraining_key
 from shared.maintenance.sources import RetrainingSources
-from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.monitoring.job import check_model
 from shared.monitoring.report import DriftReport, window_id
 from shared.registry.audit import read_trail

@@ -26,7 +26,8 @@ from urllib.request import url2pathname
 import pytest
 
 from functions import inference
-from shared.monitoring.capture import CaptureWriter, decode_capture_file
+from shared.monitoring.capture import decode_capture_file
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.store.local import LocalStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ from chalice.test import Client
 
 from app import app
 from functions import inference
-from shared.monitoring.capture import CaptureWriter, decode_capture_file
+from shared.monitoring.capture import decode_capture_file
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.monitoring.job import check_model
 from shared.monitoring.report import decode_report
 from shared.registry.records import version_prefix

@@ -57,7 +57,7 @@ from shared.errors import (
     VersionNotFound,
     quoted,
 )
-from shared.monitoring.capture import CaptureWriter
+from shared.monitoring.capture_writer import CaptureWriter
 from shared.registry.audit import record_event, record_event_once, utc_now
 from shared.serving.cache import DEFAULT_ALIAS, LoadedModel, ModelCache, Prediction, predict
 from shared.store.base import ObjectStore
@@ -469,6 +469,7 @@ def _capture(
         probabilities=prediction.probabilities,
         classes=prediction.classes,
         role="batch",
+        metadata=loaded.metadata,
     )
 
 

@@ -32,6 +32,7 @@ from shared.monitoring.capture import (
     partition_prefix,
 )
 from shared.monitoring.decoding import DICT_ACCESS, CaptureDecoder, FeatureAccess
+from shared.monitoring.file_summary import CaptureSummary
 from shared.monitoring.labels import LabelFileError, Labels, labels_prefix, parse_labels
 from shared.monitoring.performance import LabelledRow, measure
 from shared.monitoring.report import (
@@ -55,11 +56,13 @@ from shared.monitoring.summary import (
     merge_windows,
     summarise,
 )
+from shared.monitoring.summary_reading import SummaryReader
 from shared.registry.audit import record_event_once
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import RegistryRecord, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
 from shared.store.base import ObjectInfo, ObjectStore
+from shared.store.fetch import fetch_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +206,7 @@ class _Join:
 class _ShadowPairs:
     """Shadow rows paired with the served rows of the same request (same capture id, row)."""
 
+    # (shadow version, served version) -> [pairs, summed agreement or absolute difference]
     agree: dict[tuple[int, int], list[float]] = field(default_factory=dict)
     rows: dict[int, int] = field(default_factory=dict)
     labelled: dict[tuple[int, int], tuple[list[LabelledRow], list[LabelledRow]]] = field(
@@ -226,28 +230,39 @@ class _ShadowPairs:
                     continue
             else:
                 score = float(str(shadow.prediction) == str(answer.prediction))
-            self.agree.setdefault(pair, []).append(score)
+            scores = self.agree.setdefault(pair, [0, 0.0])
+            scores[0] += 1
+            scores[1] += score
             label = labels.values.get((shadow.request_id, shadow.row))
             if label is not None:
                 mine, theirs = self.labelled.setdefault(pair, ([], []))
                 mine.append(LabelledRow(label, shadow.prediction, shadow.probabilities))
                 theirs.append(LabelledRow(label, answer.prediction, answer.probabilities))
 
+    def add_summary(self, summary: CaptureSummary) -> None:
+        """A summarised object's shadow rows (it has no labelled row, or it would be read)."""
+        for version, rows in summary.shadow_rows.items():
+            self.rows[version] = self.rows.get(version, 0) + rows
+        for pair in summary.shadow_pairs:
+            scores = self.agree.setdefault((pair.version, pair.served_version), [0, 0.0])
+            scores[0] += pair.paired
+            scores[1] += pair.score_sum
+
     def comparisons(
         self, baselines: _Baselines, settings: MonitoringSettings
     ) -> list[ShadowComparison]:
         out = []
-        for (version, served), scores in sorted(self.agree.items()):
+        for (version, served), (paired, total) in sorted(self.agree.items()):
             shadow_base, served_base = baselines.get(version), baselines.get(served)
             regression = shadow_base is not None and shadow_base.metadata.task == "regression"
-            mean = round(sum(scores) / len(scores), 6) if scores else None
+            mean = round(total / paired, 6) if paired else None
             mine, theirs = self.labelled.get((version, served), ([], []))
             out.append(
                 ShadowComparison(
                     version=version,
                     served_version=served,
                     rows=self.rows.get(version, 0),
-                    paired_rows=len(scores),
+                    paired_rows=int(paired),
                     agreement=None if regression else mean,
                     mean_abs_difference=mean if regression else None,
                     labelled_rows=len(mine),
@@ -389,29 +404,46 @@ def check_model(
     total = len(in_window) + len(earlier)
     join = _Join(wanted=labels.values)
     counts = WindowCounts()
-    done = 0
-    for info in earlier:
+    shadowing = spec.shadow.enabled
+    pairs = _ShadowPairs()
+    # Most objects are counted from their summaries; the rest are read row by row below.
+    summaries = SummaryReader(labelled_requests={rid for rid, _ in labels.values})
+    window_keys = {info.key for info in in_window}
+    used = 0
+    for info, summary in summaries.read(store, [*earlier, *in_window]):
+        if info.key in window_keys:
+            used += 1
+            counts = merge_windows(counts, summary.counts)
+            if shadowing:
+                pairs.add_summary(summary)
+        if progress is not None:
+            progress(summaries.done, total)
+    done = summaries.done
+    raw_earlier = [i for i in earlier if i.key in summaries.unread]
+    raw_in_window = [i for i in in_window if i.key in summaries.unread]
+    for key, body in fetch_in_order(store, [i.key for i in raw_earlier]):
         try:
-            for slim in _slim_rows(store.get(info.key).body, info.key):
+            if isinstance(body, Exception):
+                raise body
+            for slim in _slim_rows(body, key):
                 join.add(slim)
         except MlopsError as exc:
-            problems.append(FileProblem(key=info.key, error=str(exc)[:300]))
+            problems.append(FileProblem(key=key, error=str(exc)[:300]))
         done += 1
         if progress is not None:
             progress(done, total)
-    shadowing = spec.shadow.enabled
     decoder = _decoder_for(record, baselines, with_ids=bool(labels.values) or shadowing)
-    pairs = _ShadowPairs()
-    for info in in_window:
+    for key, body in fetch_in_order(store, [i.key for i in raw_in_window]):
         try:
-            body = store.get(info.key).body
-            rows, access = _decode(decoder, body, info.key, baselines)
+            if isinstance(body, Exception):
+                raise body
+            rows, access = _decode(decoder, body, key, baselines)
             versions = {row.version for row in rows}
             part = summarise(rows, {v: baselines.get(v) for v in versions}, access)
         except (MlopsError, ValueError, TypeError) as exc:
             # A line that decodes but holds values of the wrong kind (a string where the
             # task predicts numbers) makes the file unusable, not the check.
-            problems.append(FileProblem(key=info.key, error=str(exc)[:300]))
+            problems.append(FileProblem(key=key, error=str(exc)[:300]))
         else:
             counts = merge_windows(counts, part)
             if shadowing:
@@ -464,6 +496,8 @@ def check_model(
         history=[],
         settings=msgspec.to_builtins(settings),
         shadows=pairs.comparisons(baselines, settings),
+        summarised_files=used,
+        summary_problems=sorted(summaries.problems, key=lambda p: p.key),
     )
     history = [*_history(store, model, window), _point(report)]
     report = msgspec.structs.replace(report, history=history)

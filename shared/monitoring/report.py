@@ -206,6 +206,10 @@ class DriftReport(msgspec.Struct, frozen=True, kw_only=True):
     history: list[HistoryPoint]
     settings: dict[str, object]
     shadows: list[ShadowComparison] = msgspec.field(default_factory=list)
+    # Capture objects counted from the summary serving wrote beside them (the rest were
+    # read row by row), and summaries that could not be used (their objects were read).
+    summarised_files: int = 0
+    summary_problems: list[FileProblem] = msgspec.field(default_factory=list)
 
 
 def window_id(start: datetime, hours: int) -> str:

@@ -10,7 +10,7 @@ each version's traffic with its own training data.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,16 +24,20 @@ from shared.data.profile import (
     NumericProfile,
 )
 from shared.errors import MlopsError
-from shared.monitoring.capture import FEED_ROLES
 from shared.monitoring.decoding import DICT_ACCESS, FeatureAccess
 from shared.registry.metadata import ModelMetadata
+
+# Rows that are the model's traffic, whose inputs and outputs the check compares with the
+# baseline: an online answer, or a sample of a batch job's rows. A shadow's rows repeat
+# served inputs and are compared with them instead.
+FEED_ROLES = frozenset({"served", "batch"})
 
 # A hostile or high-cardinality feature must not grow a summary without bound: past this
 # many distinct values, further new categories are counted together in `overflow`.
 MAX_TRACKED_CATEGORIES = 1000
 
 
-class NumericCounts(msgspec.Struct, kw_only=True):
+class NumericCounts(msgspec.Struct, kw_only=True, tag="numeric", tag_field="kind"):
     """A numeric feature's rows in the baseline's bins (side='right', as at training)."""
 
     counts: list[int]
@@ -44,7 +48,7 @@ class NumericCounts(msgspec.Struct, kw_only=True):
     high: float | None = None
 
 
-class CategoricalCounts(msgspec.Struct, kw_only=True):
+class CategoricalCounts(msgspec.Struct, kw_only=True, tag="categorical", tag_field="kind"):
     """A categorical feature's rows by category (those past the cap pooled in overflow)."""
 
     counts: dict[str, int] = msgspec.field(default_factory=dict)
@@ -235,18 +239,24 @@ def count_categorical(values: Iterable[object]) -> CategoricalCounts:
     return counted
 
 
-def count_predictions(rows: Sequence[Any], baseline: Baseline) -> PredictionCounts:
-    """Predicted classes and probability histograms, or values in the baseline's bins."""
+def count_predictions(
+    predictions: Sequence[object],
+    probabilities: Mapping[str, np.ndarray],
+    baseline: Baseline,
+) -> PredictionCounts:
+    """Predicted classes and probability histograms, or values in the baseline's bins.
+
+    `probabilities` holds each class's column (by the class's text, NaN where a row has
+    none); a class of the version without a column has no histogram.
+    """
     meta = baseline.metadata
     if meta.task == "classification":
-        classes = Counter(str(row.prediction) for row in rows)
+        classes = Counter(str(p) for p in predictions)
         histograms: dict[str, list[int]] = {}
         for label in [str(c) for c in meta.classes or []]:
-            probs = np.array(
-                [(row.probabilities or {}).get(label) for row in rows], dtype=np.float64
-            )
-            present = probs[~np.isnan(probs)]
-            if present.size:
+            probs = probabilities.get(label)
+            present = probs[~np.isnan(probs)] if probs is not None else probs
+            if present is not None and present.size:
                 bins = np.searchsorted(PROBABILITY_EDGES, present, side="right")
                 histograms[label] = [
                     int(c) for c in np.bincount(bins, minlength=len(PROBABILITY_EDGES) + 1)
@@ -254,7 +264,7 @@ def count_predictions(rows: Sequence[Any], baseline: Baseline) -> PredictionCoun
         return PredictionCounts(
             class_counts=dict(sorted(classes.items())), probability_counts=histograms
         )
-    values = np.array([row.prediction for row in rows], dtype=np.float64)
+    values = np.array(predictions, dtype=np.float64)
     present = values[~np.isnan(values)]
     edges = meta.baseline.predictions.edges
     bins = np.searchsorted(np.asarray(edges, dtype=np.float64), present, side="right")
@@ -265,24 +275,55 @@ def count_predictions(rows: Sequence[Any], baseline: Baseline) -> PredictionCoun
     )
 
 
+def count_columns(
+    baseline: Baseline,
+    numeric: np.ndarray,
+    numeric_names: Sequence[str],
+    categorical: Callable[[str], Iterable[object]],
+    predictions: Sequence[object],
+    probabilities: Mapping[str, np.ndarray],
+) -> VersionCounts:
+    """The counts of rows that `baseline`'s version answered, given as columns.
+
+    `numeric` is a float64 [rows, numeric_names] matrix (NaN = missing); `categorical`
+    gives a categorical feature's values (None = missing). Capture files read back
+    (count_rows) and serving's own arrays (file_summary.py) both come here, so a summary
+    written at serving and one computed from the file are the same counts.
+    """
+    features: dict[str, NumericCounts | CategoricalCounts] = {}
+    column = {name: j for j, name in enumerate(numeric_names)}
+    for feature in baseline.metadata.features:
+        if feature.kind == "numeric":
+            values = numeric[:, column[feature.name]]
+            features[feature.name] = count_numeric(values, baseline.numeric(feature.name))
+        else:
+            features[feature.name] = count_categorical(categorical(feature.name))
+    return VersionCounts(
+        version=baseline.version,
+        rows=len(predictions),
+        features=features,
+        predictions=count_predictions(predictions, probabilities, baseline),
+    )
+
+
 def count_rows(
     rows: Sequence[Any], baseline: Baseline, access: FeatureAccess = DICT_ACCESS
 ) -> VersionCounts:
-    """The counts of some rows that `baseline`'s version answered."""
-    features: dict[str, NumericCounts | CategoricalCounts] = {}
+    """The counts of some decoded capture rows that `baseline`'s version answered."""
     numeric = [f.name for f in baseline.metadata.features if f.kind == "numeric"]
-    matrix = access.numeric(rows, numeric)  # one pass over the rows for every number
-    for j, name in enumerate(numeric):
-        features[name] = count_numeric(matrix[:, j], baseline.numeric(name))
-    for feature in baseline.metadata.features:
-        if feature.kind != "numeric":
-            features[feature.name] = count_categorical(access.column(rows, feature.name))
-    ordered = {f.name: features[f.name] for f in baseline.metadata.features}
-    return VersionCounts(
-        version=baseline.version,
-        rows=len(rows),
-        features=ordered,
-        predictions=count_predictions(rows, baseline),
+    probabilities: dict[str, np.ndarray] = {}
+    if baseline.metadata.task == "classification":
+        for label in [str(c) for c in baseline.metadata.classes or []]:
+            probabilities[label] = np.array(
+                [(row.probabilities or {}).get(label) for row in rows], dtype=np.float64
+            )
+    return count_columns(
+        baseline,
+        access.numeric(rows, numeric),  # one pass over the rows for every number
+        numeric,
+        lambda name: access.column(rows, name),
+        [row.prediction for row in rows],
+        probabilities,
     )
 
 

@@ -168,6 +168,12 @@ class ObjectStore(abc.ABC):
         """Whether list() sorts what the service lists (the service's own order differs)."""
         return False
 
+    @property
+    def read_concurrency(self) -> int:
+        """How many reads shared.store.fetch keeps in flight: one where a read is a local
+        file (threads only add their overhead), more where each read waits on a network."""
+        return 1
+
     def as_the_service_answers(self, spelling: EtagSpelling) -> ObjectStore:
         """This store without tolerances of spelling, sending If-Match ETags as `spelling`
         and listing in the service's order: what the store check probes. A backend with no
