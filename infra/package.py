@@ -411,9 +411,9 @@ def check_admin(template: dict[str, Any]) -> None:
     """The admin routes are IAM-authorized, and registry writes stay out of the serving role.
 
     The serving function may invoke the registry_admin function (named in its environment)
-    and nothing else, and put only captures and audit events (the record of an artifact it
-    refused); never a registry record. The registry_admin function may put only registry
-    records and audit events.
+    and nothing else, and put only captures (and their summaries) and audit events (the
+    record of an artifact it refused); never a registry record. The registry_admin function
+    may put only registry records and audit events.
     """
     resources = template["Resources"]
     serving = resources[SERVING_FUNCTION]["Properties"]
@@ -426,8 +426,12 @@ def check_admin(template: dict[str, Any]) -> None:
     if not invokable or any(not r.endswith(f":function:{name}") for r in invokable):
         raise BuildError(f"the serving role may invoke {invokable}, not just {name}")
     serving_puts = _granted(serving_statements, "s3:PutObject")
-    if any(not r.endswith(("/captures/*", "/audit/*")) for r in serving_puts):
-        raise BuildError(f"the serving role may write {serving_puts}: only captures/*, audit/*")
+    serving_writes = ("/captures/*", "/capture-summaries/*", "/audit/*")
+    if any(not r.endswith(serving_writes) for r in serving_puts):
+        raise BuildError(
+            f"the serving role may write {serving_puts}: only captures/*, capture-summaries/*, "
+            "audit/*"
+        )
     admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
     # alerts/*: a rollback queued for its announcement (shared/alerts/outbox.py).
     admin_writes = ("/models/*/registry.json", "/audit/*", "/alerts/*")

@@ -58,6 +58,7 @@ def test_bucket_create_makes_every_setting(aws_env: None, s3_client: Any, tmp_pa
         # The stage's captures_days, the top level's reports_days, the default for uploads.
         assert days == {
             "expire-captures": 30,
+            "expire-capture-summaries": 30,
             "expire-monitoring": 200,
             "abort-incomplete-uploads": None,
         }

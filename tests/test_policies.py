@@ -22,6 +22,7 @@ LAYOUT = (
     "datasets",
     "models",
     "captures",
+    "capture-summaries",
     "labels",
     "monitoring",
     "audit",
@@ -38,6 +39,7 @@ EXPECTED = {
         ("s3:GetObject", "specs/*"),  # capture and shadow settings
         ("s3:GetObject", "audit/*"),  # why a model has no version: its failed trainings
         ("s3:PutObject", "captures/*"),
+        ("s3:PutObject", "capture-summaries/*"),  # each capture object's counts
         ("s3:PutObject", "audit/*"),  # a refused artifact
     },
     "training": {
@@ -45,6 +47,7 @@ EXPECTED = {
         ("s3:GetObject", "datasets/*"),
         ("s3:GetObject", "models/*"),
         ("s3:GetObject", "captures/*"),  # the challenger is judged on labelled captures
+        ("s3:GetObject", "capture-summaries/*"),  # which objects hold labelled rows
         ("s3:GetObject", "labels/*"),
         ("s3:PutObject", "models/*"),
         ("s3:PutObject", "audit/*"),
@@ -54,6 +57,7 @@ EXPECTED = {
         ("s3:GetObject", "specs/*"),
         ("s3:GetObject", "models/*"),
         ("s3:GetObject", "captures/*"),
+        ("s3:GetObject", "capture-summaries/*"),  # the check counts objects from these
         ("s3:GetObject", "labels/*"),
         ("s3:GetObject", "monitoring/*"),
         ("s3:GetObject", "datasets/*"),  # a retraining set starts from the parent's data
@@ -81,6 +85,7 @@ EXPECTED = {
         ("s3:PutObject", "batch/*/output/*"),
         ("s3:PutObject", "audit/*"),
         ("s3:PutObject", "captures/*"),  # a sample of the scored rows, role "batch"
+        ("s3:PutObject", "capture-summaries/*"),
     },
 }
 

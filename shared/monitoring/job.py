@@ -561,12 +561,20 @@ def labelled_captures(
     if not labels.values:
         return []
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    files = capture_files(store, model, hour, end)
+    # Only objects whose summaries list a labelled request (or that have none) are read.
+    summaries = SummaryReader(labelled_requests={rid for rid, _ in labels.values})
+    for _ in summaries.read(store, files):
+        pass
     found: dict[tuple[str, int], list[CaptureRow]] = {}
-    for info in capture_files(store, model, hour, end):
+    unread = [info.key for info in files if info.key in summaries.unread]
+    for object_key, body in fetch_in_order(store, unread):
         try:
-            rows = decode_capture_file(store.get(info.key).body, info.key)
+            if isinstance(body, Exception):
+                raise body
+            rows = decode_capture_file(body, object_key)
         except MlopsError as exc:
-            logger.warning("skipping %s: %s", info.key, exc)
+            logger.warning("skipping %s: %s", object_key, exc)
             continue
         for row in rows:
             key = (row.request_id, row.row)

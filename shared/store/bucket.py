@@ -71,6 +71,7 @@ def lifecycle_rules(settings: BucketSettings) -> list[dict[str, Any]]:
         }
         for prefix, days in (
             ("captures/", settings.captures_days),
+            ("capture-summaries/", settings.captures_days),  # they go with their objects
             ("monitoring/", settings.reports_days),
         )
     ]

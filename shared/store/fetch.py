@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared.store.base import ObjectStore
@@ -11,7 +11,7 @@ from shared.store.base import ObjectStore
 
 def fetch_in_order(
     store: ObjectStore, keys: Iterable[str], *, concurrency: int | None = None
-) -> Iterator[tuple[str, bytes | Exception]]:
+) -> Generator[tuple[str, bytes | Exception]]:
     """Each key's body (or the exception its read raised), in the order of `keys`.
 
     At most `concurrency` (default: the store's `read_concurrency`) reads are in flight
