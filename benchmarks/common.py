@@ -96,7 +96,8 @@ class Sizes:
     monitor_rows_small: int  # captured rows of the three checked windows (1 h, 2 h, 4 h)
     monitor_rows: int  # the headline window
     monitor_rows_large: int
-    monitor_batch_rows: int  # rows per capture file
+    monitor_batch_rows: int  # rows per capture file (the default capture size)
+    monitor_batch_rows_alt: int  # a second store's rows per file, at the headline window
     monitor_distinct_files: int  # capture files encoded per hour (the others are copies)
     monitor_reps: int  # checks of the headline window (the others are checked once)
     memory_csv_rows: int  # rows of the training-memory CSV (about 180 bytes each)
@@ -132,8 +133,9 @@ class Sizes:
             monitor_train_rows=20_000,
             monitor_rows_small=100_000,
             monitor_rows=1_000_000,
-            monitor_rows_large=3_000_000,
-            monitor_batch_rows=10_000,
+            monitor_rows_large=10_000_000,
+            monitor_batch_rows=1_000,
+            monitor_batch_rows_alt=10_000,
             monitor_distinct_files=4,
             monitor_reps=3,
             memory_csv_rows=555_000,  # 100 MB
@@ -171,7 +173,8 @@ class Sizes:
             monitor_rows_small=2_000,
             monitor_rows=10_000,
             monitor_rows_large=20_000,
-            monitor_batch_rows=1_000,
+            monitor_batch_rows=500,
+            monitor_batch_rows_alt=2_000,
             monitor_distinct_files=10,
             monitor_reps=1,
             memory_csv_rows=11_000,  # 2 MB

@@ -43,10 +43,13 @@ def ours(store_root: str, model: str, window: str, profile: bool) -> dict[str, A
     elapsed = time.perf_counter() - begin
     if profiler:
         profiler.disable()
+    report = json.loads(store.get(outcome.report_key).body)
     result: dict[str, Any] = {
         "import_s": imported - start,
         "check_s": elapsed,
         "rows": outcome.rows,
+        "capture_files": report["capture_files"],
+        "summarised_files": report.get("summarised_files", 0),
         "verdict": outcome.verdict,
         "written": outcome.written,
         "report_key": outcome.report_key,

@@ -99,10 +99,17 @@ def test_the_measurements_describe_what_was_run(quick_run: tuple[dict[str, Any],
     ]
     for window in windows:
         assert window["files"] == window["rows"] // small.monitor_batch_rows
-        assert window["bytes_on_disk"] > 0
         assert window["verdict"] in ("ok", "drift")  # a verdict, not insufficient_data
-        for key in ("ours_peak_rss_mib", "floor_peak_rss_mib", "ours_s_per_million_rows"):
+        for key in ("ours_peak_rss_mib", "ours_s_per_million_rows", "ours_us_per_object"):
             assert _number(window[key]), key
+    # From rows and the decode floor beside the check from summaries, but at the largest.
+    for window in windows[:2]:
+        assert window["bytes_on_disk"] > 0
+        for key in ("raw_s", "floor_s", "raw_peak_rss_mib", "ratio_to_raw"):
+            assert _number(window[key]), key
+    alt = monitor[f"objects_of_{small.monitor_batch_rows_alt}_rows"]
+    assert alt["files"] == small.monitor_rows // small.monitor_batch_rows_alt
+    assert _number(monitor["projection_100m_rows_an_hour"]["projected_s"])
     assert monitor["rows"] == small.monitor_rows
     capture = results["capture_overhead_us"]["details"]
     assert capture["capture_on_us"]["n"] == capture["capture_off_us"]["n"] == small.calls_1row

@@ -741,3 +741,26 @@ def test_get_range_reads_that_slice_of_the_object_and_nothing_past_its_end(
     assert store.get_range("batch/m/input/a.csv", 5, 5) == b""
     with pytest.raises(ObjectNotFound):
         store.get_range("batch/m/input/missing.csv", 0, 10)
+
+
+def test_local_etags_follow_files_changed_behind_the_stores_back(tmp_path: Path) -> None:
+    # Listing remembers each file's MD5 beside it (an extended attribute, where the file
+    # system has them) for the size and mtime it was computed at: a file rewritten by
+    # other means, even to the same size, gets its new MD5.
+    store = LocalStore(tmp_path / "s")
+    store.put("a/b.txt", b"first")
+    (listed,) = store.list("a/")
+    assert listed.etag == f'"{hashlib.md5(b"first").hexdigest()}"'
+    path = tmp_path / "s" / "a" / "b.txt"
+    status = path.stat()
+    path.write_bytes(b"other")  # same size
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000))
+    (again,) = store.list("a/")
+    assert again.etag == f'"{hashlib.md5(b"other").hexdigest()}"'
+    assert store.head("a/b.txt") == again
+    assert store.get("a/b.txt").etag == again.etag
+    copy = tmp_path / "s" / "a" / "c.txt"
+    copy.write_bytes(b"copied in")  # no remembered MD5 at all
+    head = store.head("a/c.txt")
+    assert head is not None
+    assert head.etag == f'"{hashlib.md5(b"copied in").hexdigest()}"'

@@ -62,7 +62,8 @@ class SummaryReader:
         try:
             if isinstance(body, Exception):
                 raise body
-            summary = decode_summary(body, key)
+            # Without labels to join, the ids are not needed: they are most of a summary.
+            summary = decode_summary(body, key, with_ids=bool(self.labelled_requests))
             if summary.capture_key != capture.key:
                 raise MlopsError(f"{key}: summarises {summary.capture_key[:120]!r}")
             if summary.capture_bytes != capture.size:

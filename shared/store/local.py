@@ -49,6 +49,31 @@ def _etag(hexdigest: str) -> str:
     return f'"{hexdigest}"'
 
 
+# Listing a folder would otherwise read every listed file to compute its ETag (the monitoring
+# check lists a window's capture objects: hundreds of MB). The MD5 is kept in an extended
+# attribute beside the size and mtime it was computed for, and trusted only while both are
+# unchanged; where the file system has no user attributes (or not Linux), it is computed.
+_MD5_ATTRIBUTE = "user.mlops.md5"
+
+
+def _remembered_md5(fd: int, status: os.stat_result) -> str | None:
+    try:
+        value = os.getxattr(fd, _MD5_ATTRIBUTE).decode("ascii")
+    except (AttributeError, OSError, UnicodeDecodeError):
+        return None
+    size, mtime, digest = [*value.split(":"), "", "", ""][:3]
+    if size != str(status.st_size) or mtime != str(status.st_mtime_ns) or len(digest) != 32:
+        return None
+    return digest
+
+
+def _remember_md5(fd: int, status: os.stat_result, digest: str) -> None:
+    value = f"{status.st_size}:{status.st_mtime_ns}:{digest}".encode("ascii")
+    # AttributeError: not Linux; OSError: no user attributes here, or a read-only file.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setxattr(fd, _MD5_ATTRIBUTE, value)
+
+
 def _bare_etag(etag: str) -> str:
     # S3 matches If-Match with or without the quotes around the ETag, so this store does too.
     return etag.strip('"')
@@ -177,7 +202,8 @@ class LocalStore(ObjectStore):
         """Every object whose key starts with ``prefix``, in ascending key order.
 
         Files reached through symlinks, and files whose names are not valid keys, are not listed.
-        Each ETag is an MD5 of the file, so listing reads every listed file.
+        Each ETag is an MD5 of the file: remembered beside it where the file system allows,
+        else computed, so listing then reads every listed file.
         """
         validate_prefix(prefix)  # here, not in the generator, so a bad prefix fails at the call
         return self._list(prefix)
@@ -252,8 +278,12 @@ class LocalStore(ObjectStore):
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 return None
-            with open(fd, "rb", closefd=False) as file:
-                etag = _etag(hashlib.file_digest(file, _MD5).hexdigest())
+            digest = _remembered_md5(fd, status)
+            if digest is None:
+                with open(fd, "rb", closefd=False) as file:
+                    digest = hashlib.file_digest(file, _MD5).hexdigest()
+                _remember_md5(fd, status, digest)
+            etag = _etag(digest)
         finally:
             os.close(fd)
         modified = datetime.fromtimestamp(status.st_mtime, tz=UTC)
@@ -268,6 +298,7 @@ class LocalStore(ObjectStore):
             with os.fdopen(fd, "wb") as file:
                 file.write(body)
                 file.flush()
+                _remember_md5(file.fileno(), os.fstat(file.fileno()), _MD5(body).hexdigest())
                 os.fsync(file.fileno())
         except BaseException:
             staged.unlink(missing_ok=True)

@@ -48,10 +48,11 @@ from shared.store.base import (
 
 # boto3's default session is not thread-safe, so stores create their clients one at a time.
 _CLIENT_LOCK = threading.Lock()
-# GETs in flight when the monitoring check reads a window (shared/store/fetch.py): a GET of a
-# small object is mostly waiting on S3, and one at a time the 100,000 objects of 100M rows
-# an hour (at the default 1,000 rows an object) would take most of a Lambda invocation.
-READ_CONCURRENCY = 16
+# GETs in flight when the monitoring check reads a window (shared/store/fetch.py). A GET of a
+# small object waits tens of milliseconds on S3 (AWS's performance guidelines), so one at a
+# time the 100,000 objects of 100M rows an hour (1,000 rows an object, the default) would
+# take most of a Lambda invocation; 32 at a time, a few minutes (docs/monitoring.md).
+READ_CONCURRENCY = 32
 # GetObject says NoSuchKey; HeadObject has no body, so its error code is the bare status.
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # A condition that did not hold: 412, or 409 when conditional writes to one key overlap on S3.
