@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,9 +37,10 @@ from shared.alerts.channels import (
 )
 from shared.alerts.decisions import Decision
 from shared.alerts.metrics import NAMESPACE, check_metric_lines
-from shared.alerts.outbox import Outbox
+from shared.alerts.outbox import MAX_ATTEMPTS, MAX_UNSENT, RETRY_DAYS, Outbox
 from shared.registry.audit import listening, record_event, record_event_once
 from shared.registry.records import RegistryRecord
+from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
@@ -114,9 +115,10 @@ def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
     with monkeypatch.context() as patch:
         patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
         monitoring.handle_schedule({"time": HOUR.isoformat()}, store)  # does not raise
-    failed = [i.key for i in store.list("alerts/") if ".failed-" in i.key]
-    assert len(failed) == 1
-    assert failed[0].endswith("eventbridge.failed-1")
+    # Kept in the model's registry record, which the check's role reads and writes anyway.
+    (kept,) = ModelRegistry(store, "churn").load().unsent
+    assert (kept.channel, kept.attempts, kept.sending) == ("eventbridge", 1, False)
+    assert "events.us-east-1" in kept.error
     assert received(sqs, queue) == []
 
     later = HOUR + timedelta(hours=1)  # the next check: a new failure, and the retry
@@ -127,6 +129,7 @@ def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
         i.key for i in store.list("audit/churn/")
     )
     assert len(events) == 2
+    assert ModelRegistry(store, "churn").load().unsent == []
 
 
 class Recording:
@@ -143,30 +146,113 @@ class Recording:
         self.sent.append(decision)
 
 
+def registered(root: Path) -> LocalStore:
+    """A local store where churn has a registry record (where failed sends are kept)."""
+    store = LocalStore(root)
+    store.put("models/churn/registry.json", msgspec.json.encode(RegistryRecord(model="churn")))
+    return store
+
+
 def test_only_decisions_are_queued_and_a_retry_is_claimed_by_one_run(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
+    store = registered(tmp_path)
     channel = Recording(fail=1)
     outbox = Outbox(store, [channel], clock=lambda: HOUR)
     with announcing(store, {}) as ignored:
         assert ignored.channels == []  # nothing configured: nothing queued, nothing written
         record_event(store, "churn", "rolled_back", version=1, previous=2, reason="r", actor="a")
-    assert not list(store.list("alerts/"))
+    before = store.get("models/churn/registry.json").etag
     with listening(outbox.recorded):
         record_event(store, "churn", "version_claimed", version=3, run_id="x")  # no decision
         details = {"version": 1, "previous": 2, "reason": "r", "actor": "a"}
         assert record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
         # A second writer of the same record (a retried run) writes nothing and is not told.
         assert not record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
+    assert store.get("models/churn/registry.json").etag == before  # queued in memory only
     outbox.deliver_new()
     assert channel.sent == []
     assert outbox.counts.failed == 1
+    outbox.retry_unsent()  # the same run: a failure waits for the next check
+    assert channel.sent == []
     # Two checks retry at once: one claims attempt 2 and sends, the other skips it.
     first, second = (Outbox(store, [channel], clock=lambda: HOUR) for _ in range(2))
-    first.retry_recent()
-    second.retry_recent()
+    claimed: list[RegistryRecord] = []
+    real_send = channel.send
+
+    def send_while_the_other_checks(decision: Decision) -> None:
+        claimed.append(ModelRegistry(store, "churn").load())
+        second.retry_unsent()  # runs between the first's claim and its answer
+        real_send(decision)
+
+    channel.send = send_while_the_other_checks  # type: ignore[method-assign]
+    first.retry_unsent()
     assert [d.detail["outcome"] for d in channel.sent] == ["v2 -> v1"]
-    assert first.counts.sent == 1
-    assert second.counts.sent == 0
+    assert [(e.attempts, e.sending) for e in claimed[0].unsent] == [(2, True)]
+    assert (first.counts.sent, second.counts.sent, second.counts.skipped) == (1, 0, 1)
+    assert ModelRegistry(store, "churn").load().unsent == []  # sent: nothing is left
+
+
+def clock(at: datetime) -> Callable[[], datetime]:
+    return lambda: at
+
+
+def _failed_once(store: LocalStore, channel: Recording, at: datetime, n: int = 1) -> Outbox:
+    outbox = Outbox(store, [channel], clock=lambda: at)
+    with listening(outbox.recorded):
+        for i in range(n):
+            record_event(store, "churn", "training_failed", reason=f"bad data {i}", error="E")
+    outbox.deliver_new()
+    return outbox
+
+
+def test_what_failed_is_bounded_and_never_sent_twice(tmp_path: Path) -> None:
+    store = registered(tmp_path)
+    outbox = _failed_once(store, Recording(fail=MAX_UNSENT + 5), HOUR, MAX_UNSENT + 5)
+    kept = ModelRegistry(store, "churn").load().unsent
+    assert len(kept) == MAX_UNSENT  # the newest kept, the oldest dropped and logged
+    assert outbox.counts.dropped == 5
+    assert kept[-1].announcement["detail"]["findings"][0] == f"bad data {MAX_UNSENT + 4}"
+
+    # A check that claimed attempt 2 and died before the answer: never sent again.
+    registry = ModelRegistry(store, "churn")
+    registry.update(
+        lambda r: msgspec.structs.replace(
+            r, unsent=[msgspec.structs.replace(e, attempts=2, sending=True) for e in r.unsent]
+        )
+    )
+    channel = Recording()
+    later = Outbox(store, [channel], clock=lambda: HOUR + timedelta(hours=1))
+    later.retry_unsent()
+    assert channel.sent == []
+    assert later.counts.skipped == MAX_UNSENT
+    # ... and gone once stale, as is whatever ran out of attempts or time.
+    stale = Outbox(store, [channel], clock=lambda: HOUR + timedelta(days=RETRY_DAYS, hours=1))
+    stale.retry_unsent()
+    assert (channel.sent, stale.counts.dropped) == ([], MAX_UNSENT)
+    assert ModelRegistry(store, "churn").load().unsent == []
+
+
+def test_attempts_run_out(tmp_path: Path) -> None:
+    store = registered(tmp_path)
+    channel = Recording(fail=MAX_ATTEMPTS)
+    _failed_once(store, channel, HOUR)
+    for hour in range(1, MAX_ATTEMPTS + 1):
+        Outbox(store, [channel], clock=clock(HOUR + timedelta(hours=hour))).retry_unsent()
+    assert channel.sent == []
+    assert ModelRegistry(store, "churn").load().unsent == []  # 24 tries, then dropped
+
+
+def test_a_failed_send_with_nowhere_to_be_kept_is_counted_lost(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)  # no registry record: a first upload's training failed
+    outbox = _failed_once(store, Recording(fail=1), HOUR)
+    assert outbox.counts.lost == 1
+    assert not list(store.list("models/"))  # no registry made for it: no model appears
+    # A function whose role may not write the registry record does not try to.
+    serving = Outbox(registered(tmp_path), [Recording(fail=1)], keep=False)
+    with listening(serving.recorded):
+        record_event(store, "churn", "training_failed", reason="bad data", error="E")
+    serving.deliver_new()
+    assert serving.counts.lost == 1
+    assert ModelRegistry(store, "churn").load().unsent == []
 
 
 # Webhook ----------------------------------------------------------------------------------
