@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import boto3
 import msgspec
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from functions import inference, monitoring
+from functions import admin, inference, monitoring
 from functions.cli import FAIL_ON_EXIT, main
 from shared.alerts.announce import announcing
 from shared.alerts.channels import (
@@ -35,10 +35,16 @@ from shared.alerts.channels import (
     EventBridgeChannel,
     WebhookChannel,
 )
-from shared.alerts.decisions import Decision
-from shared.alerts.metrics import NAMESPACE, check_metric_lines
+from shared.alerts.decisions import DETAIL_TYPES, Decision, decision_of
+from shared.alerts.metrics import NAMESPACE, ServingTally, check_metric_lines
 from shared.alerts.outbox import MAX_ATTEMPTS, MAX_UNSENT, RETRY_DAYS, Outbox
-from shared.registry.audit import listening, record_event, record_event_once
+from shared.registry.audit import (
+    AuditEvent,
+    AuditEventName,
+    listening,
+    record_event,
+    record_event_once,
+)
 from shared.registry.records import RegistryRecord
 from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache
@@ -46,6 +52,7 @@ from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
 from shared.store.s3 import S3Store
 from tests.test_report_html import data_problem_report, drifting_report
+from tests.test_serving_policy import PolicyStore, train
 
 HOUR = datetime(2026, 11, 30, 10, 5, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
@@ -111,7 +118,9 @@ class Unreachable:
 def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
     bus: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, sqs, queue = bus
+    bucket, sqs, queue = bus
+    # The check runs under its deployed policy: keeping and retrying need no grant of their own.
+    store = under_policy(bucket, "monitoring")
     with monkeypatch.context() as patch:
         patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
         monitoring.handle_schedule({"time": HOUR.isoformat()}, store)  # does not raise
@@ -130,6 +139,123 @@ def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
     )
     assert len(events) == 2
     assert ModelRegistry(store, "churn").load().unsent == []
+    assert store.refused == []
+
+
+def under_policy(store: S3Store, function: str) -> PolicyStore:
+    """`store` as the function's deployed role sees it: what it does not grant is refused."""
+    policy = json.loads((REPO / "infra" / f"policy-{function}.json").read_text())
+    return PolicyStore(store, policy, "serverless-mlops-data")
+
+
+@pytest.fixture
+def two_versions(bus: tuple[S3Store, Any, str]) -> tuple[S3Store, Any, str]:
+    """The bus, and churn trained twice (production v1, staging v2) with a working spec."""
+    store, sqs, queue = bus
+    store.put("specs/churn.json", b"{}")
+    train(store, "a.csv", seed=0)
+    train(store, "b.csv", seed=3)
+    received(sqs, queue)  # what training announced is not these tests' concern
+    return store, sqs, queue
+
+
+def test_a_refused_artifact_is_announced_by_serving_under_its_policy(
+    two_versions: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, sqs, queue = two_versions
+    monkeypatch.setattr(inference, "tally", ServingTally())  # this test's requests stay its own
+    genuine = bucket.get("models/churn/versions/1/model.onnx").body
+    bucket.put("models/churn/versions/2/model.onnx", genuine)  # someone swaps it
+    store = under_policy(bucket, "serving")
+    inference.reset_cache(ModelCache(store))
+    try:
+        body = json.dumps({"records": [{"x0": 0.3, "region": "north", "plan": "pro"}]}).encode()
+        assert inference.predict_records("churn", "2", body, {}).status == 503
+    finally:
+        inference.reset_cache()
+    (event,) = received(sqs, queue)
+    assert event["detail-type"] == "Model Artifact Rejected"
+    detail = event["detail"]
+    assert (detail["version"], detail["outcome"]) == (2, "rejected")
+    assert "model.onnx has sha256" in detail["findings"][0]
+    assert store.refused == []
+
+
+def test_a_manual_promotion_is_announced_and_kept_under_the_admin_policy(
+    two_versions: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, sqs, queue = two_versions
+    store = under_policy(bucket, "admin")
+    monkeypatch.setattr(admin, "_stores", {"": store})
+    monkeypatch.delenv("MLOPS_STORE", raising=False)
+    actor = "arn:aws:iam::123456789012:user/ann"
+    move = {"op": "set_alias", "model": "churn", "alias": "production", "reason": "r"}
+    with monkeypatch.context() as patch:
+        patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
+        answer = admin.handle_operation({**move, "version": 2, "actor": actor})
+    assert answer["status"] == 200, answer
+    (kept,) = ModelRegistry(bucket, "churn").load().unsent  # kept by the admin role
+    assert kept.announcement["detail_type"] == "Model Alias Moved"
+    assert received(sqs, queue) == []
+
+    assert admin.handle_operation({**move, "version": 1, "actor": "cli"})["status"] == 200
+    (back,) = received(sqs, queue)
+    assert back["detail"]["outcome"] == "production: v2 -> v1"
+    assert (back["detail"]["alias"], back["detail"]["actor"]) == ("production", "cli")
+    assert store.refused == []
+
+    # The next hourly check, under its own policy, sends the one kept.
+    monitoring.handle_schedule({"time": HOUR.isoformat()}, under_policy(bucket, "monitoring"))
+    (late,) = [e for e in received(sqs, queue) if e["detail-type"] == "Model Alias Moved"]
+    assert (late["detail"]["outcome"], late["detail"]["actor"]) == ("production: v1 -> v2", actor)
+    assert ModelRegistry(bucket, "churn").load().unsent == []
+
+
+# Every kind of audit record, and whether it is announced: a new kind is a choice made here.
+ANNOUNCED = {
+    "verdict_changed",
+    "promotion_decided",
+    "rolled_back",
+    "retraining_started",
+    "retraining_skipped",
+    "training_failed",
+    "version_rejected",
+    "monitoring_failed",
+    "alias_moved",
+    "labels_rejected",
+    "artifact_rejected",
+}
+NOT_ANNOUNCED = {  # steps, not decisions, or a batch job's own record
+    "version_claimed",
+    "version_registered",
+    "version_failed",
+    "duplicate_ignored",
+    "upload_ignored",
+    "batch_started",
+    "batch_completed",
+    "batch_failed",
+    "batch_duplicate_ignored",
+}
+
+
+def test_which_audit_records_are_announced() -> None:
+    assert set(get_args(AuditEventName)) == ANNOUNCED | NOT_ANNOUNCED
+    assert set(DETAIL_TYPES) == ANNOUNCED
+    assert len(set(DETAIL_TYPES.values())) == len(DETAIL_TYPES)
+
+
+def test_what_a_rejection_and_a_move_say() -> None:
+    def decided(event: str, **details: Any) -> dict[str, Any]:
+        record = AuditEvent(at="t", model="churn", event=event, details=details)
+        decision = decision_of("audit/churn/k.json", record)
+        assert decision is not None
+        return decision.detail
+
+    labels = decided("labels_rejected", key="labels/churn/a.csv", reason="labels/churn/a.csv: ...")
+    assert (labels["outcome"], labels["findings"]) == ("rejected", ["labels/churn/a.csv: ..."])
+    staging = decided("alias_moved", alias="staging", version=3, previous=None, actor="training")
+    assert staging["outcome"] == "staging: none -> v3"
+    assert decided("artifact_rejected", version=4, reason="x")["version"] == 4
 
 
 class Recording:

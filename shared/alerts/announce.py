@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from shared.alerts.channels import channels_for
-from shared.alerts.outbox import Outbox
+from shared.alerts.outbox import DeliveryCounts, Outbox
 from shared.registry.audit import listening
 from shared.store.base import ObjectStore
 
@@ -38,5 +38,5 @@ def announcing(
         outbox.deliver_new()
         if retry:
             outbox.retry_unsent()
-        if outbox.channels:
+        if outbox.counts != DeliveryCounts():
             logger.info("announcements: %s", outbox.counts)

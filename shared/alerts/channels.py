@@ -11,8 +11,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -104,6 +102,11 @@ class WebhookChannel:
 
     def send(self, decision: Decision) -> None:
         """At most `attempts` tries of `timeout` seconds each to connect and each to read."""
+        # Here, not at the top: serving imports this module, and urllib.request costs its
+        # cold start milliseconds for a call that is rare.
+        import urllib.error
+        import urllib.request
+
         body = _body(decision)
         problem = "not tried"
         for attempt in range(1, self._attempts + 1):
