@@ -36,7 +36,13 @@ from shared.alerts.channels import (
     WebhookChannel,
 )
 from shared.alerts.decisions import DETAIL_TYPES, Decision, decision_of
-from shared.alerts.metrics import NAMESPACE, ServingTally, check_metric_lines
+from shared.alerts.metrics import (
+    MAX_FEATURE_METRICS,
+    NAMESPACE,
+    ServingTally,
+    check_metric_lines,
+    watched_features,
+)
 from shared.alerts.outbox import MAX_ATTEMPTS, MAX_UNSENT, RETRY_DAYS, Outbox
 from shared.registry.audit import (
     AuditEvent,
@@ -484,7 +490,8 @@ def emf(line: dict[str, Any]) -> dict[str, tuple[float, str]]:
 def test_the_check_writes_its_figures_as_emf() -> None:
     report = drifting_report()
     lines = [json.loads(json.dumps(line)) for line in check_metric_lines(report, 1_700_000_000)]
-    window, *versions = lines
+    window, *rest = lines
+    versions = [x for x in rest if "Feature" not in x]
     assert window["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model"]]
     assert emf(window)["Verdict"] == (3, "None")  # decay
     assert emf(window)["RowsChecked"] == (report.rows, "Count")
@@ -501,6 +508,39 @@ def test_the_check_writes_its_figures_as_emf() -> None:
     problems = emf(check_metric_lines(data_problem_report(), 0)[1])
     assert problems["DataProblemFindings"][0] >= 1
     assert problems["Verdict"] == (4, "None")
+
+
+def test_each_features_drift_is_a_metric_of_its_own_and_their_count_is_bounded() -> None:
+    report = drifting_report()
+    section = report.versions[0]
+    every = [json.loads(json.dumps(x)) for x in check_metric_lines(report, 0) if "Feature" in x]
+    assert len(every) == sum(len(v.features) for v in report.versions)  # each version's
+    lines = [x for x in every if x["Version"] == str(section.version)]
+    for line in lines:
+        assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+            ["Feature", "Model", "Version"]
+        ]
+    by_name = {x["Feature"]: emf(x) for x in lines}
+    for feature in section.features:
+        figures = by_name[feature.name]
+        assert figures["FeatureDrift"] == (feature.distance, "None")
+        assert figures["FeaturePSI"] == (feature.psi, "None")
+        assert figures["FeatureDrifted"] == (int(feature.drifted), "Count")
+    # A wide table: the drifted features first, then the farthest, MAX_FEATURE_METRICS in all.
+    wide = [
+        msgspec.structs.replace(f, name=f"{f.name}_{i}", drifted=f.drifted and i == 0)
+        for i in range(10)
+        for f in section.features
+    ]
+    widened = msgspec.structs.replace(section, features=wide)
+    watched = watched_features(widened)
+    assert len(watched) == MAX_FEATURE_METRICS < len(wide)
+    drifted = [f for f in wide if f.drifted]
+    assert {f.name for f in watched[: len(drifted)]} == {f.name for f in drifted}
+    rest = watched[len(drifted) :]
+    assert [f.distance for f in rest] == sorted((f.distance for f in rest), reverse=True)
+    left_out = [f for f in wide if f not in watched]
+    assert max(f.distance for f in left_out) <= min(f.distance for f in rest)
 
 
 def test_serving_writes_its_counts_at_each_capture_flush(
