@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from functions.s3_events import object_records
+from shared.alerts.announce import announcing
 from shared.batch.job import finish_job, score_part, start_job
 from shared.batch.records import decode_job, job_key, split_input_key
 from shared.batch.split import BadInput
@@ -47,8 +48,17 @@ def invoke_async(payload: dict[str, Any]) -> None:
 def handle_upload(
     event: Mapping[str, Any], store: ObjectStore | None = None, *, invoke: Invoke = invoke_async
 ) -> list[str]:
-    """Start a job per uploaded input and send out its parts; the job keys started."""
+    """Start a job per uploaded input and send out its parts; the job keys started.
+
+    A version refused for its artifact is announced (not kept for a retry: this role may
+    not write the registry record; see docs/alerts.md).
+    """
     store = store or open_store()
+    with announcing(store, keep=False):
+        return _start_each(store, event, invoke)
+
+
+def _start_each(store: ObjectStore, event: Mapping[str, Any], invoke: Invoke) -> list[str]:
     started = []
     for bucket, key, version_id in object_records(event):
         try:
@@ -77,14 +87,18 @@ def handle_upload(
 
 
 def handle_part(event: Mapping[str, Any], store: ObjectStore | None = None) -> dict[str, Any]:
-    """Score one part (a retry or a second delivery finds it done), then try to finish."""
+    """Score one part (a retry or a second delivery finds it done), then try to finish.
+
+    A version refused for its artifact is announced, as in handle_upload.
+    """
     store = store or open_store()
     where, index = event["job"], event["part"]
     if not isinstance(where, str) or not isinstance(index, int):
         raise ValueError(f"a part event is {{'job': key, 'part': n}}, not {str(event)[:200]}")
-    job = decode_job(store.get(where).body, where)
-    done = score_part(store, job, index)
-    manifest = finish_job(store, job)
+    with announcing(store, keep=False):
+        job = decode_job(store.get(where).body, where)
+        done = score_part(store, job, index)
+        manifest = finish_job(store, job)
     return {
         "part": done.part,
         "rows": done.rows,

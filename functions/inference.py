@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 import shared
+from shared.alerts.announce import announcing
 from shared.alerts.metrics import ServingTally, write_lines
 from shared.errors import (
     ArtifactRejected,
@@ -222,7 +223,10 @@ def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpRe
     # Echo the caller's id only if it is a valid one (it goes back in a header).
     headers = {REQUEST_ID_HEADER: rid} if rid and is_request_id(rid) else {}
     try:
-        result = action()
+        # A refused artifact is a decision: announced once the answer is made. Not kept
+        # for a retry: this role may not write the registry record (docs/alerts.md).
+        with announcing(model_cache().store, keep=False):
+            result = action()
     except MlopsError as exc:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         if status >= 500:

@@ -12,8 +12,11 @@ Run from the repository root with the project's venv: ``.venv/bin/python -m infr
 4. ``chalice package`` shows what Chalice will deploy: each function's layers are checked, and
    its code zip plus layers measured against Lambda's 250 MB (build/deploy-<stage>.json).
 5. The real ``chalice deploy --stage <stage>``.
+6. What Chalice does not make (infra/alerting.py): the example alarm on every model's verdict
+   and, with an email in the stage's ``mlops_alerts``, the route of every decision to it.
 
-``--delete-layers`` (after ``chalice delete``) removes the stage's published layers instead.
+``--delete-layers`` (after ``chalice delete``) removes the stage's published layers instead,
+and ``--delete-alerting`` its alarm and email route.
 AWS configuration is boto3's and Chalice's usual one (credentials, region, AWS_ENDPOINT_URL).
 """
 
@@ -31,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import layers, package, stage_config
+from infra import alerting, layers, package, stage_config
 
 CHALICE = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())"]
 
@@ -122,6 +126,7 @@ def deploy(args: argparse.Namespace) -> None:
     build_dir: Path = args.build_dir.resolve()
     config_path = project / ".chalice" / "config.json"
     config = stage_config.load(config_path)
+    alerts = stage_config.alert_settings(config, args.stage)  # a bad setting fails first
     bucket = args.artifacts_bucket or stage_config.stage_environment(config, args.stage).get(
         "MLOPS_BUCKET"
     )
@@ -163,6 +168,18 @@ def deploy(args: argparse.Namespace) -> None:
         cwd=project,
         check=True,
     )
+    apply_alerting(session, project, config["app_name"], args.stage, alerts)
+
+
+def apply_alerting(
+    session: Any, project: Path, app: str, stage: str, settings: stage_config.AlertSettings
+) -> None:
+    """The stage's alarm and email route as `settings` say (infra/alerting.py)."""
+    template = json.loads((project / "infra" / "template.json").read_text())
+    names = alerting.AlertingNames.of(app, stage)
+    clients = alerting.AlertingClients.of(session)
+    for line in alerting.ensure_alerting(clients, names, settings, template):
+        log(line)
 
 
 def delete_layers(args: argparse.Namespace) -> None:
@@ -181,6 +198,14 @@ def delete_layers(args: argparse.Namespace) -> None:
         log(f"removed the layers of stage {args.stage} from {config_path}")
 
 
+def delete_alerting(args: argparse.Namespace) -> None:
+    """The stage's alarm, rule and topic (Chalice's delete leaves them)."""
+    project: Path = args.project_dir.resolve()
+    config = stage_config.load(project / ".chalice" / "config.json")
+    off = stage_config.AlertSettings(verdict_alarm=False, email="")
+    apply_alerting(boto3.session.Session(), project, config["app_name"], args.stage, off)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--stage", default="dev", help="the Chalice stage (default dev)")
@@ -196,10 +221,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delete-layers", action="store_true", help="delete the stage's published layers"
     )
+    parser.add_argument(
+        "--delete-alerting",
+        action="store_true",
+        help="delete the stage's alarm and email route",
+    )
     args = parser.parse_args(argv)
     try:
-        delete_layers(args) if args.delete_layers else deploy(args)
-    except (package.BuildError, KeyError, subprocess.CalledProcessError) as err:
+        if args.delete_layers:
+            delete_layers(args)
+        if args.delete_alerting:
+            delete_alerting(args)
+        if not (args.delete_layers or args.delete_alerting):
+            deploy(args)
+    except (
+        package.BuildError,
+        KeyError,
+        subprocess.CalledProcessError,
+        BotoCoreError,
+        ClientError,
+    ) as err:
         output = getattr(err, "stderr", None)
         if output:
             print(output.decode() if isinstance(output, bytes) else output, file=sys.stderr)

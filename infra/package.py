@@ -433,8 +433,7 @@ def check_admin(template: dict[str, Any]) -> None:
             "audit/*"
         )
     admin_puts = _granted(_statements(resources, admin), "s3:PutObject")
-    # alerts/*: a rollback queued for its announcement (shared/alerts/outbox.py).
-    admin_writes = ("/models/*/registry.json", "/audit/*", "/alerts/*")
+    admin_writes = ("/models/*/registry.json", "/audit/*")
     if any(not r.endswith(admin_writes) for r in admin_puts):
         raise BuildError(f"the registry_admin role may write {admin_puts}")
     swagger = resources[REST_API]["Properties"]["DefinitionBody"]

@@ -1,10 +1,12 @@
-"""Read and update a stage of .chalice/config.json: its bucket and its functions' layers."""
+"""Read and update a stage of .chalice/config.json: its bucket, its functions' layers, and
+what alerting `make deploy` makes for it."""
 
 from __future__ import annotations
 
 import copy
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,34 @@ def stage_environment(config: Mapping[str, Any], stage: str) -> dict[str, str]:
         **config.get("environment_variables", {}),
         **stages[stage].get("environment_variables", {}),
     }
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """A stage's ``mlops_alerts`` (Chalice ignores keys it does not know)."""
+
+    verdict_alarm: bool = True  # the example alarm on every model's verdict
+    email: str = ""  # where every decision goes, through an SNS topic; empty: nowhere
+
+
+def alert_settings(config: Mapping[str, Any], stage: str) -> AlertSettings:
+    """The stage's alerting settings; KeyError naming the setting that is not as documented."""
+    stage_environment(config, stage)  # KeyError for a stage that does not exist
+    given = config["stages"][stage].get("mlops_alerts", {})
+    if not isinstance(given, dict):
+        given = {"not an object": given}
+    wrong = [
+        name
+        for name, kind in (("verdict_alarm", bool), ("email", str))
+        if name in given and not isinstance(given[name], kind)
+    ]
+    unknown = sorted(set(given) - {"verdict_alarm", "email"})
+    if wrong or unknown or (given.get("email") and "@" not in given["email"]):
+        raise KeyError(
+            f"stage {stage!r}: mlops_alerts is {given!r}; it takes verdict_alarm (true or "
+            'false) and email (an address, or "")'
+        )
+    return AlertSettings(**given)
 
 
 def with_layers(

@@ -15,18 +15,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import boto3
 import msgspec
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from functions import inference, monitoring
+from functions import admin, inference, monitoring
 from functions.cli import FAIL_ON_EXIT, main
 from shared.alerts.announce import announcing
 from shared.alerts.channels import (
@@ -35,16 +35,30 @@ from shared.alerts.channels import (
     EventBridgeChannel,
     WebhookChannel,
 )
-from shared.alerts.decisions import Decision
-from shared.alerts.metrics import NAMESPACE, check_metric_lines
-from shared.alerts.outbox import Outbox
-from shared.registry.audit import listening, record_event, record_event_once
+from shared.alerts.decisions import DETAIL_TYPES, Decision, decision_of
+from shared.alerts.metrics import (
+    MAX_FEATURE_METRICS,
+    NAMESPACE,
+    ServingTally,
+    check_metric_lines,
+    watched_features,
+)
+from shared.alerts.outbox import MAX_ATTEMPTS, MAX_UNSENT, RETRY_DAYS, Outbox
+from shared.registry.audit import (
+    AuditEvent,
+    AuditEventName,
+    listening,
+    record_event,
+    record_event_once,
+)
 from shared.registry.records import RegistryRecord
+from shared.registry.registry import ModelRegistry
 from shared.serving.cache import ModelCache
 from shared.store.base import ObjectStore
 from shared.store.local import LocalStore
 from shared.store.s3 import S3Store
 from tests.test_report_html import data_problem_report, drifting_report
+from tests.test_serving_policy import PolicyStore, train
 
 HOUR = datetime(2026, 11, 30, 10, 5, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
@@ -110,13 +124,16 @@ class Unreachable:
 def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
     bus: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, sqs, queue = bus
+    bucket, sqs, queue = bus
+    # The check runs under its deployed policy: keeping and retrying need no grant of their own.
+    store = under_policy(bucket, "monitoring")
     with monkeypatch.context() as patch:
         patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
         monitoring.handle_schedule({"time": HOUR.isoformat()}, store)  # does not raise
-    failed = [i.key for i in store.list("alerts/") if ".failed-" in i.key]
-    assert len(failed) == 1
-    assert failed[0].endswith("eventbridge.failed-1")
+    # Kept in the model's registry record, which the check's role reads and writes anyway.
+    (kept,) = ModelRegistry(store, "churn").load().unsent
+    assert (kept.channel, kept.attempts, kept.sending) == ("eventbridge", 1, False)
+    assert "events.us-east-1" in kept.error
     assert received(sqs, queue) == []
 
     later = HOUR + timedelta(hours=1)  # the next check: a new failure, and the retry
@@ -127,6 +144,124 @@ def test_a_failing_bus_fails_no_check_and_the_next_check_sends_it_once(
         i.key for i in store.list("audit/churn/")
     )
     assert len(events) == 2
+    assert ModelRegistry(store, "churn").load().unsent == []
+    assert store.refused == []
+
+
+def under_policy(store: S3Store, function: str) -> PolicyStore:
+    """`store` as the function's deployed role sees it: what it does not grant is refused."""
+    policy = json.loads((REPO / "infra" / f"policy-{function}.json").read_text())
+    return PolicyStore(store, policy, "serverless-mlops-data")
+
+
+@pytest.fixture
+def two_versions(bus: tuple[S3Store, Any, str]) -> tuple[S3Store, Any, str]:
+    """The bus, and churn trained twice (production v1, staging v2) with a working spec."""
+    store, sqs, queue = bus
+    store.put("specs/churn.json", b"{}")
+    train(store, "a.csv", seed=0)
+    train(store, "b.csv", seed=3)
+    received(sqs, queue)  # what training announced is not these tests' concern
+    return store, sqs, queue
+
+
+def test_a_refused_artifact_is_announced_by_serving_under_its_policy(
+    two_versions: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, sqs, queue = two_versions
+    monkeypatch.setattr(inference, "tally", ServingTally())  # this test's requests stay its own
+    genuine = bucket.get("models/churn/versions/1/model.onnx").body
+    bucket.put("models/churn/versions/2/model.onnx", genuine)  # someone swaps it
+    store = under_policy(bucket, "serving")
+    inference.reset_cache(ModelCache(store))
+    try:
+        body = json.dumps({"records": [{"x0": 0.3, "region": "north", "plan": "pro"}]}).encode()
+        assert inference.predict_records("churn", "2", body, {}).status == 503
+    finally:
+        inference.reset_cache()
+    (event,) = received(sqs, queue)
+    assert event["detail-type"] == "Model Artifact Rejected"
+    detail = event["detail"]
+    assert (detail["version"], detail["outcome"]) == (2, "rejected")
+    assert "model.onnx has sha256" in detail["findings"][0]
+    assert store.refused == []
+
+
+def test_a_manual_promotion_is_announced_and_kept_under_the_admin_policy(
+    two_versions: tuple[S3Store, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, sqs, queue = two_versions
+    store = under_policy(bucket, "admin")
+    monkeypatch.setattr(admin, "_stores", {"": store})
+    monkeypatch.delenv("MLOPS_STORE", raising=False)
+    actor = "arn:aws:iam::123456789012:user/ann"
+    move = {"op": "set_alias", "model": "churn", "alias": "production", "reason": "r"}
+    with monkeypatch.context() as patch:
+        patch.setattr(EventBridgeChannel, "_events", lambda self: Unreachable())
+        answer = admin.handle_operation({**move, "version": 2, "actor": actor})
+    assert answer["status"] == 200, answer
+    (kept,) = ModelRegistry(bucket, "churn").load().unsent  # kept by the admin role
+    assert kept.announcement["detail_type"] == "Model Alias Moved"
+    assert received(sqs, queue) == []
+
+    assert admin.handle_operation({**move, "version": 1, "actor": "cli"})["status"] == 200
+    (back,) = received(sqs, queue)
+    assert back["detail"]["outcome"] == "production: v2 -> v1"
+    assert (back["detail"]["alias"], back["detail"]["actor"]) == ("production", "cli")
+    assert store.refused == []
+
+    # The next hourly check, under its own policy, sends the one kept.
+    monitoring.handle_schedule({"time": HOUR.isoformat()}, under_policy(bucket, "monitoring"))
+    (late,) = [e for e in received(sqs, queue) if e["detail-type"] == "Model Alias Moved"]
+    assert (late["detail"]["outcome"], late["detail"]["actor"]) == ("production: v1 -> v2", actor)
+    assert ModelRegistry(bucket, "churn").load().unsent == []
+
+
+# Every kind of audit record, and whether it is announced: a new kind is a choice made here.
+ANNOUNCED = {
+    "verdict_changed",
+    "promotion_decided",
+    "rolled_back",
+    "retraining_started",
+    "retraining_skipped",
+    "training_failed",
+    "version_rejected",
+    "monitoring_failed",
+    "alias_moved",
+    "labels_rejected",
+    "artifact_rejected",
+}
+NOT_ANNOUNCED = {  # steps, not decisions, or a batch job's own record
+    "version_claimed",
+    "version_registered",
+    "version_failed",
+    "duplicate_ignored",
+    "upload_ignored",
+    "batch_started",
+    "batch_completed",
+    "batch_failed",
+    "batch_duplicate_ignored",
+}
+
+
+def test_which_audit_records_are_announced() -> None:
+    assert set(get_args(AuditEventName)) == ANNOUNCED | NOT_ANNOUNCED
+    assert set(DETAIL_TYPES) == ANNOUNCED
+    assert len(set(DETAIL_TYPES.values())) == len(DETAIL_TYPES)
+
+
+def test_what_a_rejection_and_a_move_say() -> None:
+    def decided(event: str, **details: Any) -> dict[str, Any]:
+        record = AuditEvent(at="t", model="churn", event=event, details=details)
+        decision = decision_of("audit/churn/k.json", record)
+        assert decision is not None
+        return decision.detail
+
+    labels = decided("labels_rejected", key="labels/churn/a.csv", reason="labels/churn/a.csv: ...")
+    assert (labels["outcome"], labels["findings"]) == ("rejected", ["labels/churn/a.csv: ..."])
+    staging = decided("alias_moved", alias="staging", version=3, previous=None, actor="training")
+    assert staging["outcome"] == "staging: none -> v3"
+    assert decided("artifact_rejected", version=4, reason="x")["version"] == 4
 
 
 class Recording:
@@ -143,30 +278,113 @@ class Recording:
         self.sent.append(decision)
 
 
+def registered(root: Path) -> LocalStore:
+    """A local store where churn has a registry record (where failed sends are kept)."""
+    store = LocalStore(root)
+    store.put("models/churn/registry.json", msgspec.json.encode(RegistryRecord(model="churn")))
+    return store
+
+
 def test_only_decisions_are_queued_and_a_retry_is_claimed_by_one_run(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
+    store = registered(tmp_path)
     channel = Recording(fail=1)
     outbox = Outbox(store, [channel], clock=lambda: HOUR)
     with announcing(store, {}) as ignored:
         assert ignored.channels == []  # nothing configured: nothing queued, nothing written
         record_event(store, "churn", "rolled_back", version=1, previous=2, reason="r", actor="a")
-    assert not list(store.list("alerts/"))
+    before = store.get("models/churn/registry.json").etag
     with listening(outbox.recorded):
         record_event(store, "churn", "version_claimed", version=3, run_id="x")  # no decision
         details = {"version": 1, "previous": 2, "reason": "r", "actor": "a"}
         assert record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
         # A second writer of the same record (a retried run) writes nothing and is not told.
         assert not record_event_once(store, "churn", "rolled_back", at=HOUR, dedupe="d", **details)
+    assert store.get("models/churn/registry.json").etag == before  # queued in memory only
     outbox.deliver_new()
     assert channel.sent == []
     assert outbox.counts.failed == 1
+    outbox.retry_unsent()  # the same run: a failure waits for the next check
+    assert channel.sent == []
     # Two checks retry at once: one claims attempt 2 and sends, the other skips it.
     first, second = (Outbox(store, [channel], clock=lambda: HOUR) for _ in range(2))
-    first.retry_recent()
-    second.retry_recent()
+    claimed: list[RegistryRecord] = []
+    real_send = channel.send
+
+    def send_while_the_other_checks(decision: Decision) -> None:
+        claimed.append(ModelRegistry(store, "churn").load())
+        second.retry_unsent()  # runs between the first's claim and its answer
+        real_send(decision)
+
+    channel.send = send_while_the_other_checks  # type: ignore[method-assign]
+    first.retry_unsent()
     assert [d.detail["outcome"] for d in channel.sent] == ["v2 -> v1"]
-    assert first.counts.sent == 1
-    assert second.counts.sent == 0
+    assert [(e.attempts, e.sending) for e in claimed[0].unsent] == [(2, True)]
+    assert (first.counts.sent, second.counts.sent, second.counts.skipped) == (1, 0, 1)
+    assert ModelRegistry(store, "churn").load().unsent == []  # sent: nothing is left
+
+
+def clock(at: datetime) -> Callable[[], datetime]:
+    return lambda: at
+
+
+def _failed_once(store: LocalStore, channel: Recording, at: datetime, n: int = 1) -> Outbox:
+    outbox = Outbox(store, [channel], clock=lambda: at)
+    with listening(outbox.recorded):
+        for i in range(n):
+            record_event(store, "churn", "training_failed", reason=f"bad data {i}", error="E")
+    outbox.deliver_new()
+    return outbox
+
+
+def test_what_failed_is_bounded_and_never_sent_twice(tmp_path: Path) -> None:
+    store = registered(tmp_path)
+    outbox = _failed_once(store, Recording(fail=MAX_UNSENT + 5), HOUR, MAX_UNSENT + 5)
+    kept = ModelRegistry(store, "churn").load().unsent
+    assert len(kept) == MAX_UNSENT  # the newest kept, the oldest dropped and logged
+    assert outbox.counts.dropped == 5
+    assert kept[-1].announcement["detail"]["findings"][0] == f"bad data {MAX_UNSENT + 4}"
+
+    # A check that claimed attempt 2 and died before the answer: never sent again.
+    registry = ModelRegistry(store, "churn")
+    registry.update(
+        lambda r: msgspec.structs.replace(
+            r, unsent=[msgspec.structs.replace(e, attempts=2, sending=True) for e in r.unsent]
+        )
+    )
+    channel = Recording()
+    later = Outbox(store, [channel], clock=lambda: HOUR + timedelta(hours=1))
+    later.retry_unsent()
+    assert channel.sent == []
+    assert later.counts.skipped == MAX_UNSENT
+    # ... and gone once stale, as is whatever ran out of attempts or time.
+    stale = Outbox(store, [channel], clock=lambda: HOUR + timedelta(days=RETRY_DAYS, hours=1))
+    stale.retry_unsent()
+    assert (channel.sent, stale.counts.dropped) == ([], MAX_UNSENT)
+    assert ModelRegistry(store, "churn").load().unsent == []
+
+
+def test_attempts_run_out(tmp_path: Path) -> None:
+    store = registered(tmp_path)
+    channel = Recording(fail=MAX_ATTEMPTS)
+    _failed_once(store, channel, HOUR)
+    for hour in range(1, MAX_ATTEMPTS + 1):
+        Outbox(store, [channel], clock=clock(HOUR + timedelta(hours=hour))).retry_unsent()
+    assert channel.sent == []
+    assert ModelRegistry(store, "churn").load().unsent == []  # 24 tries, then dropped
+
+
+def test_a_failed_send_with_nowhere_to_be_kept_is_counted_lost(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)  # no registry record: a first upload's training failed
+    outbox = _failed_once(store, Recording(fail=1), HOUR)
+    assert outbox.counts.lost == 1
+    assert not list(store.list("models/"))  # no registry made for it: no model appears
+    # A function whose role may not write the registry record does not try to.
+    serving = Outbox(registered(tmp_path), [Recording(fail=1)], keep=False)
+    with listening(serving.recorded):
+        record_event(store, "churn", "training_failed", reason="bad data", error="E")
+    serving.deliver_new()
+    assert serving.counts.lost == 1
+    assert ModelRegistry(store, "churn").load().unsent == []
 
 
 # Webhook ----------------------------------------------------------------------------------
@@ -272,7 +490,8 @@ def emf(line: dict[str, Any]) -> dict[str, tuple[float, str]]:
 def test_the_check_writes_its_figures_as_emf() -> None:
     report = drifting_report()
     lines = [json.loads(json.dumps(line)) for line in check_metric_lines(report, 1_700_000_000)]
-    window, *versions = lines
+    window, *rest = lines
+    versions = [x for x in rest if "Feature" not in x]
     assert window["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model"]]
     assert emf(window)["Verdict"] == (3, "None")  # decay
     assert emf(window)["RowsChecked"] == (report.rows, "Count")
@@ -289,6 +508,39 @@ def test_the_check_writes_its_figures_as_emf() -> None:
     problems = emf(check_metric_lines(data_problem_report(), 0)[1])
     assert problems["DataProblemFindings"][0] >= 1
     assert problems["Verdict"] == (4, "None")
+
+
+def test_each_features_drift_is_a_metric_of_its_own_and_their_count_is_bounded() -> None:
+    report = drifting_report()
+    section = report.versions[0]
+    every = [json.loads(json.dumps(x)) for x in check_metric_lines(report, 0) if "Feature" in x]
+    assert len(every) == sum(len(v.features) for v in report.versions)  # each version's
+    lines = [x for x in every if x["Version"] == str(section.version)]
+    for line in lines:
+        assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+            ["Feature", "Model", "Version"]
+        ]
+    by_name = {x["Feature"]: emf(x) for x in lines}
+    for feature in section.features:
+        figures = by_name[feature.name]
+        assert figures["FeatureDrift"] == (feature.distance, "None")
+        assert figures["FeaturePSI"] == (feature.psi, "None")
+        assert figures["FeatureDrifted"] == (int(feature.drifted), "Count")
+    # A wide table: the drifted features first, then the farthest, MAX_FEATURE_METRICS in all.
+    wide = [
+        msgspec.structs.replace(f, name=f"{f.name}_{i}", drifted=f.drifted and i == 0)
+        for i in range(10)
+        for f in section.features
+    ]
+    widened = msgspec.structs.replace(section, features=wide)
+    watched = watched_features(widened)
+    assert len(watched) == MAX_FEATURE_METRICS < len(wide)
+    drifted = [f for f in wide if f.drifted]
+    assert {f.name for f in watched[: len(drifted)]} == {f.name for f in drifted}
+    rest = watched[len(drifted) :]
+    assert [f.distance for f in rest] == sorted((f.distance for f in rest), reverse=True)
+    left_out = [f for f in wide if f not in watched]
+    assert max(f.distance for f in left_out) <= min(f.distance for f in rest)
 
 
 def test_serving_writes_its_counts_at_each_capture_flush(

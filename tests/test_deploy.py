@@ -335,6 +335,17 @@ def test_a_redeploy_with_nothing_changed_publishes_no_layer(
     assert not listed.get("DeleteMarkers")
 
 
+def test_the_stage_gets_the_example_alarm_chalice_does_not_make(
+    deploys: list[str], endpoint: str
+) -> None:
+    # The dev stage's mlops_alerts: the alarm on every model's verdict, no email route.
+    (alarm,) = client("cloudwatch", endpoint).describe_alarms()["MetricAlarms"]
+    assert alarm["AlarmName"] == f"{APP}-dev-verdict"
+    assert "GROUP BY Model" in alarm["Metrics"][0]["Expression"]
+    assert all("the alarm" in d and "watches every model" in d for d in deploys)
+    assert client("sns", endpoint).list_topics()["Topics"] == []
+
+
 def test_the_stage_records_each_functions_layers(project: Path, deploys: list[str]) -> None:
     stage = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["dev"]
     runtime, training = (
@@ -540,8 +551,12 @@ def test_chalice_delete_leaves_the_bucket_and_layers_then_those_go_too(
     assert s3.head_object(Bucket=BUCKET, Key="models/churn/registry.json")
     assert len(lam.list_layers()["Layers"]) == 2
 
-    output = run_deploy(project, aws_env, "--delete-layers")
+    assert client("cloudwatch", endpoint).describe_alarms()["MetricAlarms"]  # it stays too
+
+    output = run_deploy(project, aws_env, "--delete-layers", "--delete-alerting")
     assert "deleted serverless-mlops-dev-runtime versions [1]" in output
+    assert f"deleted the alarm {APP}-dev-verdict" in output
+    assert client("cloudwatch", endpoint).describe_alarms()["MetricAlarms"] == []
     assert lam.list_layers()["Layers"] == []
     stage = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["dev"]
     assert "layers" not in stage

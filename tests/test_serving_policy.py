@@ -74,6 +74,19 @@ class PolicyStore(ObjectStore):
     def uri(self) -> str:
         return self.inner.uri
 
+    # As the store it wraps: a deployed role meets AWS S3's guarantees, unprobed.
+    @property
+    def checked_before_registry_writes(self) -> bool:
+        return self.inner.checked_before_registry_writes
+
+    @property
+    def service(self) -> str:
+        return self.inner.service
+
+    @property
+    def sorts_listings(self) -> bool:
+        return self.inner.sorts_listings
+
     def get(self, key: str, *, version_id: str | None = None) -> StoredObject:
         self._object("s3:GetObject", key)
         return self.inner.get(key, version_id=version_id)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from shared.alerts.channels import channels_for
-from shared.alerts.outbox import Outbox
+from shared.alerts.outbox import DeliveryCounts, Outbox
 from shared.registry.audit import listening
 from shared.store.base import ObjectStore
 
@@ -17,20 +17,26 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def announcing(
-    store: ObjectStore, environ: Mapping[str, str] | None = None, *, retry: bool = False
+    store: ObjectStore,
+    environ: Mapping[str, str] | None = None,
+    *,
+    retry: bool = False,
+    keep: bool = True,
 ) -> Iterator[Outbox]:
     """Queue the decisions recorded in the block; send them after it, even if it raised.
 
-    `retry` also sends again what failed in earlier runs (the hourly check does: its role
-    may read the outbox).
+    `retry` also sends again what failed in earlier runs (the hourly check does). `keep`
+    False: a failed send is logged, not kept for a retry (serving and batch, whose roles
+    may not write the registry record).
     """
-    outbox = Outbox(store, channels_for(store, os.environ if environ is None else environ))
+    env = os.environ if environ is None else environ
+    outbox = Outbox(store, channels_for(store, env), keep=keep)
     try:
         with listening(outbox.recorded):
             yield outbox
     finally:
         outbox.deliver_new()
         if retry:
-            outbox.retry_recent()
-        if outbox.channels:
+            outbox.retry_unsent()
+        if outbox.counts != DeliveryCounts():
             logger.info("announcements: %s", outbox.counts)

@@ -6,13 +6,12 @@ the outbox counts, logs and retries (shared/alerts/outbox.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -104,6 +103,11 @@ class WebhookChannel:
 
     def send(self, decision: Decision) -> None:
         """At most `attempts` tries of `timeout` seconds each to connect and each to read."""
+        # Here, not at the top: serving imports this module, and urllib.request costs its
+        # cold start milliseconds for a call that is rare.
+        import urllib.error
+        import urllib.request
+
         body = _body(decision)
         problem = "not tried"
         for attempt in range(1, self._attempts + 1):
@@ -135,12 +139,17 @@ def channels_for(store: ObjectStore, environ: Mapping[str, str]) -> list[Channel
     MLOPS_EVENTS=1 sends to EventBridge (not from a local store: a laptop has no bus);
     MLOPS_WEBHOOK_URL with MLOPS_WEBHOOK_SECRET posts to a webhook from anywhere.
     """
-    channels: list[Channel] = []
-    if environ.get("MLOPS_EVENTS", "0") == "1" and not isinstance(store, LocalStore):
-        channels.append(EventBridgeChannel())
+    events = environ.get("MLOPS_EVENTS", "0") == "1" and not isinstance(store, LocalStore)
     url = environ.get("MLOPS_WEBHOOK_URL", "")
+    return list(_configured(events, url, environ.get("MLOPS_WEBHOOK_SECRET", "") if url else ""))
+
+
+# Made once per process and settings: serving asks on every request, a warm container keeps
+# its EventBridge client, and a missing secret is logged once, not per request.
+@functools.lru_cache(maxsize=8)
+def _configured(events: bool, url: str, secret: str) -> tuple[Channel, ...]:
+    channels: list[Channel] = [EventBridgeChannel()] if events else []
     if url:
-        secret = environ.get("MLOPS_WEBHOOK_SECRET", "")
         if len(secret) < 16:
             # Unsigned calls would let anyone forge a promotion notice: send none.
             logger.error("MLOPS_WEBHOOK_URL is set but MLOPS_WEBHOOK_SECRET (16+ chars) is not")
@@ -149,4 +158,4 @@ def channels_for(store: ObjectStore, environ: Mapping[str, str]) -> list[Channel
                 channels.append(WebhookChannel(url, secret.encode()))
             except ChannelError as exc:
                 logger.error("%s", exc)
-    return channels
+    return tuple(channels)

@@ -25,7 +25,11 @@ DETAIL_TYPES: dict[str, str] = {
     "training_failed": "Model Training Failed",
     "version_rejected": "Model Version Rejected",
     "monitoring_failed": "Model Monitoring Failed",
+    "alias_moved": "Model Alias Moved",
+    "labels_rejected": "Model Labels Rejected",
+    "artifact_rejected": "Model Artifact Rejected",
 }
+_REJECTED = ("version_rejected", "labels_rejected", "artifact_rejected")
 
 # An event carries a few lines and links to the bucket for the rest: EventBridge takes at
 # most 256 KB an entry, and a chat message should be read at a glance.
@@ -55,16 +59,30 @@ def _lines(details: dict[str, Any]) -> list[str]:
     return [str(line)[:MAX_LINE] for line in found[:MAX_FINDINGS]]
 
 
+def _version(value: object) -> str:
+    return f"v{value}" if isinstance(value, int) else "none"
+
+
 def _outcome(event: str, details: dict[str, Any]) -> str | None:
     if isinstance(details.get("outcome"), str):  # promotion_decided: promote, keep, wait, ...
         return str(details["outcome"])
     if event == "rolled_back":
-        return f"v{details.get('previous')} -> v{details.get('version')}"
-    if event in ("training_failed", "monitoring_failed", "version_rejected"):
-        return "failed" if event != "version_rejected" else "rejected"
+        return f"{_version(details.get('previous'))} -> {_version(details.get('version'))}"
+    if event == "alias_moved":
+        moved = f"{_version(details.get('previous'))} -> {_version(details.get('version'))}"
+        return f"{details.get('alias')}: {moved}"
+    if event in ("training_failed", "monitoring_failed"):
+        return "failed"
+    if event in _REJECTED:
+        return "rejected"
     if event in ("retraining_started", "retraining_skipped"):
         return event.removeprefix("retraining_")
     return None
+
+
+def _text(details: dict[str, Any], name: str) -> str | None:
+    value = details.get(name)
+    return value if isinstance(value, str) else None
 
 
 def decision_of(key: str, record: AuditEvent) -> Decision | None:
@@ -73,7 +91,7 @@ def decision_of(key: str, record: AuditEvent) -> Decision | None:
     if detail_type is None:
         return None
     details = record.details
-    window = details.get("window") if isinstance(details.get("window"), str) else None
+    window = _text(details, "window")
     version = details.get("version", details.get("challenger"))
     detail = {
         "model": record.model,
@@ -81,8 +99,12 @@ def decision_of(key: str, record: AuditEvent) -> Decision | None:
         "at": record.at,
         "version": version if isinstance(version, int) else None,
         "window": window,
-        "verdict": details.get("verdict") if isinstance(details.get("verdict"), str) else None,
+        "verdict": _text(details, "verdict"),
         "outcome": _outcome(record.event, details),
+        # Who moved an alias: an IAM principal, "cli", "rule" or "training" (a rule can
+        # route people's moves apart from the automatic ones).
+        "alias": _text(details, "alias"),
+        "actor": _text(details, "actor"),
         "findings": _lines(details),
         "audit_key": key,
         # The report says everything the event leaves out; a window names its report.

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from shared.monitoring.report import DriftReport, decode_report
+from shared.monitoring.report import DriftReport, FeatureDrift, VersionSection, decode_report
 from shared.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,9 @@ NAMESPACE = "serverless-mlops"
 # The verdict as a number, worse is higher: an alarm on ">= 2" fires on drift, decay and
 # data_problem; insufficient_data (too few rows) is 1, apart from ok.
 VERDICT_LEVELS = {"ok": 0, "insufficient_data": 1, "drift": 2, "decay": 3, "data_problem": 4}
+# Per-feature lines a version's check writes at most: each feature is a metric of its own
+# (billed as one), and a wide table would otherwise cost one per column every hour.
+MAX_FEATURE_METRICS = 20
 
 
 def emf_line(
@@ -56,8 +59,36 @@ def emf_line(
     }
 
 
+def watched_features(section: VersionSection) -> list[FeatureDrift]:
+    """The features whose drift is written as metrics: the drifted ones first, then the
+    farthest from their baseline, at most MAX_FEATURE_METRICS."""
+    ranked = sorted(section.features, key=lambda f: (not f.drifted, -f.distance, f.name))
+    return ranked[:MAX_FEATURE_METRICS]
+
+
+def feature_metric_lines(
+    model: str, section: VersionSection, timestamp_ms: int, window: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One line per watched feature: its drift from the training baseline (SageMaker Model
+    Monitor's feature_baseline_drift_<f>), dimensions Model, Version and Feature."""
+    return [
+        emf_line(
+            {"Model": model, "Version": str(section.version), "Feature": feature.name},
+            {
+                "FeatureDrift": (feature.distance, "None"),
+                "FeaturePSI": (feature.psi, "None"),
+                "FeatureDrifted": (int(feature.drifted), "Count"),
+            },
+            timestamp_ms=timestamp_ms,
+            properties={**window, "Distance": feature.distance_name},
+        )
+        for feature in watched_features(section)
+    ]
+
+
 def check_metric_lines(report: DriftReport, timestamp_ms: int) -> list[dict[str, Any]]:
-    """The hourly check's metrics: one line for the model's window, one per version."""
+    """The hourly check's metrics: one line for the model's window, one per version, and
+    one per watched feature of each version."""
     window = {"Window": report.window}
     lines = [
         emf_line(
@@ -94,6 +125,7 @@ def check_metric_lines(report: DriftReport, timestamp_ms: int) -> list[dict[str,
                 properties={**window, "VerdictName": section.verdict},
             )
         )
+        lines.extend(feature_metric_lines(report.model, section, timestamp_ms, window))
     return lines
 
 

@@ -1,17 +1,17 @@
 """The outbox: each decision sent at most once per channel, a failed send retried later.
 
-For an audit record written by this process (the create-only audit key says it is the
-only writer), ``alerts/<date>/<model>/<record>/`` holds:
+The first send needs no record: only the process whose create-only write made the audit
+record is told of it (shared/registry/audit.py), and it sends once on each channel.
 
-- ``event.json``: the announcement, written create-only;
-- ``<channel>.attempt-<k>``: the claim of the k-th send on a channel, create-only: of two
-  runs trying the same attempt one wins, so no channel is sent a decision twice;
-- ``<channel>.failed-<k>``: written when attempt k failed; only then may attempt k+1 be
-  claimed, by the next hourly check (which reads the last two days' entries).
-
-An attempt claimed and never finished (the process died mid-send) is never repeated: at
-most once, never twice. Nothing here raises into the decision that was recorded: errors
-are counted and logged.
+A send that fails is kept in the model's registry record (`unsent`): the one object each
+deciding function's role may already read and write, so alerting widens no S3 grant, and
+one that the hourly check reads for every model anyway. The check sends again what is due
+there, claiming each attempt with the registry's compare-and-swap write first: of two
+checks, one claims it and the other sees it claimed. A claimed attempt whose process died
+is never repeated: at most once, never twice. Entries leave when sent, after MAX_ATTEMPTS
+tries or RETRY_DAYS, and at most MAX_UNSENT are kept a model: the record never grows
+without bound. Nothing here raises into the decision that was recorded: errors are
+counted and logged.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ from typing import Protocol
 import msgspec
 
 from shared.alerts.decisions import Decision, decision_of
-from shared.errors import PreconditionFailed
 from shared.registry.audit import AuditEvent, utc_now
+from shared.registry.records import RegistryRecord, UnsentAnnouncement
+from shared.registry.registry import ModelRegistry, list_models
 from shared.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_PREFIX = "alerts/"
 # Attempts per channel: with one retry per hourly check, a day of outage.
 MAX_ATTEMPTS = 24
-# Entries older than this are no longer read: a decision two days late is news no more.
+# A failure older than this is dropped: a decision two days late is news no more.
 RETRY_DAYS = 2
+# Failed announcements kept a model, the newest: a registry record stays small.
+MAX_UNSENT = 20
 
 
 class Channel(Protocol):
@@ -52,133 +54,197 @@ class DeliveryCounts:
 
     sent: int = 0
     failed: int = 0
-    skipped: int = 0  # another run holds the attempt, or attempts ran out
-    not_queued: int = 0  # the outbox entry itself could not be written
+    skipped: int = 0  # another check claimed the attempt
+    dropped: int = 0  # attempts or time ran out, the channel went, or MAX_UNSENT was passed
+    lost: int = 0  # a failed send that could not be kept for a retry
 
 
-def entry_prefix(written: datetime, audit_key: str) -> str:
-    """The outbox folder of the audit record at `audit_key`, written at `written`."""
-    # audit/<model>/<stamp-event-id>.json -> alerts/<date>/<model>/<stamp-event-id>/
-    model, name = audit_key.removeprefix("audit/").split("/", 1)
-    return f"{OUTBOX_PREFIX}{written:%Y-%m-%d}/{model}/{name.removesuffix('.json')}/"
+def _same(a: UnsentAnnouncement, b: UnsentAnnouncement) -> bool:
+    return (a.audit_key, a.channel) == (b.audit_key, b.channel)
 
 
 @dataclass
 class Outbox:
-    """Collects the decisions a run records (as an audit listener), then delivers them."""
+    """Collects the decisions a run records (as an audit listener), then delivers them.
+
+    `keep` says whether a failed send is kept for the hourly check: only the functions
+    whose role may write the registry record can (docs/alerts.md).
+    """
 
     store: ObjectStore
     channels: Sequence[Channel]
     clock: Callable[[], datetime] = utc_now
+    keep: bool = True
     counts: DeliveryCounts = field(default_factory=DeliveryCounts)
-    _new: list[tuple[str, Decision]] = field(default_factory=list)
-    # Entries this process tried already: a failure waits for the next check, not a second.
-    _tried: set[str] = field(default_factory=set)
+    _new: list[Decision] = field(default_factory=list)
+    # Kept by this process: a failure waits for the next check, not for this one's retry.
+    _kept: set[tuple[str, str]] = field(default_factory=set)
 
     def recorded(self, key: str, record: AuditEvent) -> None:
         """Audit listener: queue the record if it is a decision and anyone is listening."""
         if not self.channels:
-            return  # nothing configured: no state grows in the bucket
+            return
         decision = decision_of(key, record)
-        if decision is None:
-            return
-        prefix = entry_prefix(self.clock(), key)
-        try:
-            self.store.put(
-                prefix + "event.json",
-                msgspec.json.encode(decision),
-                if_none_match=True,
-                content_type="application/json",
-            )
-        except PreconditionFailed:
-            return  # queued already (the audit key was written once; this is a replay)
-        except Exception:  # the decision stands even if its announcement cannot be queued
-            self.counts.not_queued += 1
-            logger.exception("could not queue %s for sending", key)
-            return
-        self._new.append((prefix, decision))
+        if decision is not None:
+            self._new.append(decision)
 
     def deliver_new(self) -> DeliveryCounts:
-        """Send what this run recorded, on every channel."""
+        """Send what this run recorded, on every channel; keep what failed."""
         new, self._new = self._new, []
-        for prefix, decision in new:
-            try:
-                self._deliver(prefix, decision)
-            except Exception:  # e.g. the listing failed: left for the next check
-                self.counts.failed += 1
-                logger.exception("could not deliver %s", prefix)
+        for decision in new:
+            for channel in self.channels:
+                error = self._send(channel, decision, attempt=1)
+                if error is not None:
+                    self._keep(decision, channel.name, error)
         return self.counts
 
-    def retry_recent(self) -> DeliveryCounts:
-        """Send again what failed on a channel in the last RETRY_DAYS days (hourly check)."""
+    def _send(self, channel: Channel, decision: Decision, *, attempt: int) -> str | None:
+        """None if `channel` accepted `decision`, else what went wrong (counted, logged)."""
+        try:
+            channel.send(decision)
+        except Exception as exc:  # counted, logged, retried by the next check
+            self.counts.failed += 1
+            logger.warning(
+                "%s: %s of %s failed (attempt %d): %s",
+                channel.name,
+                decision.detail_type,
+                decision.audit_key,
+                attempt,
+                exc,
+            )
+            return str(exc)[:1000] or type(exc).__name__
+        self.counts.sent += 1
+        logger.info("%s: sent %s of %s", channel.name, decision.detail_type, decision.audit_key)
+        return None
+
+    def _keep(self, decision: Decision, channel: str, error: str) -> None:
+        if not self.keep:
+            self.counts.lost += 1
+            logger.error("%s: %s is not retried (see docs/alerts.md)", channel, decision.audit_key)
+            return
+        entry = UnsentAnnouncement(
+            audit_key=decision.audit_key,
+            channel=channel,
+            attempts=1,
+            since=self.clock().isoformat(),
+            error=error,
+            announcement=msgspec.to_builtins(decision),
+        )
+        dropped: list[UnsentAnnouncement] = []
+
+        def add(record: RegistryRecord) -> RegistryRecord:
+            dropped.clear()
+            if any(_same(entry, kept) for kept in record.unsent):
+                return record
+            unsent = [*record.unsent, entry]
+            dropped.extend(unsent[:-MAX_UNSENT])
+            return msgspec.structs.replace(record, unsent=unsent[-MAX_UNSENT:])
+
+        try:
+            registry = ModelRegistry(self.store, str(decision.detail["model"]))
+            if registry.read()[1] is None:
+                # Kept nowhere rather than in a registry made for it, which would make a
+                # model appear that never trained (the first upload's training failed).
+                self.counts.lost += 1
+                logger.error("%s: %s not kept: no registry record", channel, decision.audit_key)
+                return
+            registry.update(add)
+        except Exception:
+            self.counts.lost += 1
+            logger.exception("%s: %s could not be kept for a retry", channel, decision.audit_key)
+            return
+        self._kept.add((entry.audit_key, channel))
+        for gone in dropped:
+            self.counts.dropped += 1
+            logger.error("%s: %s dropped: over %d unsent", gone.channel, gone.audit_key, MAX_UNSENT)
+
+    def retry_unsent(self) -> DeliveryCounts:
+        """Send again, once, what is due in every model's registry record (hourly check)."""
         if not self.channels:
             return self.counts
-        today = self.clock()
-        for days in range(RETRY_DAYS):
-            day = f"{OUTBOX_PREFIX}{today - timedelta(days=days):%Y-%m-%d}/"
+        try:
+            models = list(list_models(self.store))
+        except Exception:  # a broken listing never fails the check that reads it
+            self.counts.failed += 1
+            logger.exception("could not list the models to retry their announcements")
+            return self.counts
+        for model in models:
             try:
-                folders: dict[str, set[str]] = {}
-                for info in self.store.list(day):
-                    folder, _, name = info.key.rpartition("/")
-                    folders.setdefault(folder + "/", set()).add(name)
-                for prefix, names in sorted(folders.items()):
-                    if prefix in self._tried or "event.json" not in names:
-                        continue
-                    if any(self._due(names, channel.name) for channel in self.channels):
-                        body = self.store.get(prefix + "event.json").body
-                        self._deliver(prefix, msgspec.json.decode(body, type=Decision), names)
-            except Exception:  # a broken outbox never fails the check that reads it
-                self.counts.failed += 1
-                logger.exception("could not read the outbox %s", day)
-        return self.counts
-
-    @staticmethod
-    def _attempts(names: set[str], channel: str) -> int:
-        return sum(1 for name in names if name.startswith(f"{channel}.attempt-"))
-
-    def _due(self, names: set[str], channel: str) -> bool:
-        # Not yet tried, or the last attempt is known to have failed.
-        tried = self._attempts(names, channel)
-        return tried < MAX_ATTEMPTS and (tried == 0 or f"{channel}.failed-{tried}" in names)
-
-    def _deliver(self, prefix: str, decision: Decision, names: set[str] | None = None) -> None:
-        self._tried.add(prefix)
-        if names is None:
-            names = {info.key.rpartition("/")[2] for info in self.store.list(prefix)}
-        for channel in self.channels:
-            if not self._due(names, channel.name):
-                self.counts.skipped += 1
-                continue
-            attempt = self._attempts(names, channel.name) + 1
-            try:
-                self.store.put(f"{prefix}{channel.name}.attempt-{attempt}", b"", if_none_match=True)
-            except PreconditionFailed:
-                self.counts.skipped += 1  # a concurrent run claimed this attempt
-                continue
+                self._retry_model(ModelRegistry(self.store, model))
             except Exception:
                 self.counts.failed += 1
-                logger.exception("could not claim %s for %s", prefix, channel.name)
-                continue
-            try:
-                channel.send(decision)
-            except Exception as exc:  # counted, logged, retried by the next check
-                self.counts.failed += 1
-                logger.warning(
-                    "%s: %s of %s failed (attempt %d): %s",
-                    channel.name,
-                    decision.detail_type,
-                    decision.audit_key,
-                    attempt,
-                    exc,
-                )
-                try:
-                    self.store.put(
-                        f"{prefix}{channel.name}.failed-{attempt}",
-                        str(exc)[:1000].encode(),
-                        if_none_match=True,
+                logger.exception("could not retry the announcements of %s", model)
+        return self.counts
+
+    def _stale(self, entry: UnsentAnnouncement, now: datetime) -> bool:
+        if now - datetime.fromisoformat(entry.since) > timedelta(days=RETRY_DAYS):
+            return True
+        if entry.channel not in {c.name for c in self.channels}:
+            return True
+        return entry.attempts >= MAX_ATTEMPTS and not entry.sending
+
+    def _due(self, entry: UnsentAnnouncement) -> bool:
+        return (entry.audit_key, entry.channel) not in self._kept
+
+    def _retry_model(self, registry: ModelRegistry) -> None:
+        record, _ = registry.read()
+        if not record.unsent:
+            return
+        now = self.clock()
+        claimed: list[UnsentAnnouncement] = []
+        dropped: list[UnsentAnnouncement] = []
+        busy: list[UnsentAnnouncement] = []
+
+        def claim(record: RegistryRecord) -> RegistryRecord:
+            for found in (claimed, dropped, busy):
+                found.clear()
+            kept = []
+            for entry in record.unsent:
+                if self._stale(entry, now):
+                    dropped.append(entry)
+                    continue
+                if entry.sending:
+                    busy.append(entry)  # claimed by another check, or by one that died
+                elif self._due(entry):
+                    entry = msgspec.structs.replace(
+                        entry, attempts=entry.attempts + 1, sending=True
                     )
-                except Exception:
-                    logger.exception("could not mark %s failed; it will not be retried", prefix)
-                continue
-            self.counts.sent += 1
-            logger.info("%s: sent %s of %s", channel.name, decision.detail_type, decision.audit_key)
+                    claimed.append(entry)
+                kept.append(entry)
+            return msgspec.structs.replace(record, unsent=kept)
+
+        registry.update(claim)
+        self.counts.skipped += len(busy)
+        for entry in dropped:
+            self.counts.dropped += 1
+            logger.error(
+                "%s: %s dropped after %d attempts since %s (last: %s)",
+                entry.channel,
+                entry.audit_key,
+                entry.attempts,
+                entry.since,
+                entry.error,
+            )
+        if not claimed:
+            return
+        channels = {c.name: c for c in self.channels}
+        outcomes: dict[tuple[str, str], str | None] = {}
+        for entry in claimed:
+            decision = msgspec.convert(entry.announcement, Decision)
+            outcomes[(entry.audit_key, entry.channel)] = self._send(
+                channels[entry.channel], decision, attempt=entry.attempts
+            )
+
+        def settle(record: RegistryRecord) -> RegistryRecord:
+            kept = []
+            for entry in record.unsent:
+                mine = any(_same(entry, c) and c.attempts == entry.attempts for c in claimed)
+                if not (mine and entry.sending):
+                    kept.append(entry)
+                    continue
+                error = outcomes[(entry.audit_key, entry.channel)]
+                if error is not None:
+                    kept.append(msgspec.structs.replace(entry, sending=False, error=error))
+            return msgspec.structs.replace(record, unsent=kept)
+
+        registry.update(settle)

@@ -8,7 +8,7 @@ them with compare-and-swap writes.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -69,6 +69,21 @@ class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
     actor: str = "system"  # who moved it: an IAM principal, "cli", "rule", "training"
 
 
+class UnsentAnnouncement(msgspec.Struct, frozen=True, kw_only=True):
+    """A decision about the model that a channel did not accept, kept for the hourly
+    check to send again (shared/alerts/outbox.py decides; the registry only keeps it)."""
+
+    audit_key: str  # the audit record announced: one entry per record and channel
+    channel: str
+    attempts: int  # sends tried so far, the failed first one included
+    # Attempt `attempts` was claimed and has not settled; a process that died mid-send
+    # leaves it so, and it is never tried again (at most once), only dropped when stale.
+    sending: bool = False
+    since: str  # when the first send failed
+    error: str
+    announcement: dict[str, Any]  # what the channel is sent, as shared/alerts encodes it
+
+
 class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Versions, current aliases and the full alias history of one model."""
 
@@ -77,6 +92,9 @@ class RegistryRecord(msgspec.Struct, frozen=True, kw_only=True):
     versions: list[VersionEntry] = msgspec.field(default_factory=list)
     aliases: dict[str, int] = msgspec.field(default_factory=dict)
     alias_history: list[AliasChange] = msgspec.field(default_factory=list)
+    # Almost always empty: the one object every deciding function may already read and
+    # write holds the few announcements whose send failed (docs/alerts.md).
+    unsent: list[UnsentAnnouncement] = msgspec.field(default_factory=list)
 
     def entry(self, version: int) -> VersionEntry:
         """The entry of `version`; VersionNotFound if there is none."""
