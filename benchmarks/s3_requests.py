@@ -89,7 +89,8 @@ def s3_requests_per_1000_predictions(ws: Workspace) -> Figure:
             "goal of <= 5 holds for a container that serves 1,000 predictions within ~50 s "
             "(>= 20 per second); at 1 per second it would be ~100",
             "bound_for_this_elapsed": math.ceil(elapsed / TTL_S),
-            "capture": "on, with the spec's defaults: one PutObject per 1,000 captured rows "
-            "(batch_rows), and one spec read per minute per model",
+            "capture": "on, with the spec's defaults: two PutObjects per 1,000 captured rows "
+            "(batch_rows): the capture object and its summary, and one spec read per minute "
+            "per model",
         },
     )
