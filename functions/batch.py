@@ -20,7 +20,7 @@ from functions.s3_events import object_records
 from shared.batch.job import finish_job, score_part, start_job
 from shared.batch.records import decode_job, job_key, split_input_key
 from shared.batch.split import BadInput
-from shared.errors import InvalidKey
+from shared.errors import InvalidKey, MlopsError
 from shared.store import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,12 @@ def handle_upload(
         except InvalidKey as exc:
             logger.error("ignoring s3://%s/%s: %s", bucket, key, exc)
             continue
-        if split_input_key(relative) is None:  # a job request, or anything else: not an input
+        try:
+            found = split_input_key(relative)
+        except MlopsError as exc:  # batch/<not a model name>/input/...: nothing to record it in
+            logger.error("ignoring s3://%s/%s: %s", bucket, key, exc)
+            continue
+        if found is None:  # the job's own outputs, a job request: the trigger is on batch/
             logger.info("not a batch input, ignored: %s", relative)
             continue
         try:

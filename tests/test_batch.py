@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import numpy as np
 import pytest
@@ -468,3 +469,52 @@ def test_json_lines_split_into_parts_keep_their_order(
     rows = output_rows(local, "numbers", "w")
     assert [r["id"] for r in rows] == [str(i) for i in range(300)]
     assert_scored_as_sklearn(rows, X, models[1][1])
+
+
+def s3_event(*keys: str) -> dict[str, Any]:
+    """An S3 notification of uploads to the test bucket (keys URL-encoded, as S3 sends them)."""
+    return {
+        "Records": [
+            {"s3": {"bucket": {"name": "batch-test"}, "object": {"key": quote_plus(k, safe="/")}}}
+            for k in keys
+        ]
+    }
+
+
+def test_the_upload_function_starts_every_input_kind_and_nothing_else(
+    s3: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deployed trigger is on the prefix batch/ alone: every object the jobs write there
+    # invokes it too, and must start nothing.
+    body, X = table(40)
+    lines = [
+        json.dumps(
+            {"id": i} | {f: float(v) for f, v in zip(FEATURES, np.nan_to_num(row), strict=True)}
+        )
+        for i, row in enumerate(X)
+    ]
+    inputs = {
+        "batch/numbers/input/a.csv.gz": gzip.compress(body),
+        "batch/numbers/input/b.jsonl": "\n".join(lines).encode(),
+        "batch/numbers/input/c d.jsonl.gz": gzip.compress("\n".join(lines).encode()),
+    }
+    for key, data in inputs.items():
+        s3.put(key, data)
+    others = [
+        "batch/numbers/input/a.job.json",
+        "batch/numbers/output/a/part-00000.csv.gz",
+        "batch/numbers/output/a/parts/00000.json",
+        "batch/numbers/output/a/manifest.json",
+        "batch/Not A Model/input/x.csv",
+        "batch/readme.txt",
+    ]
+    sent: list[dict[str, Any]] = []
+
+    started = batch_function.handle_upload(s3_event(*inputs, *others), s3, invoke=sent.append)
+
+    assert started == [job_key("numbers", n) for n in ("a", "b", "c d")]
+    assert sorted(p["job"] for p in sent) == sorted(started)
+    for payload in sent:
+        batch_function.handle_part(payload, s3)
+    for name in ("a", "b", "c d"):
+        assert s3.head(manifest_key("numbers", name)) is not None
