@@ -347,3 +347,11 @@ def score_batch_part(event: Any, context: Any) -> dict[str, Any]:
     from functions import batch
 
     return batch.handle_part(event)
+
+
+@app.lambda_function(name="record_batch_failure")
+def record_batch_failure(event: Any, context: Any) -> list[str]:
+    """The batch functions' on-failure destination: record the part or job Lambda gave up on."""
+    from functions import batch
+
+    return batch.handle_failure(event)

@@ -12,6 +12,9 @@ Run from the repository root with the project's venv: ``.venv/bin/python -m infr
 4. ``chalice package`` shows what Chalice will deploy: each function's layers are checked, and
    its code zip plus layers measured against Lambda's 250 MB (build/deploy-<stage>.json).
 5. The real ``chalice deploy --stage <stage>``.
+6. The batch functions' on-failure destination (Chalice has no setting for it): what Lambda
+   gives up on after its retries goes to the record_batch_failure function, as
+   infra/template.json's EventInvokeConfig resources do on the CloudFormation path.
 
 ``--delete-layers`` (after ``chalice delete``) removes the stage's published layers instead.
 AWS configuration is boto3's and Chalice's usual one (credentials, region, AWS_ENDPOINT_URL).
@@ -25,16 +28,25 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from infra import layers, package, stage_config
 
 CHALICE = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())"]
+# Chalice's names of the functions Lambda invokes asynchronously -> their on-failure
+# destination; each role's lambda:InvokeFunction grant names it (infra/policy-batch*.json).
+FAILURE_DESTINATIONS = {
+    "on_batch_uploaded": "record_batch_failure",
+    "score_batch_part": "record_batch_failure",
+}
+RETRIES = 2  # Lambda's default for an asynchronous invocation, said outright
 
 
 def log(message: str) -> None:
@@ -163,6 +175,35 @@ def deploy(args: argparse.Namespace) -> None:
         cwd=project,
         check=True,
     )
+    set_failure_destinations(lambda_client, config["app_name"], args.stage)
+
+
+def set_failure_destinations(
+    lambda_client: Any, app_name: str, stage: str, *, wait_seconds: float = 5.0
+) -> dict[str, str]:
+    """Point each asynchronously invoked function's failures at its destination function;
+    {function: destination ARN}. Retried a few times: a role Chalice has just made may not
+    yet be seen by Lambda's check that it may invoke the destination."""
+    wired = {}
+    for function, destination in FAILURE_DESTINATIONS.items():
+        found = lambda_client.get_function(FunctionName=f"{app_name}-{stage}-{destination}")
+        arn = found["Configuration"]["FunctionArn"]
+        for attempt in range(6):
+            try:
+                lambda_client.put_function_event_invoke_config(
+                    FunctionName=f"{app_name}-{stage}-{function}",
+                    MaximumRetryAttempts=RETRIES,
+                    DestinationConfig={"OnFailure": {"Destination": arn}},
+                )
+                break
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code")
+                if code != "InvalidParameterValueException" or attempt == 5:
+                    raise
+                time.sleep(wait_seconds)
+        log(f"{function}: failures after {RETRIES} retries go to {destination}")
+        wired[function] = arn
+    return wired
 
 
 def delete_layers(args: argparse.Namespace) -> None:
@@ -199,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         delete_layers(args) if args.delete_layers else deploy(args)
-    except (package.BuildError, KeyError, subprocess.CalledProcessError) as err:
+    except (package.BuildError, KeyError, subprocess.CalledProcessError, ClientError) as err:
         output = getattr(err, "stderr", None)
         if output:
             print(output.decode() if isinstance(output, bytes) else output, file=sys.stderr)

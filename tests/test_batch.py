@@ -10,7 +10,9 @@ import csv
 import gzip
 import io
 import json
+import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,8 @@ from functions import batch as batch_function
 from functions.cli import main
 from shared.batch.job import run_job, score_part, start_job
 from shared.batch.records import (
+    decode_failure,
+    decode_job,
     decode_manifest,
     job_key,
     manifest_key,
@@ -304,7 +308,12 @@ def test_a_bad_file_fails_the_job_with_an_audit_record_and_no_manifest(
     with pytest.raises(BadInput, match=message):
         run_job(local, key)
 
-    assert not list(local.list(f"batch/{model}/output/"))
+    # No job.json, no part, no manifest: only the record of why, where status reads it.
+    where = f"batch/{model}/output/w/failed/start.json"
+    assert [info.key for info in local.list(f"batch/{model}/output/")] == [where]
+    failure = decode_failure(local.get(where).body, where)
+    assert (failure.part, failure.condition, failure.input_key) == (None, "bad_input", key)
+    assert re.search(message, failure.error)
     failed = [e for e in read_trail(local, model) if e.event == "batch_failed"]
     assert len(failed) == 1
     assert failed[0].details["input_key"] == key
@@ -518,3 +527,128 @@ def test_the_upload_function_starts_every_input_kind_and_nothing_else(
         batch_function.handle_part(payload, s3)
     for name in ("a", "b", "c d"):
         assert s3.head(manifest_key("numbers", name)) is not None
+
+
+# What Lambda gives up on
+
+
+def destination_record(payload: dict[str, Any], function: str) -> dict[str, Any]:
+    """What Lambda sends an on-failure destination once it gives up on an asynchronous
+    invocation: here a function that timed out three times."""
+    request_id = "e4b46cbf-b738-4d1e-8880-a18cdf61200e"
+    return {
+        "version": "1.0",
+        "timestamp": "2026-12-07T03:12:09.568Z",
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": payload,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"RequestId: {request_id} Error: Task timed out after 900.00 seconds",
+        },
+    }
+
+
+def test_a_part_lambda_gave_up_on_is_recorded_beside_the_job_and_in_the_audit_trail(
+    s3: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    s3.put("batch/numbers/input/w.csv", table(300)[0])
+    sent: list[dict[str, Any]] = []
+    batch_function.handle_upload(s3_event("batch/numbers/input/w.csv"), s3, invoke=sent.append)
+    record = destination_record(sent[1], "serverless-mlops-dev-score_batch_part")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/w"]
+
+    where = "batch/numbers/output/w/failed/00001.json"
+    failure = decode_failure(s3.get(where).body, where)
+    assert (failure.part, failure.condition, failure.attempts) == (1, "RetriesExhausted", 3)
+    assert failure.error == (
+        "Sandbox.Timedout: RequestId: e4b46cbf-b738-4d1e-8880-a18cdf61200e Error: Task timed "
+        "out after 900.00 seconds"
+    )
+    job = decode_job(s3.get(job_key("numbers", "w")).body, "job.json")
+    assert (failure.job_id, failure.input_key) == (job.job_id, "batch/numbers/input/w.csv")
+    (failed,) = [e for e in read_trail(s3, "numbers") if e.event == "batch_failed"]
+    assert (failed.details["part"], failed.details["attempts"]) == (1, 3)
+    assert failed.details["failure"] == where
+    # No manifest: the job is not complete, and now says why.
+    assert s3.head(manifest_key("numbers", "w")) is None
+
+
+def test_a_job_lambda_could_not_start_is_recorded_with_the_upload_it_was(s3: S3Store) -> None:
+    key = "batch/numbers/input/huge.csv"
+    etag = s3.put(key, table(20)[0])
+    event = s3_event(key)
+    event["Records"][0]["s3"]["object"]["eTag"] = etag.strip('"')
+    record = destination_record(event, "serverless-mlops-dev-on_batch_uploaded")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/huge"]
+
+    where = "batch/numbers/output/huge/failed/start.json"
+    failure = decode_failure(s3.get(where).body, where)
+    assert (failure.part, failure.input_key) == (None, key)
+    assert failure.input_etag == etag.strip('"')
+
+
+def test_a_destination_record_that_names_no_job_is_logged_not_raised(s3: S3Store) -> None:
+    for payload in ({}, {"job": "models/x/registry.json", "part": 0}, {"job": 3}, s3_event()):
+        record = destination_record(payload, "serverless-mlops-dev-score_batch_part")
+        assert batch_function.handle_failure(record, s3) == []
+    assert batch_function.handle_failure({"requestContext": "?", "requestPayload": []}, s3) == []
+    assert not list(s3.list("batch/"))
+
+
+def test_the_chalice_path_sends_what_lambda_gives_up_on_to_the_failure_recorder(
+    aws_env: None,
+) -> None:
+    import boto3
+
+    from infra import deploy
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "")
+    with mock_aws():
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role = boto3.client("iam").create_role(
+            RoleName="batch", AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]["Arn"]
+        lam = boto3.client("lambda")
+        arns = {
+            name: lam.create_function(
+                FunctionName=f"serverless-mlops-dev-{name}",
+                Runtime="python3.12",
+                Role=role,
+                Handler=f"app.{name}",
+                Code={"ZipFile": code.getvalue()},
+            )["FunctionArn"]
+            for name in ("on_batch_uploaded", "score_batch_part", "record_batch_failure")
+        }
+
+        wired = deploy.set_failure_destinations(lam, "serverless-mlops", "dev")
+
+        assert set(wired) == {"on_batch_uploaded", "score_batch_part"}
+        for name in wired:
+            config = lam.get_function_event_invoke_config(FunctionName=arns[name])
+            assert config["MaximumRetryAttempts"] == 2
+            destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+            assert destination == arns["record_batch_failure"]

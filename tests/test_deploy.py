@@ -53,6 +53,7 @@ FUNCTIONS = {  # Chalice's function name -> the deployed Lambda function
     "check_monitoring": f"{APP}-dev-check_monitoring",
     "on_batch_uploaded": f"{APP}-dev-on_batch_uploaded",
     "score_batch_part": f"{APP}-dev-score_batch_part",
+    "record_batch_failure": f"{APP}-dev-record_batch_failure",
 }
 DATASET_KEY = "datasets/churn/first upload.csv"
 PROJECT_FILES = ("app.py", "requirements.txt", ".chalice/config.json")
@@ -475,6 +476,18 @@ def test_the_hourly_check_reports_on_the_captured_traffic(
     assert json.loads(report["Body"].read())["rows"] == 5  # 3 V2 rows + 2 records
 
 
+def test_the_batch_functions_send_what_lambda_gives_up_on_to_the_failure_recorder(
+    deploys: list[str], endpoint: str
+) -> None:
+    lam = client("lambda", endpoint)
+    recorder = lam.get_function(FunctionName=FUNCTIONS["record_batch_failure"])
+    for function in ("on_batch_uploaded", "score_batch_part"):
+        config = lam.get_function_event_invoke_config(FunctionName=FUNCTIONS[function])
+        assert config["MaximumRetryAttempts"] == 2
+        destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination == recorder["Configuration"]["FunctionArn"]
+
+
 def json_lines(csv_body: bytes) -> bytes:
     """The rows of a CSV as JSON Lines: numbers as numbers, an empty cell as null."""
     header, *rows = [line.split(",") for line in csv_body.decode().splitlines()]
@@ -525,6 +538,46 @@ def test_a_batch_upload_is_scored_by_the_deployed_functions(
         )
         assert (manifest["version"], manifest["rows"], manifest["rejected"]) == (1, rows_scored, 0)
     assert {m.split(".")[0] for m in scored["modules"]}.isdisjoint(TRAINING_ONLY)
+
+
+def test_the_failure_recorder_records_a_part_lambda_gave_up_on(
+    deployed: dict[str, dict[str, Any]],
+    endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    s3 = client("s3", endpoint)
+    job = {"job": "batch/churn/output/week 51/job.json", "part": 0}
+    record = {  # Lambda's invocation record for an on-failure destination
+        "version": "1.0",
+        "timestamp": "2026-12-07T03:12:09.568Z",
+        "requestContext": {
+            "requestId": "e4b46cbf-b738-4d1e-8880-a18cdf61200e",
+            "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:"
+            f"{FUNCTIONS['score_batch_part']}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": job,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {"errorType": "MemoryError", "errorMessage": ""},
+    }
+    work = tmp_path_factory.mktemp("invoke-batch-failure")
+    outcome = invoke(deployed["record_batch_failure"], [record], endpoint, work)
+    assert outcome["responses"] == [["churn/week 51"]]
+    failure = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 51/failed/00000.json")[
+            "Body"
+        ].read()
+    )
+    assert (failure["part"], failure["condition"], failure["attempts"]) == (
+        0,
+        "RetriesExhausted",
+        3,
+    )
 
 
 def test_chalice_delete_leaves_the_bucket_and_layers_then_those_go_too(

@@ -87,6 +87,11 @@ EXPECTED = {
         ("s3:PutObject", "captures/*"),  # a sample of the scored rows, role "batch"
         ("s3:PutObject", "capture-summaries/*"),
     },
+    "batch-failure": {  # record_batch_failure: what Lambda gave up on, beside the job
+        ("s3:GetObject", "batch/*/output/*"),  # the job, for its id and input
+        ("s3:PutObject", "batch/*/output/*"),  # failed/<part>.json
+        ("s3:PutObject", "audit/*"),
+    },
 }
 
 
@@ -158,3 +163,29 @@ def test_only_deciding_functions_put_events_and_only_on_the_default_bus(path: Pa
         assert granted == [("events:PutEvents", "arn:aws:events:*:*:event-bus/default")]
     else:
         assert granted == []
+
+
+# The functions each role may invoke: by name, and nothing else.
+INVOKES = {
+    "serving": {"registry_admin"},
+    "batch": {"score_batch_part", "record_batch_failure"},  # parts; its failures
+    "batch-part": {"record_batch_failure"},  # its on-failure destination
+}
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
+def test_each_role_invokes_only_the_functions_it_calls(path: Path) -> None:
+    policy: dict[str, Any] = json.loads(path.read_text())
+    granted = [
+        (action, resource)
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"])
+        if action.startswith("lambda:") or action == "*"
+        for resource in _listed(statement["Resource"])
+    ]
+    assert {action for action, _ in granted} <= {"lambda:InvokeFunction"}
+    prefix = "arn:aws:lambda:*:*:function:serverless-mlops-dev-"
+    assert all(resource.startswith(prefix) for _, resource in granted), granted
+    invoked = {resource.removeprefix(prefix) for _, resource in granted}
+    assert invoked == INVOKES.get(path.stem.removeprefix("policy-"), set())
