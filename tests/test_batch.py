@@ -14,7 +14,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -27,6 +27,8 @@ from functions import batch as batch_function
 from functions.cli import main
 from shared.batch.job import run_job, score_part, start_job
 from shared.batch.records import (
+    JobFailure,
+    Manifest,
     decode_failure,
     decode_job,
     decode_manifest,
@@ -36,6 +38,7 @@ from shared.batch.records import (
     part_output_key,
 )
 from shared.batch.split import BadInput, scan_csv
+from shared.batch.status import summarise
 from shared.monitoring.job import check_model
 from shared.monitoring.report import window_id
 from shared.registry.audit import read_trail
@@ -652,3 +655,168 @@ def test_the_chalice_path_sends_what_lambda_gives_up_on_to_the_failure_recorder(
             assert config["MaximumRetryAttempts"] == 2
             destination = config["DestinationConfig"]["OnFailure"]["Destination"]
             assert destination == arns["record_batch_failure"]
+
+
+# The deployed job from the command line: started, followed, reported
+
+
+class PlayedLambda:
+    """Lambda's part of a deployed job, played where `mlops batch --wait` sleeps between two
+    looks: the upload's S3 event at the first, then one queued part at each later one."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self.store, self.key = store, key
+        self.queue: list[dict[str, Any]] = []
+        self.looks = 0
+
+    def __call__(self, seconds: float) -> None:
+        if self.looks == 0:
+            batch_function.handle_upload(s3_event(self.key), self.store, invoke=self.queue.append)
+        elif self.queue:
+            batch_function.handle_part(self.queue.pop(0), self.store)
+        self.looks += 1
+
+
+def test_mlops_batch_on_s3_starts_the_deployed_job_and_follows_it_to_the_manifest(
+    s3: S3Store,
+    models: tuple[Path, dict[int, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    played = PlayedLambda(s3, "batch/numbers/input/week.csv")
+    monkeypatch.setattr("functions.cli.time.sleep", played)
+    body, X = table(300)
+    (tmp_path / "week.csv").write_bytes(body)
+    command = ["batch", "numbers", str(tmp_path / "week.csv"), "--store", "s3://batch-test"]
+
+    code = main([*command, "--version", "2", "--id-columns", "customer_id", "--wait"])
+
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "the deployed job starts from it" in out
+    assert "numbers version 2 (2): 300 rows scored, 0 rejected" in out
+    assert "output: s3://batch-test/batch/numbers/output/week/manifest.json" in out
+    # Followed as it went: waiting for the upload's event, then part after part.
+    assert "numbers/week: waiting for the deployed job to start" in err
+    manifest = decode_manifest(s3.get(manifest_key("numbers", "week")).body, "manifest")
+    parts = len(manifest.parts)
+    assert parts > 3
+    assert f"numbers/week: running, 1/{parts} parts" in err
+    # The request went up before the input: the job read its version and columns.
+    rows = output_rows(s3, "numbers", "week")
+    assert list(rows[0]) == ["customer_id", "prediction", "probability_0", "probability_1"]
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in range(300)]
+    assert_scored_as_sklearn(rows, X, models[1][2])
+
+    # The same again: the job that scored these bytes is found, nothing is uploaded.
+    uploaded = s3.head("batch/numbers/input/week.csv")
+    assert main([*command, "--version", "2"]) == 0
+    assert "started from these bytes already; not uploaded again" in capsys.readouterr().out
+    assert s3.head("batch/numbers/input/week.csv") == uploaded
+    # Another version under the same name is refused here, before anything is uploaded.
+    assert main([*command, "--version", "1"]) == 2
+    assert "already holds job" in capsys.readouterr().err
+
+
+def test_mlops_batch_status_reports_a_failed_part_and_the_rest_is_scored_from_here(
+    s3: S3Store,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    body, _ = table(300)
+    s3.put("batch/numbers/input/w.csv", body)
+    sent: list[dict[str, Any]] = []
+    batch_function.handle_upload(s3_event("batch/numbers/input/w.csv"), s3, invoke=sent.append)
+    done = batch_function.handle_part(sent[0], s3)
+    record = destination_record(sent[1], "serverless-mlops-dev-score_batch_part")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/w"]
+
+    status = ["batch", "status", "numbers", "w.csv", "--store", "s3://batch-test"]
+    assert main(status) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"numbers/w: failed, 1/{len(sent)} parts, {done['rows']} rows scored")
+    assert (
+        "numbers/w part 1 failed (RetriesExhausted after 3 attempts): Sandbox.Timedout: "
+        "RequestId: e4b46cbf-b738-4d1e-8880-a18cdf61200e Error: Task timed out after 900.00"
+    ) in err
+    assert "--here" in err
+    assert main([*status, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert (document["state"], document["parts_done"], document["manifest"]) == ("failed", 1, None)
+    assert document["failures"][0]["condition"] == "RetriesExhausted"
+
+    # The parts left (the failed one among them) scored from here: the same job completes.
+    (tmp_path / "w.csv").write_bytes(body)
+    here = ["batch", "numbers", str(tmp_path / "w.csv"), "--here", "--store", "s3://batch-test"]
+    assert main([*here, "--part-mb", str(5000 / 2**20)]) == 0
+    assert "300 rows scored" in capsys.readouterr().out
+    assert main(status) == 0
+    assert "numbers version 1 (production): 300 rows scored" in capsys.readouterr().out
+    assert main([*status, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["state"], document["failures"], document["manifest"]["rows"]) == (
+        "complete",
+        [],
+        300,
+    )
+
+
+def test_a_job_that_could_not_start_is_reported_until_the_input_is_uploaded_again(
+    s3: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "batch/numbers/input/huge.csv"
+    etag = s3.put(key, table(20)[0])
+    event = s3_event(key)
+    event["Records"][0]["s3"]["object"]["eTag"] = etag.strip('"')
+    record = destination_record(event, "serverless-mlops-dev-on_batch_uploaded")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/huge"]
+
+    status = ["batch", "status", "numbers", "huge", "--store", "s3://batch-test"]
+    assert main(status) == 1
+    err = capsys.readouterr().err
+    assert "numbers/huge could not start (RetriesExhausted after 3 attempts)" in err
+    s3.put(key, table(21)[0])  # other bytes: a new upload, whose job has yet to start
+    assert main(status) == 0
+    assert "numbers/huge: waiting for the deployed job to start" in capsys.readouterr().out
+
+
+def test_a_start_failure_stands_until_an_upload_after_it_and_a_refusal_beside_a_manifest(
+    local: LocalStore,
+) -> None:
+    local.put("batch/numbers/input/w.csv", table(50)[0])
+    manifest = run_job(local, "batch/numbers/input/w.csv")
+    upload = local.head("batch/numbers/input/w.csv")
+    assert upload is not None
+    at = upload.last_modified
+
+    def failure(condition: str, seconds: float) -> JobFailure:
+        failed_at = at + timedelta(seconds=seconds)
+        return JobFailure(
+            model="numbers", name="w", part=None, input_key=upload.key, condition=condition,
+            error="...", failed_at=failed_at.isoformat(),
+        )  # fmt: skip
+
+    def state(*failures: JobFailure, done: Manifest | None = manifest) -> str:
+        return summarise("numbers", "w", upload, None, {}, list(failures), done).state
+
+    assert state() == "complete"
+    # Other bytes under a name already scored are refused: the bytes uploaded last are not
+    # scored, whatever the manifest of the first says.
+    assert state(failure("bad_input", 1)) == "failed"
+    assert state(failure("bad_input", -1)) == "complete"  # uploaded again since
+    # Lambda gave up on the planning pass of an upload whose parts were sent out: the parts
+    # may still all be scored.
+    assert state(failure("RetriesExhausted", 1)) == "complete"
+    assert state(failure("RetriesExhausted", 1), done=None) == "failed"
+    assert state(failure("RetriesExhausted", -1), done=None) == "waiting"
+    # A file refused (its model not trained yet), then the same bytes scored once it was.
+    job = decode_job(local.get(job_key("numbers", "w")).body, "job.json")
+    started = datetime.fromisoformat(job.started_at) - at
+    refused = failure("bad_input", started.total_seconds() - 1)
+    assert summarise("numbers", "w", upload, job, {}, [refused], manifest).state == "complete"
