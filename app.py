@@ -326,11 +326,13 @@ def check_monitoring(event: CloudWatchEvent) -> None:
     monitoring.handle_schedule(event.to_dict())
 
 
-@app.on_s3_event(bucket=DATA_BUCKET, events=["s3:ObjectCreated:*"], prefix="batch/", suffix=".csv")
+# On the prefix alone: an S3 notification takes one suffix, the inputs have four (.csv,
+# .csv.gz, .jsonl, .jsonl.gz) and the job's own outputs end in .csv.gz too. The handler
+# keeps batch/<model>/input/ uploads and returns at once on anything else.
+@app.on_s3_event(bucket=DATA_BUCKET, events=["s3:ObjectCreated:*"], prefix="batch/")
 def on_batch_uploaded(event: S3Event) -> None:
     """Start the batch job of an input uploaded under batch/<model>/input/; fan its parts out."""
-    # Imported here: the serving function never loads batch scoring. The suffix keeps the
-    # job's own outputs (.csv.gz, .json) from triggering it.
+    # Imported here: the serving function never loads batch scoring.
     from functions import batch
 
     batch.handle_upload(event.to_dict())
@@ -345,3 +347,11 @@ def score_batch_part(event: Any, context: Any) -> dict[str, Any]:
     from functions import batch
 
     return batch.handle_part(event)
+
+
+@app.lambda_function(name="record_batch_failure")
+def record_batch_failure(event: Any, context: Any) -> list[str]:
+    """The batch functions' on-failure destination: record the part or job Lambda gave up on."""
+    from functions import batch
+
+    return batch.handle_failure(event)

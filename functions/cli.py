@@ -35,12 +35,18 @@ from functions import inference, monitoring
 from shared.batch.job import complete, run_job, score_part, start_job
 from shared.batch.records import (
     INPUT_SUFFIXES,
+    BatchJob,
+    JobRequest,
     Manifest,
+    PartDone,
     decode_job,
     input_prefix,
+    job_key,
     output_prefix,
+    request_key,
 )
 from shared.batch.records import encode as encode_batch
+from shared.batch.status import JobStatus, read_status
 from shared.data.cell_values import CellError, number_cell
 from shared.data.spec import parse_spec, spec_key, validate_model_name
 from shared.errors import (
@@ -58,6 +64,7 @@ from shared.registry.audit import AuditEvent, audit_prefix, read_trail
 from shared.registry.metadata import decode_metadata
 from shared.registry.records import UNSET, Expected, is_version_number, version_prefix
 from shared.registry.registry import ModelRegistry, list_models
+from shared.serving.cache import DEFAULT_ALIAS
 from shared.store import ObjectStore, open_store
 from shared.store import bucket as bucket_settings
 from shared.store.bucket import BucketSettings
@@ -357,10 +364,14 @@ class _BatchProgress:
             print(file=sys.stderr)
 
 
+JSON = "application/json"
+
+
 def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
-    """mlops batch: score a CSV with a model, part by part, on the store; print the manifest."""
+    """mlops batch: score a file with a model, part by part. On a local store (or --here) the
+    parts are scored by this machine; on S3 the upload starts the deployed job."""
     path = Path(args.file)
-    suffix = next((s for s in INPUT_SUFFIXES if path.name.endswith(s)), None)
+    suffix = _input_suffix(path.name)
     if suffix is None:
         raise BadRequest(
             f"{path}: a batch input is a CSV with a header line (.csv, .csv.gz) or JSON Lines "
@@ -368,11 +379,18 @@ def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
         )
     name = args.name or path.name[: -len(suffix)]
     key = f"{input_prefix(args.model)}{name}{suffix}"
+    id_columns = [c.strip() for c in args.id_columns.split(",")] if args.id_columns else None
+    if not (args.here or isinstance(store, LocalStore)):
+        return _start_deployed(store, args, path, key, name, id_columns)
+    # --version goes to the job directly; the columns kept only through its request.
+    request, changed = _job_request(store, args.model, name, None, id_columns)
+    if changed:
+        store.put(request_key(args.model, name), encode_batch(request), content_type=JSON)
     if not _already_uploaded(store, key, path):
         store.put(key, path.read_bytes(), content_type="text/csv")
     progress = _BatchProgress(path.stat().st_size)
-    part_bytes = max(1, int(args.part_mb * (1 << 20)))
-    if args.workers <= 1:
+    part_bytes = max(1, int((args.part_mb or 64) * (1 << 20)))
+    if (args.workers or 1) <= 1:
         manifest = run_job(
             store, key, version=args.version, part_bytes=part_bytes, progress=progress
         )
@@ -395,19 +413,220 @@ def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
                 progress(plan.end - plan.start, rows)
         manifest = complete(store, job)
     progress.end()
-    out = output_prefix(manifest.model, name)
+    _print_manifest(store, manifest, name, args.out)
+    return 0
+
+
+def _input_suffix(filename: str) -> str | None:
+    return next((s for s in INPUT_SUFFIXES if filename.endswith(s)), None)
+
+
+def _print_manifest(store: ObjectStore, manifest: Manifest, name: str, out: str | None) -> None:
+    where = output_prefix(manifest.model, name)
     print(
         f"{manifest.model} version {manifest.version} ({manifest.requested}): "
         f"{manifest.rows} rows scored, {manifest.rejected} rejected, "
         f"{len(manifest.parts)} parts in {manifest.seconds:.1f}s"
     )
-    print(f"output: {_openable(store, out)}manifest.json")
+    print(f"output: {_openable(store, where)}manifest.json")
     if manifest.rejected:
-        print(f"rejects: {_openable(store, out)}rejects-*.csv.gz (line, reason)")
-    if args.out:
-        written = _download_output(store, manifest, Path(args.out))
+        print(f"rejects: {_openable(store, where)}rejects-*.csv.gz (line, reason)")
+    if out:
+        written = _download_output(store, manifest, Path(out))
         print(f"copied to {written}")
+
+
+def _job_request(
+    store: ObjectStore, model: str, name: str, version: str | None, id_columns: list[str] | None
+) -> tuple[JobRequest, bool]:
+    """The job request beside the input with what the command line gives over what it said
+    before, and whether that differs from what is stored."""
+    try:
+        earlier = msgspec.json.decode(store.get(request_key(model, name)).body, type=JobRequest)
+    except (ObjectNotFound, msgspec.DecodeError):
+        earlier = JobRequest()
+    if version is None and id_columns is None:
+        return earlier, False
+    request = JobRequest(
+        version=version or earlier.version,
+        id_columns=earlier.id_columns if id_columns is None else id_columns,
+    )
+    return request, request != earlier
+
+
+def _start_deployed(
+    store: ObjectStore,
+    args: argparse.Namespace,
+    path: Path,
+    key: str,
+    name: str,
+    id_columns: list[str] | None,
+) -> int:
+    """Upload the input (its job request first) for the deployed job, unless that job has
+    started already from these bytes; follow it if asked."""
+    if args.workers is not None or args.part_mb is not None:
+        raise BadRequest(
+            "--workers and --part-mb set how this machine scores (add --here); the deployed "
+            "job's parts are its functions' (MLOPS_BATCH_PART_BYTES)"
+        )
+    model = args.model
+    request, changed = _job_request(store, model, name, args.version, id_columns)
+    job = _started_job(store, model, name)
+    if job is not None and _same_job(job, path, request):
+        print(f"{key}: job {job.job_id} started from these bytes already; not uploaded again")
+    elif job is not None:
+        raise BadRequest(
+            f"{output_prefix(model, name)} already holds job {job.job_id} (input sha256 "
+            f"{job.input.sha256[:12]}..., {job.requested}); upload this input under another "
+            "name (--name), or delete that folder to score it again"
+        )
+    else:
+        if changed:  # before the input: the job reads it when the upload starts it
+            store.put(request_key(model, name), encode_batch(request), content_type=JSON)
+        store.put(key, path.read_bytes(), content_type="text/csv")
+        print(f"uploaded {path} to {store.uri}/{key}: the deployed job starts from it")
+    if args.wait or args.out:
+        return _follow(store, model, name, args.interval, args.out)
+    again = _mlops(args)
+    print(f"follow it: {again} batch status {model} {name} [--wait]")
     return 0
+
+
+def _started_job(store: ObjectStore, model: str, name: str) -> BatchJob | None:
+    where = job_key(model, name)
+    try:
+        return decode_job(store.get(where).body, where)
+    except ObjectNotFound:
+        return None
+
+
+def _same_job(job: BatchJob, path: Path, request: JobRequest) -> bool:
+    """Whether `job` is the one the deployed planner would start for this file and request."""
+    if job.requested != (request.version or DEFAULT_ALIAS):
+        return False
+    if request.id_columns is not None and job.kept != request.id_columns:
+        return False
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for piece in iter(lambda: file.read(1 << 20), b""):
+            digest.update(piece)
+    return job.input.sha256 == digest.hexdigest()
+
+
+# A job not started this long after its upload: say what may be missing (once).
+START_HINT_SECONDS = 60.0
+
+
+def cmd_batch_status(store: ObjectStore, args: argparse.Namespace) -> int:
+    """mlops batch status: where a batch job stands; 0 unless it failed (1)."""
+    model = validate_model_name(args.model)
+    name = args.name[: -len(suffix)] if (suffix := _input_suffix(args.name)) else args.name
+    if args.wait or args.out:
+        return _follow(store, model, name, args.interval, args.out, as_json=args.json)
+    return _report(store, read_status(store, model, name), None, as_json=args.json)
+
+
+def _follow(
+    store: ObjectStore,
+    model: str,
+    name: str,
+    interval: float,
+    out: str | None,
+    *,
+    as_json: bool = False,
+) -> int:
+    """Look at the job every `interval` seconds until it is complete or failed; a changed
+    state on stderr (one line rewritten on a terminal)."""
+    live = sys.stderr.isatty()
+    known: dict[int, PartDone] = {}
+    shown = ""
+    began = time.monotonic()
+    hinted = False
+    try:
+        while True:
+            status = read_status(store, model, name, known)
+            if status.state in ("complete", "failed"):
+                break
+            line = _status_line(status)
+            if line != shown:
+                print(f"\r{line}   " if live else line, end="" if live else "\n", file=sys.stderr)
+                sys.stderr.flush()
+                shown = line
+            waited = time.monotonic() - began
+            if status.state == "waiting" and not hinted and waited > START_HINT_SECONDS:
+                hinted = True
+                print(
+                    f"\nno job has started from {status.input_key} in {waited:.0f}s: is the "
+                    "stack deployed with its trigger on this bucket? (--here scores the "
+                    "file from this machine)",
+                    file=sys.stderr,
+                )
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the job goes on: mlops batch status {model} {name}")
+        return 130
+    if live and shown:
+        print(file=sys.stderr)
+    return _report(store, status, out, as_json=as_json)
+
+
+def _status_line(status: JobStatus) -> str:
+    where = f"{status.model}/{status.name}"
+    if status.state == "waiting":
+        return f"{where}: waiting for the deployed job to start from {status.input_key}"
+    version = f" (version {status.job.version})" if status.job is not None else ""
+    total = status.parts_total if status.parts_total is not None else "?"
+    return (
+        f"{where}: {status.state}, {status.parts_done}/{total} parts, "
+        f"{status.rows:,} rows scored, {status.rejected:,} rejected{version}"
+    )
+
+
+def _report(
+    store: ObjectStore, status: JobStatus, out: str | None, *, as_json: bool = False
+) -> int:
+    """The status printed: the manifest's summary once complete, why if it failed."""
+    failed = 1 if status.state == "failed" else 0
+    if as_json:
+        print(json.dumps(_status_document(status), indent=2))
+        return failed
+    if status.manifest is not None and status.state == "complete":
+        _print_manifest(store, status.manifest, status.name, out)
+        return 0
+    print(_status_line(status))
+    for failure in status.failures:
+        tries = f" after {failure.attempts} attempts" if failure.attempts else ""
+        what = "could not start" if failure.part is None else f"part {failure.part} failed"
+        print(
+            f"error: {status.model}/{status.name} {what} ({failure.condition}{tries}): "
+            f"{failure.error}",
+            file=sys.stderr,
+        )
+    if any(f.part is not None for f in status.failures):
+        print(
+            "the parts done are kept: score the rest from this machine with "
+            f"`mlops batch {status.model} <the same file> --here` (the same job and version), "
+            "or upload the input again under another name",
+            file=sys.stderr,
+        )
+    return failed
+
+
+def _status_document(status: JobStatus) -> dict[str, Any]:
+    return {
+        "model": status.model,
+        "name": status.name,
+        "state": status.state,
+        "input_key": status.input_key,
+        "job_id": status.job.job_id if status.job is not None else None,
+        "version": status.job.version if status.job is not None else None,
+        "parts_done": status.parts_done,
+        "parts_total": status.parts_total,
+        "rows": status.rows,
+        "rejected": status.rejected,
+        "failures": msgspec.to_builtins(list(status.failures)),
+        "manifest": msgspec.to_builtins(status.manifest),
+    }
 
 
 def _already_uploaded(store: ObjectStore, key: str, path: Path) -> bool:
@@ -853,18 +1072,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "batch",
         help="score a CSV (.csv, .csv.gz) or JSON Lines (.jsonl, .jsonl.gz) with a model, "
-        "part by part: output, rejects and manifest under batch/<model>/output/<name>/",
+        "part by part: output, rejects and manifest under batch/<model>/output/<name>/; on S3 "
+        "the deployed job scores it (`mlops batch status` follows it)",
     )
     p.add_argument("model")
     p.add_argument("file", help="a CSV with a header naming every feature; other columns are kept")
     p.add_argument(
         "--version", help="number, alias or latest (default: the job request's, else production)"
     )
-    p.add_argument("--out", help="also copy the scored rows (one CSV) and rejects to this folder")
-    p.add_argument("--workers", type=int, default=1, help="processes scoring parts at once")
+    p.add_argument(
+        "--id-columns",
+        help="comma-separated input columns repeated in the output (default: every column "
+        "of a CSV, no field of JSON Lines); kept in <name>.job.json beside the input",
+    )
     p.add_argument("--name", help="the input's name in the store (default: the file's)")
-    p.add_argument("--part-mb", type=float, default=64, help="part size in MiB (default 64)")
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="on S3, score on this machine instead of starting the deployed job",
+    )
+    p.add_argument("--workers", type=int, help="here: processes scoring parts at once (1)")
+    p.add_argument("--part-mb", type=float, help="here: part size in MiB (default 64)")
+    p.add_argument(
+        "--wait", action="store_true", help="on S3: follow the deployed job until it ends"
+    )
+    p.add_argument("--out", help="also copy the scored rows (one CSV) and rejects to this folder")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between looks (5)")
     p.set_defaults(func=cmd_batch)
+    p = sub.add_parser(
+        "batch-status",
+        help="where a batch job stands (also `mlops batch status`): parts done, rows scored "
+        "and rejected, a failure and why, the manifest once complete; exit 1 if it failed",
+    )
+    p.add_argument("model")
+    p.add_argument("name", help="the input's name: its file name, with or without .csv etc.")
+    p.add_argument("--wait", action="store_true", help="follow it until complete or failed")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between looks (5)")
+    p.add_argument("--out", help="once complete, copy the scored rows and rejects here")
+    p.add_argument("--json", action="store_true", help="the status, manifest included, as JSON")
+    p.set_defaults(func=cmd_batch_status)
     p = sub.add_parser(
         "labels",
         help="check a ground-truth CSV (request_id, row, the target) as monitoring reads it, "
@@ -946,9 +1192,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _batch_status_alias(argv: Sequence[str]) -> list[str]:
+    """`mlops batch status M N` as `mlops batch-status M N`: argparse's sub-commands cannot
+    also take `batch M FILE`."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        if word.startswith("-") or (i and words[i - 1] == "--store"):
+            continue  # an option before the command, or the store's value
+        if word == "batch" and words[i + 1 : i + 2] == ["status"]:
+            return [*words[:i], "batch-status", *words[i + 2 :]]
+        break
+    return words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mlops`; domain errors print their message and exit 2."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_batch_status_alias(sys.argv[1:] if argv is None else argv))
     where = ""  # what refused, for a one-line error: the store once opened, else the bucket's
     try:
         if args.command == "bucket":  # the bucket itself, not a store in it

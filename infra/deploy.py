@@ -14,6 +14,9 @@ Run from the repository root with the project's venv: ``.venv/bin/python -m infr
 5. The real ``chalice deploy --stage <stage>``.
 6. What Chalice does not make (infra/alerting.py): the example alarm on every model's verdict
    and, with an email in the stage's ``mlops_alerts``, the route of every decision to it.
+7. The batch functions' on-failure destination (Chalice has no setting for it): what Lambda
+   gives up on after its retries goes to the record_batch_failure function, as
+   infra/template.json's EventInvokeConfig resources do on the CloudFormation path.
 
 ``--delete-layers`` (after ``chalice delete``) removes the stage's published layers instead,
 and ``--delete-alerting`` its alarm and email route.
@@ -28,6 +31,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +43,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra import alerting, layers, package, stage_config
 
 CHALICE = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())"]
+# Chalice's names of the functions Lambda invokes asynchronously -> their on-failure
+# destination; each role's lambda:InvokeFunction grant names it (infra/policy-batch*.json).
+FAILURE_DESTINATIONS = {
+    "on_batch_uploaded": "record_batch_failure",
+    "score_batch_part": "record_batch_failure",
+}
+RETRIES = 2  # Lambda's default for an asynchronous invocation, said outright
 
 
 def log(message: str) -> None:
@@ -169,6 +180,7 @@ def deploy(args: argparse.Namespace) -> None:
         check=True,
     )
     apply_alerting(session, project, config["app_name"], args.stage, alerts)
+    set_failure_destinations(lambda_client, config["app_name"], args.stage)
 
 
 def apply_alerting(
@@ -180,6 +192,34 @@ def apply_alerting(
     clients = alerting.AlertingClients.of(session)
     for line in alerting.ensure_alerting(clients, names, settings, template):
         log(line)
+
+
+def set_failure_destinations(
+    lambda_client: Any, app_name: str, stage: str, *, wait_seconds: float = 5.0
+) -> dict[str, str]:
+    """Point each asynchronously invoked function's failures at its destination function;
+    {function: destination ARN}. Retried a few times: a role Chalice has just made may not
+    yet be seen by Lambda's check that it may invoke the destination."""
+    wired = {}
+    for function, destination in FAILURE_DESTINATIONS.items():
+        found = lambda_client.get_function(FunctionName=f"{app_name}-{stage}-{destination}")
+        arn = found["Configuration"]["FunctionArn"]
+        for attempt in range(6):
+            try:
+                lambda_client.put_function_event_invoke_config(
+                    FunctionName=f"{app_name}-{stage}-{function}",
+                    MaximumRetryAttempts=RETRIES,
+                    DestinationConfig={"OnFailure": {"Destination": arn}},
+                )
+                break
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code")
+                if code != "InvalidParameterValueException" or attempt == 5:
+                    raise
+                time.sleep(wait_seconds)
+        log(f"{function}: failures after {RETRIES} retries go to {destination}")
+        wired[function] = arn
+    return wired
 
 
 def delete_layers(args: argparse.Namespace) -> None:

@@ -73,6 +73,9 @@ SERVING_FUNCTION = "APIHandler"
 TRAINING_FUNCTION = "OnDatasetUploaded"
 MONITORING_FUNCTION = "CheckMonitoring"
 ADMIN_FUNCTION = "RegistryAdmin"
+# The batch functions, invoked asynchronously, and their on-failure destination.
+BATCH_FUNCTIONS = ("OnBatchUploaded", "ScoreBatchPart")
+BATCH_FAILURE_FUNCTION = "RecordBatchFailure"
 REST_API = "RestAPI"
 LAYER_RESOURCE = "TrainingLayer"
 RUNTIME_LAYER_RESOURCE = "RuntimeLayer"
@@ -380,6 +383,7 @@ def check_template(template: dict[str, Any], cfn_dir: Path) -> None:
         if f"arn:aws:s3:::{bucket}" not in json.dumps(role["Properties"]["Policies"]):
             raise BuildError(f"role {role} grants nothing on bucket {bucket}")
     check_admin(template)
+    check_batch_failures(template)
 
 
 def _statements(resources: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
@@ -449,6 +453,29 @@ def check_admin(template: dict[str, Any]) -> None:
     unprotected = [(p, m) for p, m, security in admin_methods if security != [{"sigv4": []}]]
     if not admin_methods or unprotected:
         raise BuildError(f"admin routes without IAM authorization: {unprotected or 'no routes'}")
+
+
+def check_batch_failures(template: dict[str, Any]) -> None:
+    """Each batch function sends what Lambda gives up on to the failure recorder, and its
+    role may invoke that function and no other but the ones it already calls."""
+    resources = template["Resources"]
+    recorder = resources[BATCH_FAILURE_FUNCTION]["Properties"]["FunctionName"]
+    destination = {"Fn::GetAtt": [BATCH_FAILURE_FUNCTION, "Arn"]}
+    for logical_id in BATCH_FUNCTIONS:
+        configs = [
+            r["Properties"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+            and r["Properties"]["FunctionName"] == {"Ref": logical_id}
+        ]
+        failure = [c.get("DestinationConfig", {}).get("OnFailure", {}) for c in configs]
+        if failure != [{"Destination": destination}]:
+            raise BuildError(f"{logical_id} has no on-failure destination {destination}: {configs}")
+        invokable = _granted(
+            _statements(resources, resources[logical_id]["Properties"]), "lambda:InvokeFunction"
+        )
+        if not any(r.endswith(f":function:{recorder}") for r in invokable):
+            raise BuildError(f"{logical_id}'s role may not invoke its destination {recorder}")
 
 
 def check_layers(template: dict[str, Any], cfn_dir: Path) -> None:
@@ -567,6 +594,7 @@ def measure(cfn_dir: Path) -> dict[str, Any]:
         "registry_admin",
         "on_batch_uploaded",
         "score_batch_part",
+        "record_batch_failure",
     ):
         parts = function_parts(function)
         unzipped = sum(artifacts[p]["unzipped_bytes"] for p in parts)

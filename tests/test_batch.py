@@ -10,11 +10,14 @@ import csv
 import gzip
 import io
 import json
+import re
 import shutil
+import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import numpy as np
 import pytest
@@ -24,6 +27,10 @@ from functions import batch as batch_function
 from functions.cli import main
 from shared.batch.job import run_job, score_part, start_job
 from shared.batch.records import (
+    JobFailure,
+    Manifest,
+    decode_failure,
+    decode_job,
     decode_manifest,
     job_key,
     manifest_key,
@@ -31,6 +38,7 @@ from shared.batch.records import (
     part_output_key,
 )
 from shared.batch.split import BadInput, scan_csv
+from shared.batch.status import summarise
 from shared.monitoring.job import check_model
 from shared.monitoring.report import window_id
 from shared.registry.audit import read_trail
@@ -303,7 +311,12 @@ def test_a_bad_file_fails_the_job_with_an_audit_record_and_no_manifest(
     with pytest.raises(BadInput, match=message):
         run_job(local, key)
 
-    assert not list(local.list(f"batch/{model}/output/"))
+    # No job.json, no part, no manifest: only the record of why, where status reads it.
+    where = f"batch/{model}/output/w/failed/start.json"
+    assert [info.key for info in local.list(f"batch/{model}/output/")] == [where]
+    failure = decode_failure(local.get(where).body, where)
+    assert (failure.part, failure.condition, failure.input_key) == (None, "bad_input", key)
+    assert re.search(message, failure.error)
     failed = [e for e in read_trail(local, model) if e.event == "batch_failed"]
     assert len(failed) == 1
     assert failed[0].details["input_key"] == key
@@ -468,3 +481,342 @@ def test_json_lines_split_into_parts_keep_their_order(
     rows = output_rows(local, "numbers", "w")
     assert [r["id"] for r in rows] == [str(i) for i in range(300)]
     assert_scored_as_sklearn(rows, X, models[1][1])
+
+
+def s3_event(*keys: str) -> dict[str, Any]:
+    """An S3 notification of uploads to the test bucket (keys URL-encoded, as S3 sends them)."""
+    return {
+        "Records": [
+            {"s3": {"bucket": {"name": "batch-test"}, "object": {"key": quote_plus(k, safe="/")}}}
+            for k in keys
+        ]
+    }
+
+
+def test_the_upload_function_starts_every_input_kind_and_nothing_else(
+    s3: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deployed trigger is on the prefix batch/ alone: every object the jobs write there
+    # invokes it too, and must start nothing.
+    body, X = table(40)
+    lines = [
+        json.dumps(
+            {"id": i} | {f: float(v) for f, v in zip(FEATURES, np.nan_to_num(row), strict=True)}
+        )
+        for i, row in enumerate(X)
+    ]
+    inputs = {
+        "batch/numbers/input/a.csv.gz": gzip.compress(body),
+        "batch/numbers/input/b.jsonl": "\n".join(lines).encode(),
+        "batch/numbers/input/c d.jsonl.gz": gzip.compress("\n".join(lines).encode()),
+    }
+    for key, data in inputs.items():
+        s3.put(key, data)
+    others = [
+        "batch/numbers/input/a.job.json",
+        "batch/numbers/output/a/part-00000.csv.gz",
+        "batch/numbers/output/a/parts/00000.json",
+        "batch/numbers/output/a/manifest.json",
+        "batch/Not A Model/input/x.csv",
+        "batch/readme.txt",
+    ]
+    sent: list[dict[str, Any]] = []
+
+    started = batch_function.handle_upload(s3_event(*inputs, *others), s3, invoke=sent.append)
+
+    assert started == [job_key("numbers", n) for n in ("a", "b", "c d")]
+    assert sorted(p["job"] for p in sent) == sorted(started)
+    for payload in sent:
+        batch_function.handle_part(payload, s3)
+    for name in ("a", "b", "c d"):
+        assert s3.head(manifest_key("numbers", name)) is not None
+
+
+# What Lambda gives up on
+
+
+def destination_record(payload: dict[str, Any], function: str) -> dict[str, Any]:
+    """What Lambda sends an on-failure destination once it gives up on an asynchronous
+    invocation: here a function that timed out three times."""
+    request_id = "e4b46cbf-b738-4d1e-8880-a18cdf61200e"
+    return {
+        "version": "1.0",
+        "timestamp": "2026-12-07T03:12:09.568Z",
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": payload,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"RequestId: {request_id} Error: Task timed out after 900.00 seconds",
+        },
+    }
+
+
+def test_a_part_lambda_gave_up_on_is_recorded_beside_the_job_and_in_the_audit_trail(
+    s3: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    s3.put("batch/numbers/input/w.csv", table(300)[0])
+    sent: list[dict[str, Any]] = []
+    batch_function.handle_upload(s3_event("batch/numbers/input/w.csv"), s3, invoke=sent.append)
+    record = destination_record(sent[1], "serverless-mlops-dev-score_batch_part")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/w"]
+
+    where = "batch/numbers/output/w/failed/00001.json"
+    failure = decode_failure(s3.get(where).body, where)
+    assert (failure.part, failure.condition, failure.attempts) == (1, "RetriesExhausted", 3)
+    assert failure.error == (
+        "Sandbox.Timedout: RequestId: e4b46cbf-b738-4d1e-8880-a18cdf61200e Error: Task timed "
+        "out after 900.00 seconds"
+    )
+    job = decode_job(s3.get(job_key("numbers", "w")).body, "job.json")
+    assert (failure.job_id, failure.input_key) == (job.job_id, "batch/numbers/input/w.csv")
+    (failed,) = [e for e in read_trail(s3, "numbers") if e.event == "batch_failed"]
+    assert (failed.details["part"], failed.details["attempts"]) == (1, 3)
+    assert failed.details["failure"] == where
+    # No manifest: the job is not complete, and now says why.
+    assert s3.head(manifest_key("numbers", "w")) is None
+
+
+def test_a_job_lambda_could_not_start_is_recorded_with_the_upload_it_was(s3: S3Store) -> None:
+    key = "batch/numbers/input/huge.csv"
+    etag = s3.put(key, table(20)[0])
+    event = s3_event(key)
+    event["Records"][0]["s3"]["object"]["eTag"] = etag.strip('"')
+    record = destination_record(event, "serverless-mlops-dev-on_batch_uploaded")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/huge"]
+
+    where = "batch/numbers/output/huge/failed/start.json"
+    failure = decode_failure(s3.get(where).body, where)
+    assert (failure.part, failure.input_key) == (None, key)
+    assert failure.input_etag == etag.strip('"')
+
+
+def test_a_destination_record_that_names_no_job_is_logged_not_raised(s3: S3Store) -> None:
+    for payload in ({}, {"job": "models/x/registry.json", "part": 0}, {"job": 3}, s3_event()):
+        record = destination_record(payload, "serverless-mlops-dev-score_batch_part")
+        assert batch_function.handle_failure(record, s3) == []
+    assert batch_function.handle_failure({"requestContext": "?", "requestPayload": []}, s3) == []
+    assert not list(s3.list("batch/"))
+
+
+def test_the_chalice_path_sends_what_lambda_gives_up_on_to_the_failure_recorder(
+    aws_env: None,
+) -> None:
+    import boto3
+
+    from infra import deploy
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "")
+    with mock_aws():
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role = boto3.client("iam").create_role(
+            RoleName="batch", AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]["Arn"]
+        lam = boto3.client("lambda")
+        arns = {
+            name: lam.create_function(
+                FunctionName=f"serverless-mlops-dev-{name}",
+                Runtime="python3.12",
+                Role=role,
+                Handler=f"app.{name}",
+                Code={"ZipFile": code.getvalue()},
+            )["FunctionArn"]
+            for name in ("on_batch_uploaded", "score_batch_part", "record_batch_failure")
+        }
+
+        wired = deploy.set_failure_destinations(lam, "serverless-mlops", "dev")
+
+        assert set(wired) == {"on_batch_uploaded", "score_batch_part"}
+        for name in wired:
+            config = lam.get_function_event_invoke_config(FunctionName=arns[name])
+            assert config["MaximumRetryAttempts"] == 2
+            destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+            assert destination == arns["record_batch_failure"]
+
+
+# The deployed job from the command line: started, followed, reported
+
+
+class PlayedLambda:
+    """Lambda's part of a deployed job, played where `mlops batch --wait` sleeps between two
+    looks: the upload's S3 event at the first, then one queued part at each later one."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self.store, self.key = store, key
+        self.queue: list[dict[str, Any]] = []
+        self.looks = 0
+
+    def __call__(self, seconds: float) -> None:
+        if self.looks == 0:
+            batch_function.handle_upload(s3_event(self.key), self.store, invoke=self.queue.append)
+        elif self.queue:
+            batch_function.handle_part(self.queue.pop(0), self.store)
+        self.looks += 1
+
+
+def test_mlops_batch_on_s3_starts_the_deployed_job_and_follows_it_to_the_manifest(
+    s3: S3Store,
+    models: tuple[Path, dict[int, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    played = PlayedLambda(s3, "batch/numbers/input/week.csv")
+    monkeypatch.setattr("functions.cli.time.sleep", played)
+    body, X = table(300)
+    (tmp_path / "week.csv").write_bytes(body)
+    command = ["batch", "numbers", str(tmp_path / "week.csv"), "--store", "s3://batch-test"]
+
+    code = main([*command, "--version", "2", "--id-columns", "customer_id", "--wait"])
+
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "the deployed job starts from it" in out
+    assert "numbers version 2 (2): 300 rows scored, 0 rejected" in out
+    assert "output: s3://batch-test/batch/numbers/output/week/manifest.json" in out
+    # Followed as it went: waiting for the upload's event, then part after part.
+    assert "numbers/week: waiting for the deployed job to start" in err
+    manifest = decode_manifest(s3.get(manifest_key("numbers", "week")).body, "manifest")
+    parts = len(manifest.parts)
+    assert parts > 3
+    assert f"numbers/week: running, 1/{parts} parts" in err
+    # The request went up before the input: the job read its version and columns.
+    rows = output_rows(s3, "numbers", "week")
+    assert list(rows[0]) == ["customer_id", "prediction", "probability_0", "probability_1"]
+    assert [r["customer_id"] for r in rows] == [f"c{i:05d}" for i in range(300)]
+    assert_scored_as_sklearn(rows, X, models[1][2])
+
+    # The same again: the job that scored these bytes is found, nothing is uploaded.
+    uploaded = s3.head("batch/numbers/input/week.csv")
+    assert main([*command, "--version", "2"]) == 0
+    assert "started from these bytes already; not uploaded again" in capsys.readouterr().out
+    assert s3.head("batch/numbers/input/week.csv") == uploaded
+    # Another version under the same name is refused here, before anything is uploaded.
+    assert main([*command, "--version", "1"]) == 2
+    assert "already holds job" in capsys.readouterr().err
+
+
+def test_mlops_batch_status_reports_a_failed_part_and_the_rest_is_scored_from_here(
+    s3: S3Store,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.batch.job.PART_BYTES", 5000)
+    body, _ = table(300)
+    s3.put("batch/numbers/input/w.csv", body)
+    sent: list[dict[str, Any]] = []
+    batch_function.handle_upload(s3_event("batch/numbers/input/w.csv"), s3, invoke=sent.append)
+    done = batch_function.handle_part(sent[0], s3)
+    record = destination_record(sent[1], "serverless-mlops-dev-score_batch_part")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/w"]
+
+    status = ["batch", "status", "numbers", "w.csv", "--store", "s3://batch-test"]
+    assert main(status) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"numbers/w: failed, 1/{len(sent)} parts, {done['rows']} rows scored")
+    assert (
+        "numbers/w part 1 failed (RetriesExhausted after 3 attempts): Sandbox.Timedout: "
+        "RequestId: e4b46cbf-b738-4d1e-8880-a18cdf61200e Error: Task timed out after 900.00"
+    ) in err
+    assert "--here" in err
+    assert main([*status, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert (document["state"], document["parts_done"], document["manifest"]) == ("failed", 1, None)
+    assert document["failures"][0]["condition"] == "RetriesExhausted"
+
+    # The parts left (the failed one among them) scored from here: the same job completes.
+    (tmp_path / "w.csv").write_bytes(body)
+    here = ["batch", "numbers", str(tmp_path / "w.csv"), "--here", "--store", "s3://batch-test"]
+    assert main([*here, "--part-mb", str(5000 / 2**20)]) == 0
+    assert "300 rows scored" in capsys.readouterr().out
+    assert main(status) == 0
+    assert "numbers version 1 (production): 300 rows scored" in capsys.readouterr().out
+    assert main([*status, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["state"], document["failures"], document["manifest"]["rows"]) == (
+        "complete",
+        [],
+        300,
+    )
+
+
+def test_a_job_that_could_not_start_is_reported_until_the_input_is_uploaded_again(
+    s3: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "batch/numbers/input/huge.csv"
+    etag = s3.put(key, table(20)[0])
+    event = s3_event(key)
+    event["Records"][0]["s3"]["object"]["eTag"] = etag.strip('"')
+    record = destination_record(event, "serverless-mlops-dev-on_batch_uploaded")
+
+    assert batch_function.handle_failure(record, s3) == ["numbers/huge"]
+
+    status = ["batch", "status", "numbers", "huge", "--store", "s3://batch-test"]
+    assert main(status) == 1
+    err = capsys.readouterr().err
+    assert "numbers/huge could not start (RetriesExhausted after 3 attempts)" in err
+    s3.put(key, table(21)[0])  # other bytes: a new upload, whose job has yet to start
+    assert main(status) == 0
+    assert "numbers/huge: waiting for the deployed job to start" in capsys.readouterr().out
+
+
+def test_a_start_failure_stands_until_an_upload_after_it_and_a_refusal_beside_a_manifest(
+    local: LocalStore,
+) -> None:
+    local.put("batch/numbers/input/w.csv", table(50)[0])
+    manifest = run_job(local, "batch/numbers/input/w.csv")
+    upload = local.head("batch/numbers/input/w.csv")
+    assert upload is not None
+    at = upload.last_modified
+
+    def failure(condition: str, seconds: float) -> JobFailure:
+        failed_at = at + timedelta(seconds=seconds)
+        return JobFailure(
+            model="numbers", name="w", part=None, input_key=upload.key, condition=condition,
+            error="...", failed_at=failed_at.isoformat(),
+        )  # fmt: skip
+
+    def state(*failures: JobFailure, done: Manifest | None = manifest) -> str:
+        return summarise("numbers", "w", upload, None, {}, list(failures), done).state
+
+    assert state() == "complete"
+    # Other bytes under a name already scored are refused: the bytes uploaded last are not
+    # scored, whatever the manifest of the first says.
+    assert state(failure("bad_input", 1)) == "failed"
+    assert state(failure("bad_input", -1)) == "complete"  # uploaded again since
+    # Lambda gave up on the planning pass of an upload whose parts were sent out: the parts
+    # may still all be scored.
+    assert state(failure("RetriesExhausted", 1)) == "complete"
+    assert state(failure("RetriesExhausted", 1), done=None) == "failed"
+    assert state(failure("RetriesExhausted", -1), done=None) == "waiting"
+    # A file refused (its model not trained yet), then the same bytes scored once it was.
+    job = decode_job(local.get(job_key("numbers", "w")).body, "job.json")
+    started = datetime.fromisoformat(job.started_at) - at
+    refused = failure("bad_input", started.total_seconds() - 1)
+    assert summarise("numbers", "w", upload, job, {}, [refused], manifest).state == "complete"

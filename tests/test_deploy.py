@@ -15,6 +15,7 @@ the emulator's S3. Last, `chalice delete` and `--delete-layers` remove what was 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import os
@@ -52,6 +53,7 @@ FUNCTIONS = {  # Chalice's function name -> the deployed Lambda function
     "check_monitoring": f"{APP}-dev-check_monitoring",
     "on_batch_uploaded": f"{APP}-dev-on_batch_uploaded",
     "score_batch_part": f"{APP}-dev-score_batch_part",
+    "record_batch_failure": f"{APP}-dev-record_batch_failure",
 }
 DATASET_KEY = "datasets/churn/first upload.csv"
 PROJECT_FILES = ("app.py", "requirements.txt", ".chalice/config.json")
@@ -385,12 +387,15 @@ def test_the_api_takes_every_body_as_binary_and_s3_and_schedule_are_wired(
         for s in notification["LambdaFunctionConfigurations"]
     }
     assert set(subscriptions) == {FUNCTIONS["on_dataset_uploaded"], FUNCTIONS["on_batch_uploaded"]}
-    for function, prefix in (("on_dataset_uploaded", "datasets/"), ("on_batch_uploaded", "batch/")):
+    # A batch input may end in .csv, .csv.gz, .jsonl or .jsonl.gz: one suffix cannot say so.
+    for function, wanted in (
+        ("on_dataset_uploaded", {"prefix": "datasets/", "suffix": ".csv"}),
+        ("on_batch_uploaded", {"prefix": "batch/"}),
+    ):
         subscription = subscriptions[FUNCTIONS[function]]
         assert subscription["Events"] == ["s3:ObjectCreated:*"]
         filters = subscription["Filter"]["Key"]["FilterRules"]
-        rules = {r["Name"].lower(): r["Value"] for r in filters}
-        assert rules == {"prefix": prefix, "suffix": ".csv"}
+        assert {r["Name"].lower(): r["Value"] for r in filters} == wanted
     (rule,) = client("events", endpoint).list_rules()["Rules"]
     assert rule["ScheduleExpression"] == "rate(1 hour)"
 
@@ -482,6 +487,32 @@ def test_the_hourly_check_reports_on_the_captured_traffic(
     assert json.loads(report["Body"].read())["rows"] == 5  # 3 V2 rows + 2 records
 
 
+def test_the_batch_functions_send_what_lambda_gives_up_on_to_the_failure_recorder(
+    deploys: list[str], endpoint: str
+) -> None:
+    lam = client("lambda", endpoint)
+    recorder = lam.get_function(FunctionName=FUNCTIONS["record_batch_failure"])
+    for function in ("on_batch_uploaded", "score_batch_part"):
+        config = lam.get_function_event_invoke_config(FunctionName=FUNCTIONS[function])
+        assert config["MaximumRetryAttempts"] == 2
+        destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination == recorder["Configuration"]["FunctionArn"]
+
+
+def json_lines(csv_body: bytes) -> bytes:
+    """The rows of a CSV as JSON Lines: numbers as numbers, an empty cell as null."""
+    header, *rows = [line.split(",") for line in csv_body.decode().splitlines()]
+
+    def value(name: str, cell: str) -> str | float | None:
+        if cell == "":
+            return None
+        return cell if name in ("region", "plan", "target") else float(cell)
+
+    return "\n".join(
+        json.dumps({n: value(n, c) for n, c in zip(header, row, strict=True)}) for row in rows
+    ).encode()
+
+
 def test_a_batch_upload_is_scored_by_the_deployed_functions(
     trained: dict[str, Any],
     deployed: dict[str, dict[str, Any]],
@@ -491,27 +522,73 @@ def test_a_batch_upload_is_scored_by_the_deployed_functions(
     s3 = client("s3", endpoint)
     rows = classification_csv(120, seed=5).decode().splitlines()
     body = "\n".join(f"{i},{line}" for i, line in enumerate(rows)).replace("0,", "id,", 1)
-    key = "batch/churn/input/week 49.csv"
+    key, gz_key = "batch/churn/input/week 49.csv", "batch/churn/input/week 50.jsonl.gz"
     s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
-    work = tmp_path_factory.mktemp("invoke-batch")
-    started = invoke(deployed["on_batch_uploaded"], [s3_put_event(key)], endpoint, work)
-    assert started["responses"] == [None]
-    assert {m.split(".")[0] for m in started["modules"]}.isdisjoint(TRAINING_ONLY)
-    job = json.loads(
-        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 49/job.json")["Body"].read()
+    s3.put_object(
+        Bucket=BUCKET, Key=gz_key, Body=gzip.compress(json_lines(classification_csv(40, seed=6)))
     )
+    work = tmp_path_factory.mktemp("invoke-batch")
+    events = [s3_put_event(key), s3_put_event(gz_key)]
+    started = invoke(deployed["on_batch_uploaded"], events, endpoint, work)
+    assert started["responses"] == [None, None]
+    assert {m.split(".")[0] for m in started["modules"]}.isdisjoint(TRAINING_ONLY)
+    parts = []
+    for name in ("week 49", "week 50"):
+        where = f"batch/churn/output/{name}/job.json"
+        job = json.loads(s3.get_object(Bucket=BUCKET, Key=where)["Body"].read())
+        parts += [{"job": where, "part": i} for i in range(len(job["parts"]))]
     # Lambda's part of the fan-out, played here: one asynchronous event per part, and the
     # first delivered twice.
-    events = [
-        {"job": "batch/churn/output/week 49/job.json", "part": i} for i in range(len(job["parts"]))
-    ]
-    scored = invoke(deployed["score_batch_part"], [events[0], *events], endpoint, work / "parts")
-    assert scored["responses"][-1]["complete"] is True
-    manifest = json.loads(
-        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 49/manifest.json")["Body"].read()
-    )
-    assert (manifest["version"], manifest["rows"], manifest["rejected"]) == (1, 120, 0)
+    scored = invoke(deployed["score_batch_part"], [parts[0], *parts], endpoint, work / "parts")
+    assert [r["complete"] for r in scored["responses"]][-1] is True
+    for name, rows_scored in (("week 49", 120), ("week 50", 40)):
+        manifest = json.loads(
+            s3.get_object(Bucket=BUCKET, Key=f"batch/churn/output/{name}/manifest.json")[
+                "Body"
+            ].read()
+        )
+        assert (manifest["version"], manifest["rows"], manifest["rejected"]) == (1, rows_scored, 0)
     assert {m.split(".")[0] for m in scored["modules"]}.isdisjoint(TRAINING_ONLY)
+
+
+def test_the_failure_recorder_records_a_part_lambda_gave_up_on(
+    deployed: dict[str, dict[str, Any]],
+    endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    s3 = client("s3", endpoint)
+    job = {"job": "batch/churn/output/week 51/job.json", "part": 0}
+    record = {  # Lambda's invocation record for an on-failure destination
+        "version": "1.0",
+        "timestamp": "2026-12-07T03:12:09.568Z",
+        "requestContext": {
+            "requestId": "e4b46cbf-b738-4d1e-8880-a18cdf61200e",
+            "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:"
+            f"{FUNCTIONS['score_batch_part']}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": job,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {"errorType": "MemoryError", "errorMessage": ""},
+    }
+    work = tmp_path_factory.mktemp("invoke-batch-failure")
+    outcome = invoke(deployed["record_batch_failure"], [record], endpoint, work)
+    assert outcome["responses"] == [["churn/week 51"]]
+    failure = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="batch/churn/output/week 51/failed/00000.json")[
+            "Body"
+        ].read()
+    )
+    assert (failure["part"], failure["condition"], failure["attempts"]) == (
+        0,
+        "RetriesExhausted",
+        3,
+    )
 
 
 def test_chalice_delete_leaves_the_bucket_and_layers_then_those_go_too(

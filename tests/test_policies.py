@@ -84,6 +84,11 @@ EXPECTED = {
         ("s3:PutObject", "captures/*"),  # a sample of the scored rows, role "batch"
         ("s3:PutObject", "capture-summaries/*"),
     },
+    "batch-failure": {  # record_batch_failure: what Lambda gave up on, beside the job
+        ("s3:GetObject", "batch/*/output/*"),  # the job, for its id and input
+        ("s3:PutObject", "batch/*/output/*"),  # failed/<part>.json
+        ("s3:PutObject", "audit/*"),
+    },
 }
 
 
@@ -141,10 +146,11 @@ def test_the_rules_catch_a_bucket_wide_grant(tmp_path: Path) -> None:
 # the functions whose role writes the registry record keep a failed send there for a retry.
 KEEPING = {"monitoring", "training", "admin"}
 ANNOUNCE_ONLY = {"serving", "batch", "batch-part"}
+SILENT = {"batch-failure"}  # records batch_failed, which is a job's record, not announced
 
 
-def test_every_function_is_named_a_keeper_or_an_announcer() -> None:
-    assert {p.stem.removeprefix("policy-") for p in POLICIES} == KEEPING | ANNOUNCE_ONLY
+def test_every_function_is_named_a_keeper_an_announcer_or_silent() -> None:
+    assert {p.stem.removeprefix("policy-") for p in POLICIES} == KEEPING | ANNOUNCE_ONLY | SILENT
 
 
 def _covers(pattern: str, key: str) -> bool:
@@ -176,4 +182,33 @@ def test_events_are_put_on_the_default_bus_only(path: Path) -> None:
         if not action.startswith(("s3:", "logs:", "lambda:"))
         for resource in _listed(statement["Resource"])
     ]
-    assert granted == [("events:PutEvents", "arn:aws:events:*:*:event-bus/default")]
+    if path.stem.removeprefix("policy-") in SILENT:
+        assert granted == []
+    else:
+        assert granted == [("events:PutEvents", "arn:aws:events:*:*:event-bus/default")]
+
+
+# The functions each role may invoke: by name, and nothing else.
+INVOKES = {
+    "serving": {"registry_admin"},
+    "batch": {"score_batch_part", "record_batch_failure"},  # parts; its failures
+    "batch-part": {"record_batch_failure"},  # its on-failure destination
+}
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
+def test_each_role_invokes_only_the_functions_it_calls(path: Path) -> None:
+    policy: dict[str, Any] = json.loads(path.read_text())
+    granted = [
+        (action, resource)
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"])
+        if action.startswith("lambda:") or action == "*"
+        for resource in _listed(statement["Resource"])
+    ]
+    assert {action for action, _ in granted} <= {"lambda:InvokeFunction"}
+    prefix = "arn:aws:lambda:*:*:function:serverless-mlops-dev-"
+    assert all(resource.startswith(prefix) for _, resource in granted), granted
+    invoked = {resource.removeprefix(prefix) for _, resource in granted}
+    assert invoked == INVOKES.get(path.stem.removeprefix("policy-"), set())

@@ -28,6 +28,7 @@ import numpy as np
 from shared.batch.records import (
     BatchJob,
     InputIdentity,
+    JobFailure,
     JobRequest,
     Manifest,
     PartDone,
@@ -36,6 +37,7 @@ from shared.batch.records import (
     decode_manifest,
     decode_part,
     encode,
+    failure_key,
     job_key,
     manifest_key,
     output_prefix,
@@ -138,8 +140,38 @@ def _request(store: ObjectStore, model: str, name: str) -> JobRequest:
         ) from None
 
 
-def _fail(store: ObjectStore, model: str, key: str, exc: Exception) -> None:
-    record_event(store, model, "batch_failed", input_key=key, reason=str(exc))
+def record_failure(store: ObjectStore, failure: JobFailure) -> None:
+    """Say that a job could not start, or a part could not be scored: beside the job's
+    output, where `mlops batch status` reads it, and in the audit trail."""
+    where = failure_key(failure.model, failure.name, failure.part)
+    store.put(where, encode(failure), content_type="application/json")
+    details = {
+        "input_key": failure.input_key,
+        "job_id": failure.job_id,
+        "part": failure.part,
+        "condition": failure.condition,
+        "attempts": failure.attempts,
+        "reason": failure.error,
+        "failure": where,
+    }
+    record_event(
+        store, failure.model, "batch_failed", **{k: v for k, v in details.items() if v is not None}
+    )
+
+
+def _fail(store: ObjectStore, model: str, name: str, key: str, exc: Exception) -> None:
+    info = store.head(key)
+    failure = JobFailure(
+        model=model,
+        name=name,
+        part=None,
+        input_key=key,
+        input_etag=info.etag if info else None,
+        condition="bad_input",
+        error=str(exc),
+        failed_at=utc_now().isoformat(),
+    )
+    record_failure(store, failure)
 
 
 def start_job(
@@ -167,7 +199,7 @@ def start_job(
     try:
         return _start(store, key, model, name, suffix, version, version_id, size, cache)
     except (BadInput, ModelNotFound, ModelNotReady, VersionNotFound) as exc:
-        _fail(store, model, key, exc)
+        _fail(store, model, name, key, exc)
         raise BadInput(str(exc)) from None
 
 

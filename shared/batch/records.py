@@ -6,6 +6,8 @@ batch/<model>/output/<name>/job.json        the job as started: version pinned, 
 batch/<model>/output/<name>/part-NNNNN.csv.gz     scored rows of part NNNNN, in input order
 batch/<model>/output/<name>/rejects-NNNNN.csv.gz  its rejected rows: line, reason
 batch/<model>/output/<name>/parts/NNNNN.json      part NNNNN is done: its counts
+batch/<model>/output/<name>/failed/NNNNN.json     part NNNNN failed for good (Lambda gave up)
+batch/<model>/output/<name>/failed/start.json     the job could not start: why
 batch/<model>/output/<name>/manifest.json   written last: the output is complete
 """
 
@@ -96,6 +98,28 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     scoring_seconds: float  # the parts' own time, summed: what the functions were billed for
 
 
+class JobFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a job could not start, or a part could not be scored, after every retry.
+
+    Written beside the job's output so that whoever follows the job reads it there; the
+    audit trail says the same (batch_failed). A part's failure stands until the part is
+    scored (a re-run); a start failure until the input is uploaded again or a job starts.
+    """
+
+    schema_version: int = BATCH_SCHEMA_VERSION
+    model: str
+    name: str
+    part: int | None  # None: the job failed to start (its planning pass)
+    input_key: str | None
+    input_etag: str | None = None  # the upload that failed to start, when known
+    job_id: str | None = None
+    condition: str  # "bad_input" (the file, refused), or Lambda's: RetriesExhausted...
+    error: str
+    attempts: int | None = None
+    request_id: str | None = None
+    failed_at: str
+
+
 def encode(record: msgspec.Struct) -> bytes:
     """A record as the JSON stored in the bucket."""
     return msgspec.json.encode(record)
@@ -114,6 +138,11 @@ def decode_part(body: bytes, key: str) -> PartDone:
 def decode_manifest(body: bytes, key: str) -> Manifest:
     """A manifest.json."""
     return _decode(body, key, Manifest)
+
+
+def decode_failure(body: bytes, key: str) -> JobFailure:
+    """A failed/*.json."""
+    return _decode(body, key, JobFailure)
 
 
 def _decode[T](body: bytes, key: str, kind: type[T]) -> T:
@@ -135,6 +164,15 @@ def split_input_key(key: str) -> tuple[str, str, str] | None:
             validate_model_name(parts[1])
             return parts[1], parts[3][: -len(suffix)], suffix
     return None
+
+
+def split_job_key(key: str) -> tuple[str, str] | None:
+    """(model, name) of `batch/<model>/output/<name>/job.json`; None for any other key."""
+    parts = key.split("/")
+    if len(parts) < 5 or parts[0] != "batch" or parts[2] != "output" or parts[-1] != "job.json":
+        return None
+    validate_model_name(parts[1])
+    return parts[1], "/".join(parts[3:-1])
 
 
 def input_prefix(model: str) -> str:
@@ -175,3 +213,9 @@ def part_rejects_key(job: BatchJob, index: int) -> str:
 def part_done_key(job: BatchJob, index: int) -> str:
     """The record that one part is done, written after its rows."""
     return f"{output_prefix(job.model, job.name)}parts/{index:05d}.json"
+
+
+def failure_key(model: str, name: str, part: int | None) -> str:
+    """Where a failure of part `part` (None: of the start) is recorded."""
+    which = "start" if part is None else f"{part:05d}"
+    return f"{output_prefix(model, name)}failed/{which}.json"
