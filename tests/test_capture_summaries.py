@@ -23,6 +23,7 @@ import pytest
 from moto import mock_aws
 
 from functions import inference
+from shared.data.spec import CaptureSettings
 from shared.errors import ObjectNotFound
 from shared.monitoring.capture import decode_capture_file
 from shared.monitoring.capture_writer import CaptureWriter
@@ -181,13 +182,25 @@ def test_labels_join_the_rows_their_summaries_list(store: LocalStore) -> None:
         if set(decode_summary(store.get(summary_key(key)).body, key).request_ids) & set(labelled)
     }
     assert 1 <= len(holding) <= 2
-    with_summaries = _check(store)
+    read: list[str] = []
+    original = LocalStore.get
+
+    def get(self: LocalStore, key: str, **kwargs: Any) -> StoredObject:
+        read.append(key)
+        return original(self, key, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalStore, "get", get)
+        with_summaries = _check(store)
     for key in keys:
         store.delete(summary_key(key))
     from_rows = _check(store)
 
     assert with_summaries.labels.matched == 50
-    assert with_summaries.summarised_files == len(keys) - len(holding)
+    # Every object counted from its summary; only those holding labelled rows read, for
+    # the join.
+    assert with_summaries.summarised_files == len(keys)
+    assert {k for k in read if k.startswith("captures/")} == holding
     _same_findings(with_summaries, from_rows)
     # Maintenance's labelled rows (a challenger's judgement) are found the same way.
     start, end = HOUR, HOUR + timedelta(hours=1)
@@ -324,3 +337,86 @@ def test_the_check_on_s3_reads_summaries_concurrently(store: LocalStore, s3_stor
 
     _same_findings(local, remote)
     assert remote.summarised_files == local.summarised_files > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda v: v["features"]["x0"]["counts"].pop(), "'x0' not counted in its"),
+        (lambda v: v["features"].__setitem__("x0", {"kind": "categorical"}), "'x0' not counted"),
+        (lambda v: v["features"]["region"]["counts"].__setitem__("north", 10**6), "add up"),
+        (lambda v: v["features"].pop("plan"), "not the features of its metadata"),
+        (lambda v: v["predictions"]["class_counts"].__setitem__("yes", -5), "add up"),
+    ],
+    ids=["a bin short", "another kind", "a total off", "a feature missing", "negative"],
+)
+def test_a_summary_that_does_not_fit_its_baseline_is_named_and_its_rows_read(
+    store: LocalStore, change: Any, why: str
+) -> None:
+    # It decodes and names its object, but its counts are not counts of that object's rows
+    # against the version's baseline: trusting it would fail the merge or the verdict.
+    keys = _traffic(store)
+    expected = _check(store)
+    where = summary_key(keys[1])
+    document = json.loads(store.get(where).body)
+    change(document["counts"]["versions"]["1"])
+    store.put(where, json.dumps(document).encode())
+
+    report = _check(store)
+
+    (problem,) = report.summary_problems
+    assert problem.key == where
+    assert why in problem.error
+    assert report.summarised_files == len(keys) - 1
+    _same_findings(expected, report)
+
+
+def test_rows_of_a_version_without_metadata_are_named_from_summaries_too(
+    store: LocalStore,
+) -> None:
+    _traffic(store)
+    store.delete(f"models/{MODEL}/versions/1/metadata.json")
+    from_summaries = _check(store)
+    for info in list(store.list(SUMMARIES_PREFIX)):
+        store.delete(info.key)
+    from_rows = _check(store)
+    assert "600 rows of versions with no readable metadata" in from_summaries.reasons
+    assert from_summaries.reasons == from_rows.reasons
+    assert from_summaries.versions == from_rows.versions == []
+
+
+def test_a_labelled_object_keeps_its_counts_when_its_rows_cannot_be_joined(
+    store: LocalStore,
+) -> None:
+    # Counted from its summary, an object a label names is read for the join only: when
+    # its rows cannot be decoded (here a NaN probability, written as null), the labels of
+    # its rows are lost and named, never its counts.
+    keys = _traffic(store)
+    meta = baseline(store).metadata
+    writer = CaptureWriter(store, clock=lambda: HOUR.timestamp() + 900)
+    numeric = [f.name for f in meta.features if f.kind == "numeric"]
+    writer.add(
+        CaptureSettings(),
+        model=MODEL,
+        version=1,
+        served_by="production",
+        request_id="odd",
+        numeric_names=numeric,
+        numeric=np.zeros((10, len(numeric))),
+        categorical={"region": np.full(10, "north"), "plan": np.full(10, "basic")},
+        predictions=np.full(10, "yes", dtype=object),
+        probabilities=np.full((10, 2), np.nan),
+        classes=["no", "yes"],
+        metadata=meta,
+    )
+    writer.flush()
+    before = _check(store)
+    _labels(store, ["odd"])
+
+    after = _check(store)
+
+    assert before.rows == after.rows == 610
+    assert after.summarised_files == len(keys) + 1
+    (skipped,) = after.skipped_files
+    assert skipped.key.startswith(f"captures/{MODEL}/")
+    assert after.labels.unmatched == 25

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -510,3 +511,47 @@ def test_the_athena_ddl_projects_the_capture_partitions(
     # Every measure of the model is counted, in metadata order, then the predictions.
     kinds = [m.kind for m in measures(meta)]
     assert kinds == ["numeric"] * 5 + ["categorical"] * 2 + ["class", "probability", "probability"]
+
+
+def test_shadow_pairs_in_a_summary_skip_what_the_file_writes_null(
+    models: dict[str, list[ModelMetadata]], captures: Bucket
+) -> None:
+    # A NaN or infinite prediction is null in the file, and pairs with nothing: served
+    # [1, inf, nan, 3] shadowed by [2, 1, 1, 5] pairs rows 0 and 3, |2-1| + |5-3| = 3.
+    meta = models["price"][0]
+    numeric_names = [f.name for f in meta.features if f.kind == "numeric"]
+    writer = CaptureWriter(captures, clock=FakeClock(START), sample=lambda: 0.0)
+    common: dict[str, Any] = {
+        "model": meta.model,
+        "version": meta.version,
+        "request_id": "r",
+        "numeric_names": numeric_names,
+        "numeric": np.zeros((4, len(numeric_names))),
+        "categorical": {f.name: np.full(4, "a") for f in meta.features if f.kind != "numeric"},
+        "probabilities": None,
+        "classes": None,
+        "metadata": meta,
+    }
+    settings = CaptureSettings()
+    capture_id = writer.add(
+        settings,
+        served_by="production",
+        predictions=np.array([1.0, np.inf, np.nan, 3.0]),
+        hold=True,
+        **common,
+    )
+    writer.add(
+        settings,
+        served_by="staging",
+        predictions=np.array([2.0, 1.0, 1.0, 5.0]),
+        role="shadow",
+        capture_id=capture_id,
+        **common,
+    )
+    writer.flush()
+    (info,) = captures.list(capture_prefix(meta.model))
+    summary = decode_summary(captures.get(summary_key(info.key)).body, info.key)
+    (pair,) = summary.shadow_pairs
+    assert (pair.paired, pair.score_sum) == (2, 3.0)
+    assert summary.shadow_rows == {meta.version: 4}
+    assert summary.counts.rows == 4  # shadow rows are not counted as traffic

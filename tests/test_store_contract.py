@@ -759,6 +759,17 @@ def test_local_etags_follow_files_changed_behind_the_stores_back(tmp_path: Path)
     assert again.etag == f'"{hashlib.md5(b"other").hexdigest()}"'
     assert store.head("a/b.txt") == again
     assert store.get("a/b.txt").etag == again.etag
+    # Rewritten in place keeping size and mtime (as `cp -p` can): a listing may show the
+    # remembered ETag, but a head and a conditional write see the bytes as they are.
+    status = path.stat()
+    path.write_bytes(b"third")
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    head = store.head("a/b.txt")
+    assert head is not None
+    assert head.etag == f'"{hashlib.md5(b"third").hexdigest()}"'
+    with pytest.raises(PreconditionFailed):
+        store.put("a/b.txt", b"fourth", if_match=again.etag)
+    assert store.put("a/b.txt", b"fourth", if_match=head.etag)
     copy = tmp_path / "s" / "a" / "c.txt"
     copy.write_bytes(b"copied in")  # no remembered MD5 at all
     head = store.head("a/c.txt")

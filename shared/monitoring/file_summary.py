@@ -27,6 +27,7 @@ import numpy as np
 from shared.errors import MlopsError
 from shared.monitoring.schema import check_schema
 from shared.monitoring.summary import (
+    COUNTING_RULES,
     FEED_ROLES,
     Baseline,
     VersionCounts,
@@ -57,8 +58,11 @@ class CaptureSummary(msgspec.Struct, kw_only=True):
     """The counts of one capture object, as the check would compute them from its rows."""
 
     schema_version: int = SUMMARY_SCHEMA_VERSION
+    counting: int = COUNTING_RULES  # the rules it was counted by (summary.COUNTING_RULES)
     capture_key: str
     capture_bytes: int
+    # Its identity for a person or an audit (the check compares the size, from the listing,
+    # and does not read the object to hash it).
     capture_sha256: str
     counts: WindowCounts
     request_ids: list[str]  # of its served rows, sorted, distinct: the labels join on them
@@ -97,6 +101,7 @@ class _WithoutIds(msgspec.Struct, kw_only=True):
     a check with no labels to join needs."""
 
     schema_version: int = SUMMARY_SCHEMA_VERSION
+    counting: int = COUNTING_RULES
     capture_key: str
     capture_bytes: int
     capture_sha256: str
@@ -123,6 +128,7 @@ def decode_summary(body: bytes, key: str, *, with_ids: bool = True) -> CaptureSu
         part = _COUNTS_DECODER.decode(body)
         return CaptureSummary(
             schema_version=part.schema_version,
+            counting=part.counting,
             capture_key=part.capture_key,
             capture_bytes=part.capture_bytes,
             capture_sha256=part.capture_sha256,
@@ -261,8 +267,9 @@ def _shadow_pairs(items: Sequence[RequestRows]) -> tuple[dict[int, int], list[Sh
                 continue
             other = theirs[position]
             if regression:
-                if mine is None or other is None or np.isnan(mine) or np.isnan(other):
-                    continue  # a missing prediction pairs with nothing, as in the check
+                # NaN and infinity are written null: a missing prediction pairs with nothing.
+                if mine is None or other is None or not np.isfinite([mine, other]).all():
+                    continue
                 score = abs(float(mine) - float(other))
             else:
                 score = float(str(mine) == str(other))

@@ -53,6 +53,7 @@ from shared.monitoring.schema import check_schema
 from shared.monitoring.summary import (
     Baseline,
     WindowCounts,
+    finished,
     merge_windows,
     summarise,
 )
@@ -213,12 +214,17 @@ class _ShadowPairs:
         default_factory=dict
     )
 
-    def add_file(self, rows: list[Any], labels: Labels, regression: bool) -> None:
+    def add_file(
+        self, rows: list[Any], labels: Labels, regression: bool, *, agreement: bool = True
+    ) -> None:
+        """Pair a file's shadow rows; without `agreement`, only the labelled pairs (the
+        rest came from the file's summary)."""
         served = {(r.capture_id, r.row): r for r in rows if r.role == "served"}
         for shadow in rows:
             if shadow.role != "shadow":
                 continue
-            self.rows[shadow.version] = self.rows.get(shadow.version, 0) + 1
+            if agreement:
+                self.rows[shadow.version] = self.rows.get(shadow.version, 0) + 1
             answer = served.get((shadow.capture_id, shadow.row))
             if answer is None:
                 continue
@@ -230,9 +236,10 @@ class _ShadowPairs:
                     continue
             else:
                 score = float(str(shadow.prediction) == str(answer.prediction))
-            scores = self.agree.setdefault(pair, [0, 0.0])
-            scores[0] += 1
-            scores[1] += score
+            if agreement:
+                scores = self.agree.setdefault(pair, [0, 0.0])
+                scores[0] += 1
+                scores[1] += score
             label = labels.values.get((shadow.request_id, shadow.row))
             if label is not None:
                 mine, theirs = self.labelled.setdefault(pair, ([], []))
@@ -406,8 +413,13 @@ def check_model(
     counts = WindowCounts()
     shadowing = spec.shadow.enabled
     pairs = _ShadowPairs()
+    served = record.aliases.get("production")
+    production = baselines.get(served) if shadowing and served is not None else None
+    regression = production is not None and production.metadata.task == "regression"
     # Most objects are counted from their summaries; the rest are read row by row below.
-    summaries = SummaryReader(labelled_requests={rid for rid, _ in labels.values})
+    summaries = SummaryReader(
+        labelled_requests={rid for rid, _ in labels.values}, baseline_of=baselines.get
+    )
     window_keys = {info.key for info in in_window}
     used = 0
     for info, summary in summaries.read(store, [*earlier, *in_window]):
@@ -419,19 +431,28 @@ def check_model(
         if progress is not None:
             progress(summaries.done, total)
     done = summaries.done
-    raw_earlier = [i for i in earlier if i.key in summaries.unread]
-    raw_in_window = [i for i in in_window if i.key in summaries.unread]
-    for key, body in fetch_in_order(store, [i.key for i in raw_earlier]):
+    # Rows read for the labels join only: objects of the label window before this one, and
+    # objects counted from their summaries whose rows a label names.
+    joined = summaries.unread | summaries.to_join
+    for_join = [i.key for i in earlier if i.key in joined]
+    for_join += [i.key for i in in_window if i.key in summaries.to_join]
+    for key, body in fetch_in_order(store, for_join):
         try:
             if isinstance(body, Exception):
                 raise body
-            for slim in _slim_rows(body, key):
-                join.add(slim)
+            slim = list(_slim_rows(body, key))
         except MlopsError as exc:
             problems.append(FileProblem(key=key, error=str(exc)[:300]))
-        done += 1
-        if progress is not None:
-            progress(done, total)
+        else:
+            for row in slim:
+                join.add(row)
+            if shadowing and key in window_keys:  # its pairs' agreement is in its summary
+                pairs.add_file(slim, labels, regression, agreement=False)
+        if key not in summaries.to_join:
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    raw_in_window = [i for i in in_window if i.key in summaries.unread]
     decoder = _decoder_for(record, baselines, with_ids=bool(labels.values) or shadowing)
     for key, body in fetch_in_order(store, [i.key for i in raw_in_window]):
         try:
@@ -447,8 +468,6 @@ def check_model(
         else:
             counts = merge_windows(counts, part)
             if shadowing:
-                production = baselines.get(record.aliases.get("production", 0))
-                regression = production is not None and production.metadata.task == "regression"
                 pairs.add_file(rows, labels, regression)
             if labels.values:
                 for row in rows:
@@ -457,6 +476,7 @@ def check_model(
         if progress is not None:
             progress(done, total)
 
+    counts = finished(counts)
     labelled, label_summary = _join(labels, join)
     performances: dict[int, Performance] = {}
     for version, rows_of_version in labelled.items():
@@ -563,11 +583,15 @@ def labelled_captures(
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     files = capture_files(store, model, hour, end)
     # Only objects whose summaries list a labelled request (or that have none) are read.
-    summaries = SummaryReader(labelled_requests={rid for rid, _ in labels.values})
+    summaries = SummaryReader(
+        labelled_requests={rid for rid, _ in labels.values},
+        baseline_of=_Baselines(store, model).get,
+    )
     for _ in summaries.read(store, files):
         pass
     found: dict[tuple[str, int], list[CaptureRow]] = {}
-    unread = [info.key for info in files if info.key in summaries.unread]
+    wanted = summaries.unread | summaries.to_join
+    unread = [info.key for info in files if info.key in wanted]
     for object_key, body in fetch_in_order(store, unread):
         try:
             if isinstance(body, Exception):

@@ -36,6 +36,11 @@ FEED_ROLES = frozenset({"served", "batch"})
 # A hostile or high-cardinality feature must not grow a summary without bound: past this
 # many distinct values, further new categories are counted together in `overflow`.
 MAX_TRACKED_CATEGORIES = 1000
+_LAZY_CAP = 4 * MAX_TRACKED_CATEGORIES
+# The rules rows are counted by (bins closed on the right, NaN and JSON null missing, the
+# category cap, the probability edges): a summary written by serving under other rules is
+# not trusted by the check (file_summary.py). Bump when any of them changes.
+COUNTING_RULES = 1
 
 
 class NumericCounts(msgspec.Struct, kw_only=True, tag="numeric", tag_field="kind"):
@@ -144,11 +149,17 @@ def _capped(counts: dict[str, int], overflow: int) -> CategoricalCounts:
 
 
 def _merge_categories(a: CategoricalCounts, b: CategoricalCounts) -> CategoricalCounts:
-    # Either order of merging gives the same result; past the cap, which categories were
-    # pooled still depends on how the window was split (the totals do not).
+    # Pooled only once far past the cap: ranking every category at every merge would cost a
+    # sort per object for a high-cardinality feature; `finished` caps the window's total.
+    # Past the cap, which categories were pooled depends on how the window was split (the
+    # totals do not); below it, any split and any order give the same counts.
     counts = Counter(a.counts)
     counts.update(b.counts)
-    merged = _capped(dict(counts), a.overflow + b.overflow)
+    overflow = a.overflow + b.overflow
+    if len(counts) > _LAZY_CAP:
+        merged = _capped(dict(counts), overflow)
+    else:
+        merged = CategoricalCounts(counts=dict(counts), overflow=overflow)
     merged.missing = a.missing + b.missing
     return merged
 
@@ -211,6 +222,22 @@ def merge_windows(a: WindowCounts, b: WindowCounts) -> WindowCounts:
         files=a.files + b.files,
         unknown_version_rows=a.unknown_version_rows + b.unknown_version_rows,
     )
+
+
+def finished(window: WindowCounts) -> WindowCounts:
+    """A merged window with each categorical feature capped and sorted by name, as one
+    file's counts are: what the check assesses."""
+    versions = {}
+    for number, version in window.versions.items():
+        features: dict[str, NumericCounts | CategoricalCounts] = {}
+        for name, counts in version.features.items():
+            if isinstance(counts, CategoricalCounts):
+                capped = _capped(counts.counts, counts.overflow)
+                capped.missing = counts.missing
+                counts = capped
+            features[name] = counts
+        versions[number] = msgspec.structs.replace(version, features=features)
+    return msgspec.structs.replace(window, versions=versions)
 
 
 def count_numeric(values: np.ndarray, profile: NumericProfile) -> NumericCounts:

@@ -203,7 +203,9 @@ class LocalStore(ObjectStore):
 
         Files reached through symlinks, and files whose names are not valid keys, are not listed.
         Each ETag is an MD5 of the file: remembered beside it where the file system allows,
-        else computed, so listing then reads every listed file.
+        else computed, so listing then reads every listed file. A file rewritten in place
+        by another tool that keeps its size and mtime lists with its old ETag (get, head
+        and conditional writes always hash the file).
         """
         validate_prefix(prefix)  # here, not in the generator, so a bad prefix fails at the call
         return self._list(prefix)
@@ -235,7 +237,7 @@ class LocalStore(ObjectStore):
             )
         # Python orders str by code point, which is UTF-8 byte order: the order S3 lists in.
         for key in sorted(keys):
-            info = self._info(key, self._root / key)
+            info = self._info(key, self._root / key, remembered=True)
             if info is not None:  # None: deleted since the walk, or not a regular file
                 yield info
 
@@ -266,8 +268,13 @@ class LocalStore(ObjectStore):
             raise InvalidKey(f"object key {key!r} leads out of the store through a symlink")
         return resolved
 
-    def _info(self, key: str, path: Path) -> ObjectInfo | None:
-        """Size, ETag and mtime of the regular file at `path`, all from one open; None if none."""
+    def _info(self, key: str, path: Path, *, remembered: bool = False) -> ObjectInfo | None:
+        """Size, ETag and mtime of the regular file at `path`, all from one open; None if none.
+
+        Only a listing (`remembered`) trusts the MD5 kept beside the file: a tool that
+        rewrites a file in place keeping its size and mtime (`cp -p`) would leave it stale,
+        and a conditional write or a head must see the bytes as they are.
+        """
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as err:
@@ -278,7 +285,7 @@ class LocalStore(ObjectStore):
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 return None
-            digest = _remembered_md5(fd, status)
+            digest = _remembered_md5(fd, status) if remembered else None
             if digest is None:
                 with open(fd, "rb", closefd=False) as file:
                     digest = hashlib.file_digest(file, _MD5).hexdigest()
