@@ -72,7 +72,13 @@ test: lint package $(CHECKOV)/.installed
 
 # Benchmarks against references measured in the same run; writes benchmarks/results.json.
 # Pass ARGS, e.g. make bench ARGS=--quick or ARGS='--only cold_start_seconds --profile'.
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:

@@ -234,8 +234,8 @@ def _child_pandas(data: str, sample: str) -> dict[str, Any]:
         # imported by name so that the type checker needs no stubs for it.
         pd: Any = importlib.import_module("pandas")
     except ImportError:
-        return {"unavailable": "pandas is not installed (a benchmark-only dependency: put it "
-                "on PYTHONPATH to measure the reference)"}  # fmt: skip
+        return {"unavailable": "pandas is not installed (a benchmark-only dependency: "
+                "`make bench` installs the `bench` extra)"}  # fmt: skip
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
