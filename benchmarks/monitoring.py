@@ -385,12 +385,15 @@ def _merge_us_per_object(categories: int, objects: int = 300) -> float:
             ),
         )
         windows.append(WindowCounts(versions={1: version}, rows=1000, files=1))
-    begin = time.perf_counter()
-    total = WindowCounts()
-    for window in windows:
-        total = merge_windows(total, window)
-    finished(total)
-    return (time.perf_counter() - begin) * 1e6 / objects
+    timings = []
+    for _ in range(3):  # the best of three: the first pays for warming caches and allocators
+        begin = time.perf_counter()
+        total = WindowCounts()
+        for window in windows:
+            total = merge_windows(total, window)
+        finished(total)
+        timings.append(time.perf_counter() - begin)
+    return min(timings) * 1e6 / objects
 
 
 def _monitor_runs(ws: Workspace) -> dict[str, Any]:
