@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,22 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def s3_grants(path: Path) -> list[tuple[str, str]]:
-    """(action, resource) of every S3 grant in the policy file."""
+def grants(path: Path, wanted: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """(action, resource) of every allowed action `wanted` accepts in the policy file."""
     policy: dict[str, Any] = json.loads(path.read_text())
     return [
         (action, resource)
         for statement in policy["Statement"]
         if statement["Effect"] == "Allow"
         for action in _listed(statement["Action"])
-        if action.startswith("s3:") or action == "*"
+        if wanted(action)
         for resource in _listed(statement["Resource"])
     ]
+
+
+def s3_grants(path: Path) -> list[tuple[str, str]]:
+    """(action, resource) of every S3 grant in the policy file."""
+    return grants(path, lambda action: action.startswith("s3:") or action == "*")
 
 
 POLICIES = sorted(INFRA.glob("policy-*.json"))
@@ -173,15 +179,7 @@ def test_announcing_widens_no_s3_grant(path: Path) -> None:
 
 @pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
 def test_events_are_put_on_the_default_bus_only(path: Path) -> None:
-    policy: dict[str, Any] = json.loads(path.read_text())
-    granted = [
-        (action, resource)
-        for statement in policy["Statement"]
-        if statement["Effect"] == "Allow"
-        for action in _listed(statement["Action"])
-        if not action.startswith(("s3:", "logs:", "lambda:"))
-        for resource in _listed(statement["Resource"])
-    ]
+    granted = grants(path, lambda action: not action.startswith(("s3:", "logs:", "lambda:")))
     if path.stem.removeprefix("policy-") in SILENT:
         assert granted == []
     else:
@@ -198,15 +196,7 @@ INVOKES = {
 
 @pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
 def test_each_role_invokes_only_the_functions_it_calls(path: Path) -> None:
-    policy: dict[str, Any] = json.loads(path.read_text())
-    granted = [
-        (action, resource)
-        for statement in policy["Statement"]
-        if statement["Effect"] == "Allow"
-        for action in _listed(statement["Action"])
-        if action.startswith("lambda:") or action == "*"
-        for resource in _listed(statement["Resource"])
-    ]
+    granted = grants(path, lambda action: action.startswith("lambda:") or action == "*")
     assert {action for action, _ in granted} <= {"lambda:InvokeFunction"}
     prefix = "arn:aws:lambda:*:*:function:serverless-mlops-dev-"
     assert all(resource.startswith(prefix) for _, resource in granted), granted
