@@ -179,8 +179,9 @@ def deploy(args: argparse.Namespace) -> None:
         cwd=project,
         check=True,
     )
-    apply_alerting(session, project, config["app_name"], args.stage, alerts)
+    # Batch failures first: they need no permission beyond Lambda's, alerting's may fail.
     set_failure_destinations(lambda_client, config["app_name"], args.stage)
+    apply_alerting(session, project, config["app_name"], args.stage, alerts)
 
 
 def apply_alerting(

@@ -659,3 +659,95 @@ def test_metric_lines_stay_off_a_users_stdout(
     assert inference.predict_records("numbers", None, body, {}).status == 200
     inference.capture_writer().flush()
     assert '"_aws"' in capsys.readouterr().out
+
+
+class _Killed(BaseException):
+    """Lambda stopping the function mid-send (not an error the outbox could catch)."""
+
+
+def test_a_check_killed_mid_send_loses_only_the_attempt_in_flight(tmp_path: Path) -> None:
+    store = registered(tmp_path)
+    _failed_once(store, Recording(fail=3), HOUR, 3)
+    assert len(ModelRegistry(store, "churn").load().unsent) == 3
+
+    dying = Recording()
+
+    def killed(decision: Decision) -> None:
+        raise _Killed
+
+    dying.send = killed  # type: ignore[method-assign]
+    with pytest.raises(_Killed):
+        Outbox(store, [dying], clock=lambda: HOUR + timedelta(hours=1)).retry_unsent()
+    # One entry was claimed when the check died; the other two were never claimed.
+    claims = [e.sending for e in ModelRegistry(store, "churn").load().unsent]
+    assert sorted(claims) == [False, False, True]
+
+    channel = Recording()
+    later = Outbox(store, [channel], clock=lambda: HOUR + timedelta(hours=2))
+    later.retry_unsent()
+    assert len(channel.sent) == 2  # the two never tried are sent, the one in flight is not
+    assert (later.counts.sent, later.counts.skipped) == (2, 1)
+
+
+def test_a_run_without_a_channel_keeps_that_channels_entries(tmp_path: Path) -> None:
+    # A check that lacks one channel's setting for one run (a missing webhook secret) does
+    # not drop what that channel has yet to send: they wait, within their days.
+    store = registered(tmp_path)
+    _failed_once(store, Recording(fail=1), HOUR)
+
+    class Other(Recording):
+        name = "other"
+
+    Outbox(store, [Other()], clock=lambda: HOUR + timedelta(hours=1)).retry_unsent()
+    assert len(ModelRegistry(store, "churn").load().unsent) == 1
+    channel = Recording()
+    Outbox(store, [channel], clock=lambda: HOUR + timedelta(hours=2)).retry_unsent()
+    assert len(channel.sent) == 1
+
+
+def test_a_receiver_trickling_its_answer_does_not_hold_the_sender(tmp_path: Path) -> None:
+    # A byte of the answer at a time, each within the socket timeout, never ending: the
+    # socket's timeout never fires, and only a bound on the whole call lets the sender go.
+    released = threading.Event()
+    bytes_sent: list[int] = []
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not released.wait(0.05):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                bytes_sent.append(1)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    channel = WebhookChannel(
+        f"http://127.0.0.1:{server.server_address[1]}/hook", SECRET, timeout=0.3, pause=0.0
+    )
+    decision = Decision(source="s", detail_type="Model Training Failed", audit_key="k", detail={})
+    outcome: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            channel.send(decision)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(60)  # a hang guard, not a measurement: the bound is 2 x 0.6 s
+    try:
+        assert not sender.is_alive(), "the sender is still waiting on the trickle"
+        (error,) = outcome
+        assert isinstance(error, ChannelError)
+        assert "no whole answer" in str(error)
+        assert bytes_sent  # the receiver was trickling, within each read's timeout
+    finally:
+        released.set()
+        server.shutdown()
+        server.server_close()

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -102,11 +103,16 @@ class WebhookChannel:
         self._timeout, self._attempts, self._pause, self._clock = timeout, attempts, pause, clock
 
     def send(self, decision: Decision) -> None:
-        """At most `attempts` tries of `timeout` seconds each to connect and each to read."""
+        """At most `attempts` tries of at most 2 x `timeout` seconds each, whatever the
+        receiver does (a socket timeout bounds each read, not a trickle of bytes)."""
         # Here, not at the top: serving imports this module, and urllib.request costs its
         # cold start milliseconds for a call that is rare.
         import urllib.error
         import urllib.request
+
+        def post(request: urllib.request.Request) -> None:
+            with urllib.request.urlopen(request, timeout=self._timeout) as answer:
+                answer.read(1024)
 
         body = _body(decision)
         problem = "not tried"
@@ -119,8 +125,7 @@ class WebhookChannel:
             }
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self._timeout) as answer:
-                    answer.read(1024)
+                _within(2 * self._timeout, post, request)
                 return
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
@@ -131,6 +136,28 @@ class WebhookChannel:
             if attempt < self._attempts:
                 time.sleep(self._pause)
         raise ChannelError(f"webhook {self.url}: {problem}")
+
+
+def _within(seconds: float, call: Callable[[Any], None], argument: Any) -> None:
+    """`call(argument)` in a thread given `seconds` in all; TimeoutError past them (the
+    thread is left to end on its own socket timeout: it holds one connection, no lock)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(argument)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, name="webhook", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no whole answer within {seconds:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def channels_for(store: ObjectStore, environ: Mapping[str, str]) -> list[Channel]:

@@ -6,18 +6,19 @@ record is told of it (shared/registry/audit.py), and it sends once on each chann
 A send that fails is kept in the model's registry record (`unsent`): the one object each
 deciding function's role may already read and write, so alerting widens no S3 grant, and
 one that the hourly check reads for every model anyway. The check sends again what is due
-there, claiming each attempt with the registry's compare-and-swap write first: of two
-checks, one claims it and the other sees it claimed. A claimed attempt whose process died
-is never repeated: at most once, never twice. Entries leave when sent, after MAX_ATTEMPTS
-tries or RETRY_DAYS, and at most MAX_UNSENT are kept a model: the record never grows
-without bound. Nothing here raises into the decision that was recorded: errors are
-counted and logged.
+there, one entry at a time, claiming each attempt with the registry's compare-and-swap
+write first: of two checks, one claims it and the other sees it claimed. A claimed attempt
+whose process died is never repeated by the outbox (a send that timed out after the
+channel took it is the one case it cannot tell, docs/alerts.md). Entries leave when sent,
+after MAX_ATTEMPTS tries or RETRY_DAYS, and at most MAX_UNSENT are kept a model: the
+record never grows without bound. Nothing here raises into the decision that was
+recorded: errors are counted and logged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -177,9 +178,9 @@ class Outbox:
         return self.counts
 
     def _stale(self, entry: UnsentAnnouncement, now: datetime) -> bool:
+        # A channel this process was not given (a setting missing for one run) is not a
+        # reason to drop: the entry waits, within its days, for a run that has it.
         if now - datetime.fromisoformat(entry.since) > timedelta(days=RETRY_DAYS):
-            return True
-        if entry.channel not in {c.name for c in self.channels}:
             return True
         return entry.attempts >= MAX_ATTEMPTS and not entry.sending
 
@@ -191,6 +192,27 @@ class Outbox:
         if not record.unsent:
             return
         now = self.clock()
+        channels = {c.name: c for c in self.channels}
+        tried: set[tuple[str, str]] = set()
+        # One entry claimed, sent and settled at a time: a check that dies mid-send loses
+        # only the attempt in flight (never sent twice), not every entry it had claimed.
+        mine, busy = self._claim_one(registry, now, channels, tried)
+        self.counts.skipped += busy
+        while mine is not None:
+            tried.add((mine.audit_key, mine.channel))
+            decision = msgspec.convert(mine.announcement, Decision)
+            error = self._send(channels[mine.channel], decision, attempt=mine.attempts)
+            self._settle_one(registry, mine, error)
+            mine, _ = self._claim_one(registry, now, channels, tried)
+
+    def _claim_one(
+        self,
+        registry: ModelRegistry,
+        now: datetime,
+        channels: Mapping[str, Channel],
+        tried: set[tuple[str, str]],
+    ) -> tuple[UnsentAnnouncement | None, int]:
+        """Claim the next due entry (and drop the stale ones); (the claim, entries busy)."""
         claimed: list[UnsentAnnouncement] = []
         dropped: list[UnsentAnnouncement] = []
         busy: list[UnsentAnnouncement] = []
@@ -205,7 +227,12 @@ class Outbox:
                     continue
                 if entry.sending:
                     busy.append(entry)  # claimed by another check, or by one that died
-                elif self._due(entry):
+                elif (
+                    not claimed
+                    and self._due(entry)
+                    and (entry.audit_key, entry.channel) not in tried
+                    and entry.channel in channels
+                ):
                     entry = msgspec.structs.replace(
                         entry, attempts=entry.attempts + 1, sending=True
                     )
@@ -214,7 +241,6 @@ class Outbox:
             return msgspec.structs.replace(record, unsent=kept)
 
         registry.update(claim)
-        self.counts.skipped += len(busy)
         for entry in dropped:
             self.counts.dropped += 1
             logger.error(
@@ -225,25 +251,19 @@ class Outbox:
                 entry.since,
                 entry.error,
             )
-        if not claimed:
-            return
-        channels = {c.name: c for c in self.channels}
-        outcomes: dict[tuple[str, str], str | None] = {}
-        for entry in claimed:
-            decision = msgspec.convert(entry.announcement, Decision)
-            outcomes[(entry.audit_key, entry.channel)] = self._send(
-                channels[entry.channel], decision, attempt=entry.attempts
-            )
+        return (claimed[0] if claimed else None), len(busy)
+
+    @staticmethod
+    def _settle_one(registry: ModelRegistry, mine: UnsentAnnouncement, error: str | None) -> None:
+        """Remove the claimed entry once sent, or note its failure for a later check."""
 
         def settle(record: RegistryRecord) -> RegistryRecord:
             kept = []
             for entry in record.unsent:
-                mine = any(_same(entry, c) and c.attempts == entry.attempts for c in claimed)
-                if not (mine and entry.sending):
+                ours = _same(entry, mine) and entry.attempts == mine.attempts
+                if not (ours and entry.sending):
                     kept.append(entry)
-                    continue
-                error = outcomes[(entry.audit_key, entry.channel)]
-                if error is not None:
+                elif error is not None:
                     kept.append(msgspec.structs.replace(entry, sending=False, error=error))
             return msgspec.structs.replace(record, unsent=kept)
 
