@@ -21,7 +21,7 @@ import msgspec
 
 from functions.s3_events import object_records
 from shared.alerts.announce import announcing
-from shared.batch.job import finish_job, record_failure, score_part, start_job
+from shared.batch.job import finish_job, record_failure, score_part, scored_here, start_job
 from shared.batch.records import (
     JobFailure,
     decode_job,
@@ -83,6 +83,9 @@ def _start_each(store: ObjectStore, event: Mapping[str, Any], invoke: Invoke) ->
             continue
         if found is None:  # the job's own outputs, a job request: the trigger is on batch/
             logger.info("not a batch input, ignored: %s", relative)
+            continue
+        if scored_here(store, relative):  # `mlops batch --here`: its own machine scores it
+            logger.info("scored by mlops batch --here, not started: %s", relative)
             continue
         try:
             start = start_job(store, relative, version_id=version_id)

@@ -382,8 +382,11 @@ def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
     id_columns = [c.strip() for c in args.id_columns.split(",")] if args.id_columns else None
     if not (args.here or isinstance(store, LocalStore)):
         return _start_deployed(store, args, path, key, name, id_columns)
-    # --version goes to the job directly; the columns kept only through its request.
-    request, changed = _job_request(store, args.model, name, None, id_columns)
+    # --version goes to the job directly; the columns kept only through its request. On S3
+    # the request says this machine scores the input, or its upload would start the
+    # deployed job too.
+    here = not isinstance(store, LocalStore)
+    request, changed = _job_request(store, args.model, name, None, id_columns, here=here)
     if changed:
         store.put(request_key(args.model, name), encode_batch(request), content_type=JSON)
     if not _already_uploaded(store, key, path):
@@ -437,19 +440,24 @@ def _print_manifest(store: ObjectStore, manifest: Manifest, name: str, out: str 
 
 
 def _job_request(
-    store: ObjectStore, model: str, name: str, version: str | None, id_columns: list[str] | None
+    store: ObjectStore,
+    model: str,
+    name: str,
+    version: str | None,
+    id_columns: list[str] | None,
+    *,
+    here: bool = False,
 ) -> tuple[JobRequest, bool]:
     """The job request beside the input with what the command line gives over what it said
-    before, and whether that differs from what is stored."""
+    before (and who scores it), and whether that differs from what is stored."""
     try:
         earlier = msgspec.json.decode(store.get(request_key(model, name)).body, type=JobRequest)
     except (ObjectNotFound, msgspec.DecodeError):
         earlier = JobRequest()
-    if version is None and id_columns is None:
-        return earlier, False
     request = JobRequest(
         version=version or earlier.version,
         id_columns=earlier.id_columns if id_columns is None else id_columns,
+        scored_here=here,
     )
     return request, request != earlier
 

@@ -820,3 +820,41 @@ def test_a_start_failure_stands_until_an_upload_after_it_and_a_refusal_beside_a_
     started = datetime.fromisoformat(job.started_at) - at
     refused = failure("bad_input", started.total_seconds() - 1)
     assert summarise("numbers", "w", upload, job, {}, [refused], manifest).state == "complete"
+
+
+def test_mlops_batch_here_on_s3_is_not_started_again_by_the_deployed_trigger(
+    s3: S3Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --here uploads the input, and S3 tells the deployed trigger: the request beside it
+    # says this machine scores it, so the trigger starts nothing (with another version, the
+    # two planners would have started two different jobs, one refused as failed).
+    body, _ = table(200)
+    (tmp_path / "rows.csv").write_bytes(body)
+    here = ["batch", "numbers", str(tmp_path / "rows.csv"), "--store", "s3://batch-test"]
+    assert main([*here, "--here", "--version", "1"]) == 0
+    sent: list[dict[str, Any]] = []
+    started = batch_function.handle_upload(
+        s3_event("batch/numbers/input/rows.csv"), s3, invoke=sent.append
+    )
+    assert (started, sent) == ([], [])
+    capsys.readouterr()
+    status = ["batch", "status", "numbers", "rows", "--store", "s3://batch-test", "--json"]
+    assert main(status) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["state"], document["failures"], document["manifest"]["rows"]) == (
+        "complete",
+        [],
+        200,
+    )
+    # A later plain `mlops batch` of another input under that name hands it to the deployed
+    # job again: the request no longer says "here".
+    (tmp_path / "rows.csv").write_bytes(table(201)[0])
+    s3.delete("batch/numbers/input/rows.csv")
+    for info in list(s3.list("batch/numbers/output/rows/")):
+        s3.delete(info.key)
+    assert main(here) == 0
+    started = batch_function.handle_upload(
+        s3_event("batch/numbers/input/rows.csv"), s3, invoke=sent.append
+    )
+    assert len(started) == 1
+    assert sent

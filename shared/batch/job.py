@@ -174,6 +174,19 @@ def _fail(store: ObjectStore, model: str, name: str, key: str, exc: Exception) -
     record_failure(store, failure)
 
 
+def scored_here(store: ObjectStore, key: str) -> bool:
+    """Whether the job request beside input `key` says a user's machine scores it (a
+    request that cannot be read says no: the job's start reports it)."""
+    found = split_input_key(key)
+    if found is None:
+        return False
+    model, name, _ = found
+    try:
+        return _request(store, model, name).scored_here
+    except BadInput:
+        return False
+
+
 def start_job(
     store: ObjectStore,
     key: str,

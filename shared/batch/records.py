@@ -29,6 +29,9 @@ class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     version: str | None = None  # a number, an alias or latest; default production
     id_columns: list[str] | None = None  # default: every column of the input
+    # `mlops batch --here` on S3: the user's machine scores this input, so the deployed
+    # trigger leaves its upload alone (two planners would start two different jobs).
+    scored_here: bool = False
 
 
 class PartPlan(msgspec.Struct, frozen=True, kw_only=True):
