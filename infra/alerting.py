@@ -145,7 +145,17 @@ def _remove_route(clients: AlertingClients, names: AlertingNames) -> list[str]:
         clients.events.delete_rule(Name=names.rule, EventBusName="default")
         log.append(f"deleted the rule {names.rule}")
     topic_arn = _find_topic(clients.sns, names.topic)
-    if topic_arn is not None:
+    if topic_arn is None:
+        return log
+    theirs = 0
+    for subscription in _subscriptions(clients.sns, topic_arn):
+        if subscription["Protocol"] != "email":
+            theirs += 1  # someone's own subscription (a queue, a chat tool): theirs to keep
+        elif subscription["SubscriptionArn"].startswith("arn:"):
+            clients.sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+    if theirs:
+        log.append(f"kept the topic {names.topic}: {theirs} subscription(s) of your own")
+    else:
         clients.sns.delete_topic(TopicArn=topic_arn)
         log.append(f"deleted the topic {names.topic}")
     return log

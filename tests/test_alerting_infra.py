@@ -141,3 +141,23 @@ def test_the_stage_settings_are_read_and_checked() -> None:
         bad["stages"]["dev"]["mlops_alerts"] = wrong
         with pytest.raises(KeyError, match="mlops_alerts"):
             stage_config.alert_settings(bad, "dev")
+
+
+def test_removing_the_email_keeps_a_topic_people_subscribed_to(clients: AlertingClients) -> None:
+    ensure_alerting(clients, NAMES, AlertSettings(email="ops@example.com"), TEMPLATE)
+    topic = made(clients)["topic"]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="their-queue")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    clients.sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
+    )
+
+    log = ensure_alerting(clients, NAMES, AlertSettings(), TEMPLATE)
+
+    now = made(clients)
+    assert now["topic"] == topic  # theirs: kept, with only their subscription on it
+    assert now["rules"] == []
+    protocols = [s["Protocol"] for s in alerting._subscriptions(clients.sns, topic)]
+    assert protocols == ["sqs"]
+    assert any("kept the topic" in line for line in log)
