@@ -28,11 +28,11 @@ from shared.errors import MlopsError
 from shared.monitoring.schema import check_schema
 from shared.monitoring.summary import (
     COUNTING_RULES,
-    FEED_ROLES,
     Baseline,
     VersionCounts,
     WindowCounts,
     count_columns,
+    feed_by_version,
     merge_versions,
 )
 from shared.registry.metadata import ModelMetadata
@@ -291,12 +291,8 @@ def summarise_requests(
     """
     if any(item.metadata is None for item in items):
         return None
-    by_version: dict[int, list[RequestRows]] = {}
-    for item in items:
-        if item.role in FEED_ROLES:
-            by_version.setdefault(item.version, []).append(item)
     counts = WindowCounts(files=1)
-    for version, version_items in sorted(by_version.items()):
+    for version, version_items in feed_by_version(items):
         metadata = version_items[0].metadata
         assert metadata is not None
         counted = _count_version(version_items, Baseline(metadata))

@@ -13,7 +13,7 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -32,6 +32,16 @@ from shared.registry.metadata import ModelMetadata
 # baseline: an online answer, or a sample of a batch job's rows. A shadow's rows repeat
 # served inputs and are compared with them instead.
 FEED_ROLES = frozenset({"served", "batch"})
+
+
+class _Answered(Protocol):
+    """A row (or a request's rows): who answered it, and in which role."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+
 
 # A hostile or high-cardinality feature must not grow a summary without bound: past this
 # many distinct values, further new categories are counted together in `overflow`.
@@ -355,6 +365,16 @@ def count_rows(
     )
 
 
+def feed_by_version[R: _Answered](rows: Iterable[R]) -> list[tuple[int, list[R]]]:
+    """The traffic among `rows` (FEED_ROLES: not a shadow's), grouped by the version that
+    answered it, in version order: what is counted against each version's baseline."""
+    by_version: dict[int, list[R]] = {}
+    for row in rows:
+        if row.role in FEED_ROLES:
+            by_version.setdefault(row.version, []).append(row)
+    return sorted(by_version.items())
+
+
 def summarise(
     rows: Sequence[Any],
     baselines: dict[int, Baseline | None],
@@ -366,12 +386,8 @@ def summarise(
     be read, and its rows are only counted as such). Shadow rows are left out: they
     repeat served inputs.
     """
-    by_version: dict[int, list[Any]] = {}
-    for row in rows:
-        if row.role in FEED_ROLES:
-            by_version.setdefault(row.version, []).append(row)
     window = WindowCounts(files=1)
-    for version, version_rows in sorted(by_version.items()):
+    for version, version_rows in feed_by_version(rows):
         baseline = baselines.get(version)
         window.rows += len(version_rows)
         if baseline is None:
