@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 import shared
-from shared.alerts.announce import announcing
+from shared.alerts.announce import announcing_if_recorded
 from shared.alerts.metrics import ServingTally, write_lines
 from shared.errors import (
     ArtifactRejected,
@@ -225,7 +225,7 @@ def _guarded(action: Callable[[], HttpResult], rid: str | None = None) -> HttpRe
     try:
         # A refused artifact is a decision: announced once the answer is made. Not kept
         # for a retry: this role may not write the registry record (docs/alerts.md).
-        with announcing(model_cache().store, keep=False):
+        with announcing_if_recorded(model_cache().store):
             result = action()
     except MlopsError as exc:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)

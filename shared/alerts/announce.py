@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from shared.alerts.channels import channels_for
 from shared.alerts.outbox import DeliveryCounts, Outbox
-from shared.registry.audit import listening
+from shared.registry.audit import AuditEvent, listening
 from shared.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -40,3 +40,19 @@ def announcing(
             outbox.retry_unsent()
         if outbox.counts != DeliveryCounts():
             logger.info("announcements: %s", outbox.counts)
+
+
+@contextmanager
+def announcing_if_recorded(store: ObjectStore, *, keep: bool = False) -> Iterator[None]:
+    """`announcing`, paying for the outbox (settings, channels) only once a record is
+    written in the block: for a block that almost never records one, such as a request
+    to a model already loaded (serving's one decision is refusing an artifact it loads)."""
+    heard: list[tuple[str, AuditEvent]] = []
+    try:
+        with listening(lambda key, record: heard.append((key, record))):
+            yield
+    finally:
+        if heard:
+            with announcing(store, keep=keep) as outbox:
+                for key, record in heard:
+                    outbox.recorded(key, record)
