@@ -32,6 +32,7 @@ from shared.batch.records import (
 from shared.batch.split import BadInput
 from shared.errors import InvalidKey, MlopsError
 from shared.registry.audit import utc_now
+from shared.serving.cache import ModelCache
 from shared.store import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -104,18 +105,34 @@ def _start_each(store: ObjectStore, event: Mapping[str, Any], invoke: Invoke) ->
     return started
 
 
+# One per process, as serving's: a warm function scoring part after part keeps the job's
+# version loaded (artifact fetched, hash checked, session made) instead of loading it again
+# for each part. A job names its version by number, whose artifact never changes.
+_cache: ModelCache | None = None
+
+
+def _process_cache() -> ModelCache:
+    global _cache
+    if _cache is None:
+        _cache = ModelCache(open_store())
+    return _cache
+
+
 def handle_part(event: Mapping[str, Any], store: ObjectStore | None = None) -> dict[str, Any]:
     """Score one part (a retry or a second delivery finds it done), then try to finish.
 
     A version refused for its artifact is announced, as in handle_upload.
     """
-    store = store or open_store()
+    cache = None
+    if store is None:  # deployed: the function's own store, and its loaded versions
+        cache = _process_cache()
+        store = cache.store
     where, index = event["job"], event["part"]
     if not isinstance(where, str) or not isinstance(index, int):
         raise ValueError(f"a part event is {{'job': key, 'part': n}}, not {str(event)[:200]}")
     with announcing(store, keep=False):
         job = decode_job(store.get(where).body, where)
-        done = score_part(store, job, index)
+        done = score_part(store, job, index, cache=cache)
         manifest = finish_job(store, job)
     return {
         "part": done.part,

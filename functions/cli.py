@@ -405,9 +405,10 @@ def cmd_batch(store: ObjectStore, args: argparse.Namespace) -> int:
         job = started.job
         # Spawned, not forked: onnxruntime's threads do not survive a fork.
         spawn = multiprocessing.get_context("spawn")
+        job_json = encode_batch(job)
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=spawn) as pool:
             futures = [
-                pool.submit(_score_part_in_process, store.uri, encode_batch(job), index)
+                pool.submit(_score_part_in_process, store.uri, job_json, index)
                 for index in range(len(job.parts))
             ]
             for future in as_completed(futures):
@@ -514,11 +515,8 @@ def _same_job(job: BatchJob, path: Path, request: JobRequest) -> bool:
         return False
     if request.id_columns is not None and job.kept != request.id_columns:
         return False
-    digest = hashlib.sha256()
     with path.open("rb") as file:
-        for piece in iter(lambda: file.read(1 << 20), b""):
-            digest.update(piece)
-    return job.input.sha256 == digest.hexdigest()
+        return job.input.sha256 == hashlib.file_digest(file, "sha256").hexdigest()
 
 
 # A job not started this long after its upload: say what may be missing (once).
@@ -642,12 +640,10 @@ def _already_uploaded(store: ObjectStore, key: str, path: Path) -> bool:
     info = store.head(key)
     if info is None:
         return False
-    # Not a security check: at worst a file is uploaded again. Read in pieces: a file already
-    # uploaded is never held whole.
-    digest = hashlib.md5(usedforsecurity=False)
+    # Not a security check: at worst a file is uploaded again. Read in pieces (file_digest):
+    # a file already uploaded is never held whole.
     with path.open("rb") as file:
-        for piece in iter(lambda: file.read(1 << 20), b""):
-            digest.update(piece)
+        digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
     return info.etag.strip('"') == digest.hexdigest()
 
 

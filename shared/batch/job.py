@@ -522,9 +522,11 @@ def finish_job(store: ObjectStore, job: BatchJob) -> Manifest | None:
     """The manifest, written once every part is done (None until then); written once."""
     where = manifest_key(job.model, job.name)
     prefix = output_prefix(job.model, job.name) + "parts/"
-    done = [decode_part(store.get(info.key).body, info.key) for info in store.list(prefix)]
-    if len(done) < len(job.parts):
+    # Counted before any is read: each part's function asks, and only the last reads them all.
+    records = list(store.list(prefix))
+    if len(records) < len(job.parts):
         return None
+    done = [decode_part(store.get(info.key).body, info.key) for info in records]
     done.sort(key=lambda d: d.part)
     finished = max((d.finished_at for d in done), default=utc_now().isoformat())
     started = _parse_time(job.started_at)
